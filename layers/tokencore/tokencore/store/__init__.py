@@ -1,0 +1,1 @@
+"""The one DynamoDB table's layout, shared by the session, user and rate-limit stores."""
