@@ -1,0 +1,106 @@
+"""Authorization decisions, with no Lambda or AWS types in them.
+
+Given verified access-token claims and the request's method and path, decide whether the
+session store must be consulted (sensitive route, high security level, or sampled) and whether
+the caller's roles allow the route. The authorizer handler turns the decision into API Gateway's
+response shape; nothing here knows that shape.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tokencore.config import RoutePattern, Settings
+from tokencore.tokens.claims import AccessClaims
+
+ADMIN_ROLE = "admin"
+ADMIN_PREFIX = "/admin/"
+# Tokens minted for a session with this security level always check the session store.
+HIGH_SECURITY_LEVELS = frozenset({"high"})
+
+
+class SessionCheckReason(StrEnum):
+    SENSITIVE_ROUTE = "sensitive_route"
+    HIGH_SECURITY = "high_security"
+    SAMPLED = "sampled"
+
+
+def route_matches(pattern: RoutePattern, method: str, path: str) -> bool:
+    """``*`` matches any method or exactly one path segment; a trailing ``/*`` matches the
+    prefix and everything below it."""
+    if pattern.method != "*" and pattern.method != method.upper():
+        return False
+    want = pattern.path.rstrip("/").split("/")
+    have = path.rstrip("/").split("/")
+    if want[-1] == "*" and len(have) >= len(want):
+        # Subtree: compare the prefix, then anything (at least one segment) may follow.
+        want, have = want[:-1], have[: len(want) - 1]
+    if len(want) != len(have):
+        return False
+    return all(w == "*" or w == h for w, h in zip(want, have, strict=True))
+
+
+def is_sensitive(patterns: Iterable[RoutePattern], method: str, path: str) -> bool:
+    return any(route_matches(pattern, method, path) for pattern in patterns)
+
+
+def normalize_path(path: str) -> str | None:
+    """Collapse repeated slashes; refuse dot segments and percent-encoding.
+
+    A path that could be read two ways (``//admin/x``, ``/me/../admin/x``, ``/%61dmin/x``) must
+    never be matched one way here and routed another way by API Gateway: such paths are denied.
+    """
+    if not path.startswith("/") or "%" in path or "\\" in path:
+        return None
+    segments = [segment for segment in path.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        return None
+    return "/" + "/".join(segments)
+
+
+def required_role(path: str) -> str | None:
+    """The role a route needs, beyond a valid token."""
+    if path == ADMIN_PREFIX.rstrip("/") or path.startswith(ADMIN_PREFIX):
+        return ADMIN_ROLE
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    allowed: bool
+    session_check: SessionCheckReason | None
+    deny_reason: str | None = None
+
+
+class Policy:
+    """One per container: settings and the sampler are fixed, decisions are pure."""
+
+    def __init__(self, settings: Settings, sampler: random.Random | None = None) -> None:
+        self._patterns = settings.sensitive_routes
+        self._sample_rate = settings.session_check_sample_rate
+        # Sampling spreads load; it is not a secret, so a fast PRNG is right here.
+        self._sampler = sampler or random.Random()  # noqa: S311
+
+    def session_check_reason(
+        self, claims: AccessClaims, method: str, path: str
+    ) -> SessionCheckReason | None:
+        if is_sensitive(self._patterns, method, path):
+            return SessionCheckReason.SENSITIVE_ROUTE
+        if claims.security_level in HIGH_SECURITY_LEVELS:
+            return SessionCheckReason.HIGH_SECURITY
+        if self._sample_rate > 0 and self._sampler.random() < self._sample_rate:
+            return SessionCheckReason.SAMPLED
+        return None
+
+    def decide(self, claims: AccessClaims, method: str, path: str) -> RouteDecision:
+        normalized = normalize_path(path)
+        if normalized is None:
+            return RouteDecision(False, None, "malformed_path")
+        path = normalized
+        role = required_role(path)
+        if role is not None and not claims.has_role(role):
+            return RouteDecision(False, None, "insufficient_role")
+        return RouteDecision(True, self.session_check_reason(claims, method, path))

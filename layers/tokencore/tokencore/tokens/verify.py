@@ -1,0 +1,291 @@
+"""The one place that decodes tokens.
+
+Order of checks, cheapest and most hostile-input-proof first:
+
+1. size and alphabet of the whole string (before any decoding);
+2. the header: canonical base64url, strict JSON, only ``alg``, ``kid``, ``typ`` allowed
+   (``jku``, ``x5u``, ``x5c``, ``jwk``, ``crit``, ``b64`` and anything else are refused, never
+   consulted), ``alg`` on the allow-list, ``kid`` well-formed;
+3. the key by ``kid`` from our own key set, and the header ``alg`` equal to the key's binding;
+4. the signature;
+5. only then the payload: strict JSON, the token type, and each required claim.
+
+Nothing but ``tokencore.errors`` escapes: every library failure on hostile input becomes a
+rejection, and a key-store failure stays a ``ServiceFault``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tokencore.config import Settings
+from tokencore.errors import (
+    AlgorithmNotAllowed,
+    ExpiredToken,
+    InvalidClaim,
+    MalformedToken,
+    MissingClaim,
+    TokenCoreError,
+    TokenNotYetValid,
+    TokenTooLarge,
+    UnknownKey,
+    UnsupportedHeader,
+    WrongTokenType,
+)
+from tokencore.keys.jwk import is_valid_kid
+from tokencore.keys.model import VerificationKey
+from tokencore.tokens.claims import (
+    CLAIM_FINGERPRINT,
+    CLAIM_GENERATION,
+    CLAIM_SECURITY_LEVEL,
+    CLAIM_TOKEN_USE,
+    TYP_BY_USE,
+    AccessClaims,
+    RefreshClaims,
+    TokenUse,
+)
+from tokencore.tokens.codec import b64url_decode, json_object
+from tokencore.tokens.signature import SIGNATURE_ALGORITHMS, verify_signature
+
+# Our access tokens are under 1 KB; 8 KB leaves room for many roles and refuses abuse early.
+MAX_TOKEN_LENGTH = 8192
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# A kid may start with "-" or "_": our kids are RFC 7638 thumbprints (base64url), and one in
+# 32 of those starts with one of them. ".." is refused separately.
+_KID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._@:+-]{0,127}")
+ALLOWED_HEADER_PARAMETERS = frozenset({"alg", "kid", "typ"})
+_MAX_ID_LENGTH = 256
+_MAX_ROLES = 64
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "jti", "sid", "iat", "exp", CLAIM_TOKEN_USE)
+
+
+class KeyLookup(Protocol):
+    """Finds a verification key by kid (a KeyRing, or a fixed set in tests)."""
+
+    def get(self, kid: str) -> VerificationKey: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    issuer: str
+    audience: str
+    leeway_seconds: int
+
+    @classmethod
+    def for_access(cls, settings: Settings) -> VerifyOptions:
+        return cls(
+            settings.token_issuer, settings.token_audience, settings.clock_skew_leeway_seconds
+        )
+
+    @classmethod
+    def for_refresh(cls, settings: Settings) -> VerifyOptions:
+        # Refresh tokens are for the issuer alone: their audience is the issuer itself.
+        return cls(settings.token_issuer, settings.token_issuer, settings.clock_skew_leeway_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedJws:
+    header: dict[str, Any]
+    payload: bytes
+    key: VerificationKey
+
+
+def verify_jws(
+    token: object,
+    keys: KeyLookup,
+    *,
+    algorithms: Collection[str] = SIGNATURE_ALGORITHMS,
+    allowed_header: Collection[str] = ALLOWED_HEADER_PARAMETERS,
+) -> VerifiedJws:
+    """Verify a compact JWS and return its header and payload bytes (no claim checks)."""
+    try:
+        return _verify_jws(token, keys, algorithms, allowed_header)
+    except TokenCoreError:
+        raise
+    except Exception as exc:
+        raise MalformedToken("token could not be parsed") from exc
+
+
+def _verify_jws(
+    token: object,
+    keys: KeyLookup,
+    algorithms: Collection[str],
+    allowed_header: Collection[str],
+) -> VerifiedJws:
+    if not isinstance(token, str):
+        raise MalformedToken("token is not a string")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenTooLarge("token is too large")
+    if not _COMPACT_JWS.fullmatch(token):
+        raise MalformedToken("token is not a compact JWS")
+    header_segment, payload_segment, signature_segment = token.split(".")
+
+    header = json_object(b64url_decode(header_segment))
+    unexpected = header.keys() - allowed_header
+    if unexpected:
+        raise UnsupportedHeader("header has unsupported parameters")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise AlgorithmNotAllowed("algorithm is not allowed")
+    kid = header.get("kid")
+    if not is_valid_kid(kid):
+        raise UnknownKey("kid is missing or malformed")
+
+    key = keys.get(kid)
+    if key.alg != alg:
+        # The key decides the algorithm; a header that disagrees is an attack (RFC 8725 §3.1).
+        raise AlgorithmNotAllowed("algorithm does not match the key")
+
+    signature = b64url_decode(signature_segment)
+    signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+    verify_signature(key, signing_input, signature)
+    return VerifiedJws(header, b64url_decode(payload_segment), key)
+
+
+def verify_access_token(
+    token: object, keys: KeyLookup, options: VerifyOptions, now: float
+) -> AccessClaims:
+    """Verify an access token: asymmetric key, typ at+jwt, token_use access, every claim."""
+    verified = verify_jws(token, keys, algorithms=_ASYMMETRIC)
+    claims = _verified_claims(verified, TokenUse.ACCESS, options, now)
+    try:
+        return AccessClaims(
+            subject=claims["sub"],
+            session_id=claims["sid"],
+            token_id=claims["jti"],
+            issuer=claims["iss"],
+            audience=options.audience,
+            issued_at=claims["iat"],
+            expires_at=claims["exp"],
+            roles=_roles(claims),
+            email=_optional_text(claims, "email"),
+            fingerprint_hash=_optional_text(claims, CLAIM_FINGERPRINT),
+            security_level=_optional_text(claims, CLAIM_SECURITY_LEVEL),
+        )
+    except TokenCoreError:
+        raise
+    except Exception as exc:
+        raise InvalidClaim("claims are malformed") from exc
+
+
+def verify_refresh_token(
+    token: object, keys: KeyLookup, options: VerifyOptions, now: float
+) -> RefreshClaims:
+    """Verify a refresh token: HMAC key of the refresh key set, typ rt+jwt, token_use refresh."""
+    verified = verify_jws(token, keys, algorithms=_SYMMETRIC)
+    claims = _verified_claims(verified, TokenUse.REFRESH, options, now)
+    generation = claims.get(CLAIM_GENERATION)
+    if generation is None:
+        raise MissingClaim(f"claim {CLAIM_GENERATION} is required")
+    if type(generation) is not int or generation < 0:
+        raise InvalidClaim(f"claim {CLAIM_GENERATION} must be a non-negative integer")
+    return RefreshClaims(
+        subject=claims["sub"],
+        session_id=claims["sid"],
+        token_id=claims["jti"],
+        generation=generation,
+        issuer=claims["iss"],
+        audience=options.audience,
+        issued_at=claims["iat"],
+        expires_at=claims["exp"],
+    )
+
+
+_ASYMMETRIC = frozenset({"RS256", "ES256", "EdDSA"})
+_SYMMETRIC = frozenset({"HS256"})
+
+
+def _verified_claims(
+    verified: VerifiedJws, use: TokenUse, options: VerifyOptions, now: float
+) -> dict[str, Any]:
+    # A refresh key can never verify an access token and the reverse: the algorithm sets are
+    # disjoint, the key sets are separate, and the typ header and token_use claim must match.
+    if verified.key.is_symmetric != (use is TokenUse.REFRESH):
+        raise WrongTokenType("key is not of this token's kind")
+    typ = verified.header.get("typ")
+    if not isinstance(typ, str) or typ.lower().removeprefix("application/") != TYP_BY_USE[use]:
+        raise WrongTokenType("typ header does not match the token kind")
+    claims = json_object(verified.payload)
+    for name in REQUIRED_CLAIMS:
+        if name not in claims:
+            raise MissingClaim(f"claim {name} is required")
+    if claims[CLAIM_TOKEN_USE] != use.value:
+        raise WrongTokenType("token_use does not match")
+    _validate_issuer(claims, options)
+    _validate_audience(claims, options)
+    for name in ("sub", "jti", "sid"):
+        _validate_identifier(claims, name)
+    _validate_times(claims, options, now)
+    return claims
+
+
+def _validate_issuer(claims: dict[str, Any], options: VerifyOptions) -> None:
+    if claims["iss"] != options.issuer:
+        raise InvalidClaim("issuer does not match")
+
+
+def _validate_audience(claims: dict[str, Any], options: VerifyOptions) -> None:
+    audience = claims["aud"]
+    if audience == options.audience:
+        return
+    if (
+        isinstance(audience, list)
+        and all(isinstance(item, str) for item in audience)
+        and options.audience in audience
+    ):
+        return
+    raise InvalidClaim("audience does not match")
+
+
+def _validate_identifier(claims: dict[str, Any], name: str) -> None:
+    value = claims[name]
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID_LENGTH:
+        raise InvalidClaim(f"claim {name} must be a non-empty string")
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> int:
+    value = claims[name]
+    # PyJWT would accept "1700000000" (a string) and True; RFC 7519 NumericDate is a number.
+    if type(value) is int:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return math.floor(value)
+    raise InvalidClaim(f"claim {name} must be a NumericDate")
+
+
+def _validate_times(claims: dict[str, Any], options: VerifyOptions, now: float) -> None:
+    leeway = options.leeway_seconds
+    expires_at = _numeric_date(claims, "exp")
+    issued_at = _numeric_date(claims, "iat")
+    claims["exp"], claims["iat"] = expires_at, issued_at
+    # Valid while now < exp + leeway: at exactly exp + leeway the token is expired.
+    if now >= expires_at + leeway:
+        raise ExpiredToken("token has expired")
+    if issued_at > now + leeway:
+        raise TokenNotYetValid("token was issued in the future")
+    if "nbf" in claims and _numeric_date(claims, "nbf") > now + leeway:
+        raise TokenNotYetValid("token is not valid yet")
+
+
+def _roles(claims: dict[str, Any]) -> tuple[str, ...]:
+    roles = claims.get("roles", [])
+    if (
+        not isinstance(roles, list)
+        or len(roles) > _MAX_ROLES
+        or not all(isinstance(role, str) and 0 < len(role) <= 64 for role in roles)
+    ):
+        raise InvalidClaim("claim roles must be a list of short strings")
+    return tuple(roles)
+
+
+def _optional_text(claims: dict[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_ID_LENGTH:
+        raise InvalidClaim(f"claim {name} must be a string")
+    return value
