@@ -1,0 +1,195 @@
+"""The verifier's key cache: which key verifies a given kid, now.
+
+Rules, in the order they are applied by :meth:`KeyRing.get`:
+
+1. A kid we could never have loaded (see ``jwk.is_valid_kid``) is unknown at once, no refetch.
+2. A cached key is served until the cache is ``cache_ttl_seconds`` old. The TTL is the bound
+   on emergency revocation: a key removed from the source stops verifying within it.
+3. An unknown kid, or an expired cache, triggers a refetch of the whole key list, which then
+   replaces the cache (so removed keys disappear). Refetches caused by unknown kids run at
+   most once per ``refetch_min_interval_seconds`` per container, so a flood of random kids
+   causes no refetch storm; after that the kid is simply unknown (UnknownKey). While a
+   failed refetch is being waited out, the answer is KeyUnavailable, not UnknownKey: we do
+   not know, and a client should retry rather than drop its token.
+4. Expired cache and failing source: fail closed with KeyUnavailable. Keys are never served
+   stale. Serving stale keys would stretch the revocation bound exactly when the source is in
+   trouble (perhaps mid-incident), and the authorizer denies on a fault anyway; the price is
+   that a source outage longer than the TTL denies every request until it recovers.
+
+Lookups of cached keys take no lock: the cache is one immutable snapshot swapped atomically.
+A refetch holds the lock, so concurrent misses cause one source call, not one each.
+
+``StaticKeySource`` and ``JwksDocumentSource`` are pure sources (no boto3): fixed keys, or the
+PUBLIC_JWKS setting (JSON text or a file path).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from tokencore.clock import Clock
+from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable, UnknownKey
+from tokencore.keys.jwk import is_valid_kid, parse_json_document, parse_jwks
+from tokencore.keys.jwks import sort_by_status
+from tokencore.keys.model import KeySource, VerificationKey
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    keys: MappingProxyType[str, VerificationKey]
+    expires_at: float  # -inf: nothing loaded yet
+
+
+def _index(keys: Iterable[VerificationKey], what: str) -> MappingProxyType[str, VerificationKey]:
+    indexed: dict[str, VerificationKey] = {}
+    for key in keys:
+        if not isinstance(key, VerificationKey):
+            raise InvalidKeyMaterial(f"{what} returned something that is not a key")
+        if key.kid in indexed:
+            raise InvalidKeyMaterial(f"{what} has the kid {key.kid!r} more than once")
+        indexed[key.kid] = key
+    return MappingProxyType(indexed)
+
+
+def _fault(what: str, cause: KeyUnavailable) -> KeyUnavailable:
+    """A fault of the same class as ``cause`` (a bad document stays InvalidKeyMaterial), with
+    its message, which the error tree guarantees is free of key material."""
+    error = InvalidKeyMaterial if isinstance(cause, InvalidKeyMaterial) else KeyUnavailable
+    return error(f"{what}: {cause.message}")
+
+
+class KeyRing:
+    """Thread-safe, TTL-bounded cache of verification keys in front of a KeySource."""
+
+    def __init__(
+        self,
+        source: KeySource,
+        clock: Clock,
+        cache_ttl_seconds: int,
+        refetch_min_interval_seconds: int,
+        initial: Sequence[VerificationKey] | None = None,
+    ) -> None:
+        if cache_ttl_seconds < 1:
+            raise ConfigError("JWKS_CACHE_TTL_SECONDS must be at least 1")
+        if refetch_min_interval_seconds < 0:
+            raise ConfigError("JWKS_REFETCH_MIN_INTERVAL_SECONDS must be at least 0")
+        self._source = source
+        self._clock = clock
+        self._ttl = float(cache_ttl_seconds)
+        self._min_interval = float(refetch_min_interval_seconds)
+        self._lock = threading.Lock()
+        self._last_attempt_at: float | None = None
+        self._last_error: KeyUnavailable | None = None
+        if initial is None:
+            self._snapshot = _Snapshot(MappingProxyType({}), float("-inf"))
+        else:
+            # Keys from the environment or a file: used, with no source call, until they
+            # expire or an unknown kid arrives.
+            keys = _index(initial, "initial keys")
+            self._snapshot = _Snapshot(keys, clock.now() + self._ttl)
+
+    def get(self, kid: str) -> VerificationKey:
+        """The key for ``kid``. Raises UnknownKey, or KeyUnavailable when we cannot tell."""
+        if not is_valid_kid(kid):
+            raise UnknownKey("kid is not acceptable")
+        now = self._clock.now()
+        snapshot = self._snapshot
+        if now < snapshot.expires_at:
+            key = snapshot.keys.get(kid)
+            if key is not None:
+                return key
+        with self._lock:
+            snapshot = self._current(now, refetch_if_fresh=kid not in self._snapshot.keys)
+            key = snapshot.keys.get(kid)
+            if key is None:
+                raise UnknownKey("no key has this kid")
+            return key
+
+    def keys(self) -> list[VerificationKey]:
+        """Every key that verifies now (active, next, retired), refetching if expired."""
+        now = self._clock.now()
+        snapshot = self._snapshot
+        if not now < snapshot.expires_at:
+            with self._lock:
+                snapshot = self._current(now, refetch_if_fresh=False)
+        return sort_by_status(snapshot.keys.values())
+
+    def _current(self, now: float, *, refetch_if_fresh: bool) -> _Snapshot:
+        """The snapshot to answer from, refetching when the rules allow. Hold the lock."""
+        snapshot = self._snapshot
+        fresh = now < snapshot.expires_at
+        if fresh and not refetch_if_fresh:
+            return snapshot  # another thread refetched while we waited for the lock
+        rate_limited = (
+            self._last_attempt_at is not None and now - self._last_attempt_at < self._min_interval
+        )
+        # An expired cache after a successful fetch refetches at once (that happens at most
+        # once per TTL); after a failure, and for unknown kids, the rate limit applies.
+        last_error = self._last_error
+        if rate_limited and (fresh or last_error is not None):
+            if last_error is not None:
+                raise _fault("verification keys are unavailable", last_error) from last_error
+            return snapshot
+        self._last_attempt_at = now
+        try:
+            keys = _index(self._source.load_verification_keys(), "key source")
+        except KeyUnavailable as exc:
+            self._last_error = exc
+            if fresh:  # the cached keys are still within their TTL; only this kid is unknown
+                raise _fault("verification keys could not be refreshed", exc) from exc
+            self._snapshot = _Snapshot(MappingProxyType({}), float("-inf"))  # fail closed
+            raise _fault("verification keys could not be loaded", exc) from exc
+        self._last_error = None
+        self._snapshot = _Snapshot(keys, now + self._ttl)
+        return self._snapshot
+
+
+class StaticKeySource:
+    """A fixed list of keys (tests, or keys built at start-up)."""
+
+    def __init__(self, keys: Iterable[VerificationKey]) -> None:
+        self._keys = tuple(_index(keys, "static key source").values())
+
+    def load_verification_keys(self) -> list[VerificationKey]:
+        return list(self._keys)
+
+
+class JwksDocumentSource:
+    """Public keys from PUBLIC_JWKS: a JWKS as JSON text (starts with ``{``) or a file path.
+
+    JSON text is parsed once (it cannot change); a file is read again on every load, so a
+    refetch sees a replaced file. Read failures are KeyUnavailable; a bad document is
+    InvalidKeyMaterial. Messages never repeat the setting's value.
+    """
+
+    def __init__(self, json_text_or_path: str) -> None:
+        value = json_text_or_path.strip()
+        if not value:
+            raise ConfigError("PUBLIC_JWKS is empty")
+        self._source: str | Path = value if value.startswith("{") else Path(value)
+        self._parsed: tuple[VerificationKey, ...] | None = None
+
+    def load_verification_keys(self) -> list[VerificationKey]:
+        if isinstance(self._source, Path):
+            try:
+                text = self._source.read_bytes()
+            except OSError as exc:
+                raise KeyUnavailable("the PUBLIC_JWKS file could not be read") from exc
+            return self._parse(text)
+        if self._parsed is None:
+            self._parsed = tuple(self._parse(self._source))
+        return list(self._parsed)
+
+    @staticmethod
+    def _parse(text: str | bytes) -> list[VerificationKey]:
+        return parse_jwks(parse_json_document(text, "PUBLIC_JWKS"))
+
+
+if TYPE_CHECKING:  # mypy checks that these classes implement the protocol
+    _STATIC: type[KeySource] = StaticKeySource
+    _JWKS: type[KeySource] = JwksDocumentSource

@@ -1,0 +1,146 @@
+"""A set of private keys for one purpose, as stored in a secret.
+
+The secret document (one per purpose: access tokens, refresh tokens)::
+
+    {
+      "version": 1,
+      "keys": [
+        {"kty": "RSA", "kid": "<RFC 7638 thumbprint>", "use": "sig", "alg": "RS256",
+         "status": "active", "n": "...", "e": "AQAB", "d": "...", "p": "...", ...},
+        {"kty": "EC", "kid": "...", "alg": "ES256", "status": "next", "crv": "P-256", ...},
+        {"kty": "oct", "kid": "rt-0123456789abcdef", "alg": "HS256", "status": "active", "k": "..."}
+      ]
+    }
+
+``version`` is exactly 1. ``keys`` holds private JWKs (see ``jwk.parse_private_jwk``) with
+``status`` one of ``next`` (published, not yet signing), ``active`` (signs; exactly one) and
+``retired`` (verifies until its last token expires). Other top-level members are ignored, so
+an operator may add a note; an unknown ``version`` is refused.
+
+An access set holds asymmetric keys only (RS256, ES256, EdDSA; mixing them is how an algorithm
+migration rotates); a refresh set holds HS256 keys only. Mixing the two would let a refresh
+secret sign access tokens or put a secret into the published JWKS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tokencore.errors import InvalidKeyMaterial
+from tokencore.keys.jwk import (
+    PrivateKeyEntry,
+    parse_json_document,
+    parse_private_jwks,
+    private_jwk,
+)
+from tokencore.keys.jwks import sort_by_status
+from tokencore.keys.local import LocalSigner
+from tokencore.keys.model import (
+    ASYMMETRIC_ALGORITHMS,
+    SYMMETRIC_ALGORITHMS,
+    KeyPurpose,
+    KeyStatus,
+    Signer,
+    VerificationKey,
+)
+
+SECRET_DOCUMENT_VERSION = 1
+_ALGORITHMS_BY_PURPOSE: Mapping[str, frozenset[str]] = {
+    "access": ASYMMETRIC_ALGORITHMS,
+    "refresh": SYMMETRIC_ALGORITHMS,
+}
+
+
+def check_purpose(purpose: object) -> KeyPurpose:
+    """Return ``purpose`` if it is "access" or "refresh"; raise InvalidKeyMaterial otherwise."""
+    if purpose == "access":
+        return "access"
+    if purpose == "refresh":
+        return "refresh"
+    raise InvalidKeyMaterial("key purpose must be 'access' or 'refresh'")
+
+
+class KeySet:
+    """Immutable: exactly one active key, unique kids, one algorithm family per purpose.
+
+    The signer and the verification keys are built once here, so a container parses its keys
+    once and signs many times.
+    """
+
+    __slots__ = ("_active", "_entries", "_purpose", "_signer", "_verification_keys")
+
+    def __init__(self, entries: Iterable[PrivateKeyEntry], purpose: KeyPurpose) -> None:
+        self._purpose = check_purpose(purpose)
+        self._entries = tuple(entries)
+        if not self._entries:
+            raise InvalidKeyMaterial(f"{purpose} key set is empty")
+        allowed = _ALGORITHMS_BY_PURPOSE[purpose]
+        kids: set[str] = set()
+        for entry in self._entries:
+            if not isinstance(entry, PrivateKeyEntry):
+                raise InvalidKeyMaterial(f"{purpose} key set holds something that is not a key")
+            if entry.alg not in allowed:
+                raise InvalidKeyMaterial(
+                    f"{purpose} key set must not hold {entry.alg} key {entry.kid!r}"
+                )
+            if entry.kid in kids:
+                raise InvalidKeyMaterial(f"{purpose} key set has the kid {entry.kid!r} twice")
+            kids.add(entry.kid)
+        active = [entry for entry in self._entries if entry.status is KeyStatus.ACTIVE]
+        if len(active) != 1:
+            raise InvalidKeyMaterial(
+                f"{purpose} key set needs exactly one active key, found {len(active)}"
+            )
+        self._active = active[0]
+        self._signer = LocalSigner(self._active)
+        self._verification_keys = tuple(
+            sort_by_status(entry.verification_key() for entry in self._entries)
+        )
+
+    @property
+    def purpose(self) -> KeyPurpose:
+        return self._purpose
+
+    @property
+    def entries(self) -> tuple[PrivateKeyEntry, ...]:
+        return self._entries
+
+    @property
+    def active(self) -> PrivateKeyEntry:
+        return self._active
+
+    def signer(self) -> Signer:
+        """The signer of the one active key."""
+        return self._signer
+
+    def verification_keys(self) -> list[VerificationKey]:
+        """Every key that verifies: active, next (already published) and retired."""
+        return list(self._verification_keys)
+
+    def to_secret_document(self) -> dict[str, Any]:
+        return {
+            "keys": [private_jwk(entry) for entry in self._entries],
+            "version": SECRET_DOCUMENT_VERSION,
+        }
+
+    @classmethod
+    def from_secret_document(cls, doc: Mapping[str, object] | str, purpose: KeyPurpose) -> KeySet:
+        """Parse a secret document (a parsed mapping or its JSON text); see the module doc."""
+        check_purpose(purpose)
+        what = f"{purpose} key secret"
+        document = parse_json_document(doc, what) if isinstance(doc, str) else doc
+        if not isinstance(document, Mapping):
+            raise InvalidKeyMaterial(f"{what} is not a JSON object")
+        version = document.get("version")
+        if type(version) is not int or version != SECRET_DOCUMENT_VERSION:
+            raise InvalidKeyMaterial(f"{what} must have version {SECRET_DOCUMENT_VERSION}")
+        try:
+            entries = parse_private_jwks(document)
+        except InvalidKeyMaterial as exc:
+            raise InvalidKeyMaterial(f"{what}: {exc.message}") from exc
+        return cls(entries, purpose)
+
+    def __repr__(self) -> str:  # kids and statuses only
+        kids = ", ".join(f"{entry.kid}:{entry.status.value}" for entry in self._entries)
+        return f"KeySet(purpose={self._purpose!r}, keys=[{kids}])"

@@ -1,0 +1,219 @@
+"""Signing with AWS KMS asymmetric keys (the private key never leaves KMS).
+
+RS256 uses RSASSA_PKCS1_V1_5_SHA_256 and ES256 uses ECDSA_SHA_256, both with MessageType RAW:
+KMS hashes the JWS signing input itself, which it accepts up to 4096 bytes (our tokens are
+under 1 KB). KMS returns ECDSA signatures in DER; JWS wants raw ``r || s``.
+
+The kid is the RFC 7638 thumbprint of the public key, so a KMS key and the same key in a JWKS
+agree without any mapping table. GetPublicKey runs once per container per key (lazily), and
+its answer is checked against the algorithm: the key spec, the usage and the signing
+algorithms must all fit, or the key is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from tokencore.errors import InvalidKeyMaterial, KeyUnavailable
+from tokencore.keys._aws import LazyClient, aws_errors, error_code
+from tokencore.keys.jwk import verification_key_for
+from tokencore.keys.local import der_to_raw_ecdsa
+from tokencore.keys.model import KeySource, KeyStatus, Signer, VerificationKey
+
+MAX_RAW_MESSAGE_BYTES = 4096
+SIGNING_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
+_ALG_BY_KEY_SPEC = {
+    "RSA_2048": "RS256",
+    "RSA_3072": "RS256",
+    "RSA_4096": "RS256",
+    "ECC_NIST_P256": "ES256",
+}
+
+
+def fetch_public_key(
+    client: Any,
+    key_id: str,
+    *,
+    expected_alg: str | None = None,
+    status: KeyStatus = KeyStatus.ACTIVE,
+    label: str = "KMS key",
+) -> VerificationKey:
+    """GetPublicKey for ``key_id``, checked, as a VerificationKey whose kid is its thumbprint.
+
+    The algorithm follows from the key spec (RSA_2048/3072/4096 -> RS256, ECC_NIST_P256 ->
+    ES256); with ``expected_alg`` the spec must give exactly that algorithm.
+    """
+    try:
+        response = client.get_public_key(KeyId=key_id)
+    except aws_errors() as exc:
+        raise KeyUnavailable(f"could not read the {label} ({error_code(exc)})") from exc
+    # KeySpec is current; CustomerMasterKeySpec is the deprecated twin (and all moto returns).
+    spec = response.get("KeySpec") or response.get("CustomerMasterKeySpec")
+    alg = _ALG_BY_KEY_SPEC.get(spec) if isinstance(spec, str) else None
+    if alg is None or (expected_alg is not None and alg != expected_alg):
+        wanted = expected_alg or "RS256 or ES256"
+        raise InvalidKeyMaterial(f"{label} has a key spec that does not fit {wanted}")
+    if response.get("KeyUsage", "SIGN_VERIFY") != "SIGN_VERIFY":
+        raise InvalidKeyMaterial(f"{label} is not a SIGN_VERIFY key")
+    if SIGNING_ALGORITHMS[alg] not in (response.get("SigningAlgorithms") or ()):
+        raise InvalidKeyMaterial(f"{label} does not offer {SIGNING_ALGORITHMS[alg]}")
+    der = response.get("PublicKey")
+    if not isinstance(der, bytes):
+        raise InvalidKeyMaterial(f"{label} returned no public key")
+    try:
+        public_key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError) as exc:
+        raise InvalidKeyMaterial(f"{label} returned an unreadable public key") from exc
+    if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise InvalidKeyMaterial(f"{label} returned an unexpected key type")
+    return verification_key_for(public_key, alg, status=status)
+
+
+class KmsSigner:
+    """Signs with a KMS key (implements the Signer protocol).
+
+    ``kid`` needs the public key, so the first use of ``kid`` or ``sign`` calls GetPublicKey;
+    later ones do not. Each signature is checked against that public key before it is
+    returned: if the key id is an alias that now points at another key, we fail (and fetch
+    the public key again next time) instead of minting tokens nobody can verify.
+    """
+
+    def __init__(
+        self,
+        key_id: str,
+        alg: str,
+        *,
+        boto3_client: Any | None = None,
+        boto3_session: Any | None = None,
+        boto_config: Any | None = None,
+    ) -> None:
+        if alg not in SIGNING_ALGORITHMS:
+            raise InvalidKeyMaterial(f"KMS signing supports RS256 and ES256, not {alg!r}")
+        if not key_id:
+            raise InvalidKeyMaterial("a KMS key id is required")
+        self._key_id = key_id
+        self._alg = alg
+        self._client = LazyClient("kms", boto3_client, boto3_session, boto_config)
+        self._lock = threading.Lock()
+        self._public: VerificationKey | None = None
+
+    @property
+    def kid(self) -> str:
+        return self.verification_key().kid
+
+    @property
+    def alg(self) -> str:
+        return self._alg
+
+    def verification_key(self) -> VerificationKey:
+        """The public key (fetched once, then cached), as published in the JWKS."""
+        public = self._public
+        if public is None:
+            with self._lock:
+                if self._public is None:
+                    self._public = fetch_public_key(
+                        self._client.get(),
+                        self._key_id,
+                        expected_alg=self._alg,
+                        label="KMS signing key",
+                    )
+                public = self._public
+        return public
+
+    def sign(self, signing_input: bytes) -> bytes:
+        if not 0 < len(signing_input) <= MAX_RAW_MESSAGE_BYTES:
+            raise KeyUnavailable(
+                f"KMS signs RAW messages of 1 to {MAX_RAW_MESSAGE_BYTES} bytes; "
+                f"this signing input has {len(signing_input)}"
+            )
+        public = self.verification_key()
+        try:
+            response = self._client.get().sign(
+                KeyId=self._key_id,
+                Message=signing_input,
+                MessageType="RAW",
+                SigningAlgorithm=SIGNING_ALGORITHMS[self._alg],
+            )
+        except aws_errors() as exc:
+            raise KeyUnavailable(f"KMS could not sign ({error_code(exc)})") from exc
+        signature = response.get("Signature")
+        if not isinstance(signature, bytes):
+            raise KeyUnavailable("KMS returned no signature")
+        try:
+            _verify(public, signing_input, signature)
+        except InvalidSignature as exc:
+            with self._lock:
+                self._public = None
+            raise KeyUnavailable("KMS signature does not match the cached public key") from exc
+        return der_to_raw_ecdsa(signature) if self._alg == "ES256" else signature
+
+    def __repr__(self) -> str:
+        return f"KmsSigner(alg={self._alg!r})"
+
+
+def _verify(public: VerificationKey, message: bytes, signature: bytes) -> None:
+    key = public.key
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    else:  # fetch_public_key only returns RSA and EC keys
+        raise InvalidSignature
+
+
+class KmsKeySource:
+    """A KeySource reading the public keys of the signing key and of older keys kept to verify.
+
+    ``verify_key_ids`` (KMS_VERIFY_KEY_IDS) are keys that no longer sign but whose tokens may
+    still be alive. KMS knows nothing of next/retired, so they are reported as RETIRED. Each
+    key's algorithm follows from its key spec, so an RS256 -> ES256 migration needs no map.
+    Any key that cannot be read fails the whole load (fail closed): remove a key id from the
+    list before disabling or deleting the key.
+    """
+
+    def __init__(
+        self,
+        signing_key_id: str,
+        verify_key_ids: Iterable[str] = (),
+        *,
+        boto3_client: Any | None = None,
+        boto3_session: Any | None = None,
+        boto_config: Any | None = None,
+    ) -> None:
+        if not signing_key_id:
+            raise InvalidKeyMaterial("a KMS key id is required")
+        key_ids = [signing_key_id]
+        key_ids.extend(key_id for key_id in verify_key_ids if key_id and key_id not in key_ids)
+        self._key_ids = tuple(key_ids)
+        self._client = LazyClient("kms", boto3_client, boto3_session, boto_config)
+
+    def load_verification_keys(self) -> list[VerificationKey]:
+        client = self._client.get()
+        keys: list[VerificationKey] = []
+        seen: set[str] = set()
+        for index, key_id in enumerate(self._key_ids):
+            key = fetch_public_key(
+                client,
+                key_id,
+                status=KeyStatus.ACTIVE if index == 0 else KeyStatus.RETIRED,
+                label="KMS signing key" if index == 0 else f"KMS verify key {index}",
+            )
+            # An alias and a key id may name the same key: same thumbprint, same key.
+            if key.kid not in seen:
+                seen.add(key.kid)
+                keys.append(key)
+        return keys
+
+    def __repr__(self) -> str:
+        return f"KmsKeySource(keys={len(self._key_ids)})"
+
+
+if TYPE_CHECKING:  # mypy checks that these classes implement the protocols
+    _SIGNER: type[Signer] = KmsSigner
+    _SOURCE: type[KeySource] = KmsKeySource
