@@ -1,0 +1,42 @@
+"""Users: the store interface with an in-memory and a DynamoDB backend, Argon2id passwords,
+and the account service. Importing this package never imports boto3."""
+
+from tokencore.users.base import (
+    User,
+    UserStore,
+    display_username,
+    normalize_username,
+    username_rate_key,
+    validate_email,
+    validate_roles,
+)
+from tokencore.users.dynamodb import DynamoDBUserStore
+from tokencore.users.memory import MemoryUserStore
+from tokencore.users.passwords import Passwords, owasp_hasher, validate_password
+from tokencore.users.service import (
+    REASON_PASSWORD_CHANGED,
+    REASON_USER_DISABLED,
+    RevokeAllSessions,
+    SessionRevoker,
+    UserService,
+)
+
+__all__ = [
+    "REASON_PASSWORD_CHANGED",
+    "REASON_USER_DISABLED",
+    "DynamoDBUserStore",
+    "MemoryUserStore",
+    "Passwords",
+    "RevokeAllSessions",
+    "SessionRevoker",
+    "User",
+    "UserService",
+    "UserStore",
+    "display_username",
+    "normalize_username",
+    "owasp_hasher",
+    "username_rate_key",
+    "validate_email",
+    "validate_password",
+    "validate_roles",
+]

@@ -1,0 +1,249 @@
+"""DynamoDB user store on the single table (see tokencore.store.table).
+
+Items:
+
+- claim   pk ``USERNAME#<normalized>``, sk ``USERNAME``: ``user_id``. Exists iff the name is taken.
+- profile pk ``USER#<user_id>``, sk ``PROFILE``: the ``User`` fields. No ``gsi1pk``, so a user's
+  profile never shows up in the ``by_user`` index that lists their sessions.
+
+Neither kind carries ``expires_at``: accounts do not expire. boto3 is imported when a store is
+built (tokencore.awsclient), never when ``tokencore.users`` is imported, so the in-memory path
+and the pure core load without it. Every AWS failure becomes StoreUnavailable (``from`` the
+original), except the condition failures this module expects and translates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokencore.awsclient import ConditionFailed, call_dynamodb, make_client
+from tokencore.clock import Clock
+from tokencore.errors import StoreConflict, StoreUnavailable, UserExists, UserNotFound
+from tokencore.store.table import (
+    PARTITION_KEY,
+    SORT_KEY,
+    USER_PREFIX,
+    USER_SORT,
+    USERNAME_PREFIX,
+    USERNAME_SORT,
+)
+from tokencore.users.base import User, UserChanges, UserStore
+
+# Named conditions (the state each write expects), joined where a write needs several.
+# create:  (nothing) --claim + profile--> claim exists, profile exists
+claim_is_free = f"attribute_not_exists({PARTITION_KEY})"
+profile_is_free = f"attribute_not_exists({PARTITION_KEY})"
+# update:  profile exists --SET fields--> profile exists
+user_exists = f"attribute_exists({PARTITION_KEY})"
+# rehash:  profile exists with the hash we verified --SET hash--> profile with the new hash
+hash_is_unchanged = "#password_hash = :expected_hash"
+
+
+class DynamoDBUserStore(UserStore):
+    def __init__(
+        self,
+        table_name: str,
+        clock: Clock,
+        boto3_client: Any = None,
+        boto_config: Any = None,
+    ) -> None:
+        self._table = table_name
+        self._clock = clock  # kept for symmetry with the other stores; accounts do not expire
+        self._client = boto3_client if boto3_client is not None else make_client(boto_config)
+
+    # --- I/O -----------------------------------------------------------------------------
+
+    def _insert(self, user: User) -> None:
+        claim = {
+            PARTITION_KEY: {"S": USERNAME_PREFIX + user.normalized_username},
+            SORT_KEY: {"S": USERNAME_SORT},
+            "user_id": {"S": user.user_id},
+        }
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": claim,
+                            "ConditionExpression": claim_is_free,
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _to_item(user),
+                            "ConditionExpression": profile_is_free,
+                        }
+                    },
+                ],
+            )
+        except ConditionFailed as exc:
+            claim_reason = exc.reasons[0] if exc.reasons else ""
+            profile_reason = exc.reasons[1] if len(exc.reasons) > 1 else ""
+            if claim_reason == "ConditionalCheckFailed":
+                raise UserExists("username is taken") from exc
+            if profile_reason == "ConditionalCheckFailed":
+                raise StoreConflict("user id collision; retry") from exc
+            # TransactionConflict (a concurrent create of the same name) and the like: a retry
+            # will either succeed or see the claim and answer UserExists.
+            raise StoreConflict("user creation raced another write; retry") from exc
+
+    def _load(self, user_id: str) -> User | None:
+        response = self._call("get_item", **self._get_args(_profile_key(user_id)))
+        item = response.get("Item")
+        return None if item is None else _from_item(item)
+
+    def _load_by_username(self, normalized_username: str) -> User | None:
+        claim = self._call(
+            "get_item", **self._get_args(_claim_key(normalized_username), projection="user_id")
+        ).get("Item")
+        # A missing name still costs the second read, so the number of round trips does not
+        # tell an observer whether the name exists (Argon2 dominates, but be even anyway).
+        user_id = _string(claim, "user_id") if claim is not None else "-"
+        profile = self._call("get_item", **self._get_args(_profile_key(user_id))).get("Item")
+        if claim is None or profile is None:
+            return None
+        return _from_item(profile)
+
+    def _update(self, user_id: str, changes: UserChanges) -> User:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        clauses: list[str] = []
+        for attribute, value in (
+            ("roles", None if changes.roles is None else _roles_value(changes.roles)),
+            ("disabled", None if changes.disabled is None else {"BOOL": changes.disabled}),
+            (
+                "password_hash",
+                None if changes.password_hash is None else {"S": changes.password_hash},
+            ),
+            (
+                "password_changed_at",
+                None
+                if changes.password_changed_at is None
+                else {"N": _number(changes.password_changed_at)},
+            ),
+        ):
+            if value is None:
+                continue
+            names[f"#{attribute}"] = attribute
+            values[f":{attribute}"] = value
+            clauses.append(f"#{attribute} = :{attribute}")
+        if not clauses:
+            return self.get(user_id)
+        try:
+            response = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_profile_key(user_id),
+                UpdateExpression="SET " + ", ".join(clauses),
+                ConditionExpression=user_exists,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed as exc:
+            raise UserNotFound("user not found") from exc
+        return _from_item(response["Attributes"])
+
+    def _swap_password_hash(self, user_id: str, expected_hash: str, new_hash: str) -> bool:
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_profile_key(user_id),
+                UpdateExpression="SET #password_hash = :new_hash",
+                ConditionExpression=f"{user_exists} AND {hash_is_unchanged}",
+                ExpressionAttributeNames={"#password_hash": "password_hash"},
+                ExpressionAttributeValues={
+                    ":new_hash": {"S": new_hash},
+                    ":expected_hash": {"S": expected_hash},
+                },
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _get_args(self, key: dict[str, Any], projection: str | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"TableName": self._table, "Key": key, "ConsistentRead": True}
+        if projection is not None:
+            args["ProjectionExpression"] = projection
+        return args
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return call_dynamodb(self._client, operation, kwargs, what="user store")
+
+
+def _profile_key(user_id: str) -> dict[str, Any]:
+    return {PARTITION_KEY: {"S": USER_PREFIX + user_id}, SORT_KEY: {"S": USER_SORT}}
+
+
+def _claim_key(normalized_username: str) -> dict[str, Any]:
+    return {
+        PARTITION_KEY: {"S": USERNAME_PREFIX + normalized_username},
+        SORT_KEY: {"S": USERNAME_SORT},
+    }
+
+
+def _number(value: float) -> str:
+    # repr of a float is the shortest string that reads back to the same float.
+    return repr(float(value))
+
+
+def _roles_value(roles: tuple[str, ...]) -> dict[str, Any]:
+    # A list, not a string set: a set cannot be empty, and order is already canonical.
+    return {"L": [{"S": role} for role in roles]}
+
+
+def _to_item(user: User) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **_profile_key(user.user_id),
+        "user_id": {"S": user.user_id},
+        "username": {"S": user.username},
+        "username_normalized": {"S": user.normalized_username},
+        "password_hash": {"S": user.password_hash},
+        "roles": _roles_value(user.roles),
+        "disabled": {"BOOL": user.disabled},
+        "password_changed_at": {"N": _number(user.password_changed_at)},
+        "created_at": {"N": _number(user.created_at)},
+    }
+    if user.email is not None:
+        item["email"] = {"S": user.email}
+    return item
+
+
+def _string(item: dict[str, Any], name: str) -> str:
+    try:
+        value = item[name]["S"]
+    except (KeyError, TypeError) as exc:
+        raise StoreUnavailable(f"user item is malformed ({name})") from exc
+    if not isinstance(value, str):
+        raise StoreUnavailable(f"user item is malformed ({name})")
+    return value
+
+
+def _from_item(item: dict[str, Any]) -> User:
+    """Parse a profile; a malformed item is a store fault, never a half-filled User."""
+    try:
+        roles = tuple(str(role["S"]) for role in item["roles"]["L"])
+        disabled = item["disabled"]["BOOL"]
+        password_changed_at = float(item["password_changed_at"]["N"])
+        created_at = float(item["created_at"]["N"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreUnavailable("user item is malformed") from exc
+    if not isinstance(disabled, bool):
+        raise StoreUnavailable("user item is malformed (disabled)")
+    return User(
+        user_id=_string(item, "user_id"),
+        username=_string(item, "username"),
+        normalized_username=_string(item, "username_normalized"),
+        email=_string(item, "email") if "email" in item else None,
+        password_hash=_string(item, "password_hash"),
+        roles=roles,
+        disabled=disabled,
+        password_changed_at=password_changed_at,
+        created_at=created_at,
+    )
