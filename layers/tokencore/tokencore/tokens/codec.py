@@ -54,12 +54,23 @@ def _refuse_constant(name: str) -> Any:
     raise MalformedToken(f"non-JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    # "1e400" parses to infinity without passing through parse_constant.
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise MalformedToken("number out of range")
+    return value
+
+
 def json_object(data: bytes) -> dict[str, Any]:
     """Parse a UTF-8 JSON object strictly (RFC 7515 §4: member names must be unique)."""
     try:
         text = data.decode("utf-8", errors="strict")
         value = json.loads(
-            text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+            text,
+            object_pairs_hook=_refuse_duplicates,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
         )
     except MalformedToken:
         raise

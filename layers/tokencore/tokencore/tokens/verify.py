@@ -56,7 +56,6 @@ MAX_TOKEN_LENGTH = 8192
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # A kid may start with "-" or "_": our kids are RFC 7638 thumbprints (base64url), and one in
 # 32 of those starts with one of them. ".." is refused separately.
-_KID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._@:+-]{0,127}")
 ALLOWED_HEADER_PARAMETERS = frozenset({"alg", "kid", "typ"})
 _MAX_ID_LENGTH = 256
 _MAX_ROLES = 64
