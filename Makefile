@@ -26,16 +26,21 @@ $(STAMP): requirements-dev.txt layers/tokencore/requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# dynalite (a DynamoDB that serializes conditional writes, unlike moto) for the race tests.
+NODE_STAMP := node_modules/.package-lock.json
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
 # Quick loop while editing: no lint, stop at the first failure.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/pytest -q -x
 
 dev: $(STAMP)
@@ -43,4 +48,4 @@ dev: $(STAMP)
 	@exit 2
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam

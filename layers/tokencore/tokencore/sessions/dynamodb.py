@@ -1,0 +1,409 @@
+"""The DynamoDB session store: the single table of store/table.py, low-level client, no reads
+before writes.
+
+boto3 is imported on first use, never at import time, so a module that merely references this
+class (the authorizer) pays nothing on its fast path. The low-level client (not the resource)
+keeps cold starts short; boto3 itself honours ``AWS_ENDPOINT_URL``.
+
+Every conditional write asks for ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, so a refused
+write is classified from the state it was refused on, with no second request. When the answer
+carries no item (on DynamoDB: the item does not exist; on emulators such as dynalite that ignore
+the parameter: always), one strongly consistent GetItem follows. That read is safe because the
+refused write changed nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, cast
+
+from tokencore.clock import SYSTEM_CLOCK, Clock
+from tokencore.config import Settings
+from tokencore.errors import StoreUnavailable
+from tokencore.sessions.base import (
+    STATUS_ACTIVE,
+    STATUS_REVOKED,
+    Revocation,
+    Rotation,
+    Session,
+    SessionStatus,
+    SessionStore,
+    WriteOutcome,
+    index_sort_key,
+)
+from tokencore.store.table import (
+    PARTITION_KEY,
+    SESSION_PREFIX,
+    SESSION_SORT,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+    USER_INDEX_NAME,
+    USER_INDEX_PARTITION_KEY,
+    USER_INDEX_SORT_KEY,
+    USER_PREFIX,
+)
+
+# --- Conditions --------------------------------------------------------------------------------
+#
+# One session's refresh tokens over time (j = jti, g = generation, t = rotation time):
+#
+#   login              current = (j1, g1)   previous = -
+#   rotate j1 at t1    current = (j2, g2)   previous = (j1, g1, t1)   j1 replays in [t1, t1 + grace)
+#   rotate j2 at t2    current = (j3, g3)   previous = (j2, g2, t2)   j1 is stale lineage now
+#   revoke             status = revoked     terminal: no write ever sets status back to active
+#
+# A rotation moves one line down, and only when the presented token is the current one of an
+# active session that has passed neither deadline. Replays of the previous token are decided
+# from the refused state (base.py) and write nothing, so the grace window never slides.
+presented_is_current: Final = (
+    "#current_jti = :presented_jti AND #generation = :presented_generation"
+)
+session_is_active: Final = "#status = :active"
+not_idle_expired: Final = "#idle_expires_at > :now"
+not_absolute_expired: Final = "#absolute_expires_at > :now"
+ROTATION_CONDITION: Final = " AND ".join(
+    f"({part})"
+    for part in (presented_is_current, session_is_active, not_idle_expired, not_absolute_expired)
+)
+ROTATION_UPDATE: Final = (
+    "SET #current_jti = :new_jti, #generation = :new_generation,"
+    " #previous_jti = :presented_jti, #previous_generation = :presented_generation,"
+    " #previous_rotated_at = :now, #last_activity = :now,"
+    " #idle_expires_at = :idle_expires_at, #expires_at = :idle_expires_at"
+)
+
+# Revocation: only an active session, so it never resurrects or overwrites a first reason. It
+# also takes the session out of the by_user index (a sparse index), so listing, revoke-all and
+# the session cap read live sessions only, however many a user has logged out or had evicted.
+belongs_to_user: Final = "#user_id = :user_id"
+REVOCATION_UPDATE: Final = (
+    "SET #status = :revoked, #revoked_reason = :reason, #revoked_at = :now REMOVE #gsi1pk, #gsi1sk"
+)
+
+session_is_new: Final = "attribute_not_exists(#pk)"
+session_of_user: Final = "#gsi1pk = :gsi1pk AND begins_with(#gsi1sk, :session_prefix)"
+
+_NAME_TOKEN: Final = re.compile(r"#(\w+)")
+_ATTRIBUTE_NAMES: Final = {
+    "pk": PARTITION_KEY,
+    "gsi1pk": USER_INDEX_PARTITION_KEY,
+    "gsi1sk": USER_INDEX_SORT_KEY,
+    "expires_at": TTL_ATTRIBUTE,
+}
+
+
+def _names(*expressions: str) -> dict[str, str]:
+    """ExpressionAttributeNames for exactly the ``#name`` tokens used (DynamoDB refuses
+    unused ones)."""
+    return {
+        f"#{token}": _ATTRIBUTE_NAMES.get(token, token)
+        for expression in expressions
+        for token in _NAME_TOKEN.findall(expression)
+    }
+
+
+# Botocore's own default for DynamoDB is 10 legacy retries and 60 s timeouts: far longer than a
+# Lambda should wait. Retrying a rotation is safe: if a lost attempt landed, the retry is refused
+# and classified as a grace replay of the successor that attempt wrote.
+DEFAULT_BOTO_CONFIG: Final[Mapping[str, Any]] = {
+    "connect_timeout": 1,
+    "read_timeout": 2,
+    "retries": {"mode": "standard", "max_attempts": 3},
+}
+
+
+@functools.cache
+def _botocore_errors() -> tuple[type[Exception], type[Exception]]:
+    from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+        BotoCoreError,
+        ClientError,
+    )
+
+    return ClientError, BotoCoreError
+
+
+class _ConditionFailed(Exception):
+    """A conditional write was refused; ``item`` is the state it was refused on, if returned."""
+
+    def __init__(self, item: dict[str, Any] | None) -> None:
+        super().__init__("conditional check failed")
+        self.item = item
+
+
+class DynamoDBSessionStore(SessionStore):
+    def __init__(
+        self,
+        table_name: str,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        boto3_client: Any | None = None,
+        boto_config: Any | None = None,
+        *,
+        page_size: int = 100,
+    ) -> None:
+        super().__init__(settings, clock)
+        if page_size < 1:
+            raise ValueError("page_size must be positive")
+        self.table_name = table_name
+        self.page_size = page_size
+        self._client: Any | None = boto3_client
+        self._boto_config = boto_config
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The low-level DynamoDB client, created (and boto3 imported) on first use."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._new_client()
+        return self._client
+
+    def _new_client(self) -> Any:
+        import boto3  # type: ignore[import-untyped, unused-ignore]
+        from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
+
+        config = Config(**DEFAULT_BOTO_CONFIG)
+        if self._boto_config is not None:
+            config = config.merge(self._boto_config)
+        return boto3.session.Session().client("dynamodb", config=config)
+
+    # --- Requests ------------------------------------------------------------------------------
+
+    def _request(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One API call. A refused condition raises _ConditionFailed; anything else that goes
+        wrong (throttling, timeouts, connection errors, any other ClientError) is
+        StoreUnavailable, which no caller ever reads as reuse or as a reason to revoke."""
+        client_error, botocore_error = _botocore_errors()
+        try:
+            # Building the client (first call) can fail too, e.g. with no region configured.
+            return cast(dict[str, Any], getattr(self.client, operation)(**params))
+        except client_error as exc:
+            response = getattr(exc, "response", {})
+            code = str(response.get("Error", {}).get("Code", "unknown"))
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed(response.get("Item")) from exc
+            raise StoreUnavailable(f"session store {operation} failed: {code}") from exc
+        except botocore_error as exc:
+            raise StoreUnavailable(
+                f"session store {operation} failed: {type(exc).__name__}"
+            ) from exc
+
+    def _key(self, session_id: str) -> dict[str, Any]:
+        return {PARTITION_KEY: _s(SESSION_PREFIX + session_id), SORT_KEY: _s(SESSION_SORT)}
+
+    def _refused_state(self, session_id: str, item: dict[str, Any] | None) -> Session | None:
+        return _from_item(item) if item else self._read(session_id)
+
+    def _conditional_update(
+        self,
+        session_id: str,
+        *,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        return_new: bool,
+    ) -> WriteOutcome:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._key(session_id),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": _names(update, condition),
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW" if return_new else "NONE",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        try:
+            response = self._request("update_item", params)
+        except _ConditionFailed as refused:
+            return WriteOutcome(False, self._refused_state(session_id, refused.item))
+        new = _from_item(response.get("Attributes") or {}) if return_new else None
+        return WriteOutcome(True, new)
+
+    # --- Backend I/O ---------------------------------------------------------------------------
+
+    def _insert(self, session: Session) -> WriteOutcome:
+        params = {
+            "TableName": self.table_name,
+            "Item": _to_item(session),
+            "ConditionExpression": session_is_new,
+            "ExpressionAttributeNames": _names(session_is_new),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        try:
+            self._request("put_item", params)
+        except _ConditionFailed as refused:
+            return WriteOutcome(False, self._refused_state(session.session_id, refused.item))
+        return WriteOutcome(True, session)
+
+    def _read(self, session_id: str) -> Session | None:
+        response = self._request(
+            "get_item",
+            {"TableName": self.table_name, "Key": self._key(session_id), "ConsistentRead": True},
+        )
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    def _write_rotation(self, rotation: Rotation) -> WriteOutcome:
+        return self._conditional_update(
+            rotation.session_id,
+            update=ROTATION_UPDATE,
+            condition=ROTATION_CONDITION,
+            values={
+                ":presented_jti": _s(rotation.presented_jti),
+                ":presented_generation": _n(rotation.presented_generation),
+                ":active": _s(STATUS_ACTIVE),
+                ":now": _n(rotation.now),
+                ":new_jti": _s(rotation.new_jti),
+                ":new_generation": _n(rotation.new_generation),
+                ":idle_expires_at": _n(rotation.idle_expires_at),
+            },
+            return_new=True,
+        )
+
+    def _write_revocation(self, revocation: Revocation) -> WriteOutcome:
+        condition = session_is_active
+        values = {
+            ":active": _s(STATUS_ACTIVE),
+            ":revoked": _s(STATUS_REVOKED),
+            ":reason": _s(revocation.reason),
+            ":now": _n(revocation.now),
+        }
+        if revocation.user_id is not None:
+            condition = f"({session_is_active}) AND ({belongs_to_user})"
+            values[":user_id"] = _s(revocation.user_id)
+        return self._conditional_update(
+            revocation.session_id,
+            update=REVOCATION_UPDATE,
+            condition=condition,
+            values=values,
+            return_new=False,
+        )
+
+    def _iter_user_sessions(self, user_id: str) -> Iterator[Session]:
+        # Revocation removes a session from the index, so this reads live sessions only. The
+        # index is eventually consistent (a GSI has no ConsistentRead): a session revoked a
+        # moment ago may still appear, so the base class checks status and expiry again.
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": USER_INDEX_NAME,
+            "KeyConditionExpression": session_of_user,
+            "ExpressionAttributeNames": _names(session_of_user),
+            "ExpressionAttributeValues": {
+                ":gsi1pk": _s(USER_PREFIX + user_id),
+                ":session_prefix": _s(SESSION_PREFIX),
+            },
+            "Limit": self.page_size,
+        }
+        while True:
+            response = self._request("query", params)
+            for item in response.get("Items", []):
+                yield _from_item(item)
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                return
+            params["ExclusiveStartKey"] = last_key
+
+
+# --- Items -------------------------------------------------------------------------------------
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    # repr round-trips a float exactly; ints stay ints.
+    return {"N": str(value) if isinstance(value, int) else repr(float(value))}
+
+
+def _to_item(session: Session) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        PARTITION_KEY: _s(SESSION_PREFIX + session.session_id),
+        SORT_KEY: _s(SESSION_SORT),
+        USER_INDEX_PARTITION_KEY: _s(USER_PREFIX + session.user_id),
+        USER_INDEX_SORT_KEY: _s(index_sort_key(session)),
+        "session_id": _s(session.session_id),
+        "user_id": _s(session.user_id),
+        "created_at": _n(session.created_at),
+        "last_activity": _n(session.last_activity),
+        "idle_expires_at": _n(session.idle_expires_at),
+        "absolute_expires_at": _n(session.absolute_expires_at),
+        # Kept until the idle deadline: until then a replayed token must still find the item
+        # and be told "revoked"; after it, every token of the session is expired anyway.
+        TTL_ATTRIBUTE: _n(session.idle_expires_at),
+        "current_jti": _s(session.current_jti),
+        "generation": _n(session.generation),
+        "status": _s(session.status),
+        "security_level": _n(session.security_level),
+    }
+    optional: dict[str, dict[str, str] | None] = {
+        "device_id": _s(session.device_id) if session.device_id else None,
+        "source_ip": _s(session.source_ip) if session.source_ip else None,
+        "user_agent": _s(session.user_agent) if session.user_agent else None,
+        "previous_jti": _s(session.previous_jti) if session.previous_jti else None,
+        "previous_generation": _opt_n(session.previous_generation),
+        "previous_rotated_at": _opt_n(session.previous_rotated_at),
+        "revoked_reason": _s(session.revoked_reason) if session.revoked_reason else None,
+        "revoked_at": _opt_n(session.revoked_at),
+    }
+    item.update({name: value for name, value in optional.items() if value is not None})
+    return item
+
+
+def _opt_n(value: float | None) -> dict[str, str] | None:
+    return None if value is None else _n(value)
+
+
+def _from_item(item: Mapping[str, Any]) -> Session:
+    """Parse an item; a malformed one fails closed as a store fault (never as 'not found')."""
+    try:
+        status = item["status"]["S"]
+        if status not in (STATUS_ACTIVE, STATUS_REVOKED):
+            raise ValueError("status")
+        return Session(
+            session_id=item["session_id"]["S"],
+            user_id=item["user_id"]["S"],
+            created_at=_float(item["created_at"]),
+            last_activity=_float(item["last_activity"]),
+            idle_expires_at=_int(item["idle_expires_at"]),
+            absolute_expires_at=_int(item["absolute_expires_at"]),
+            current_jti=item["current_jti"]["S"],
+            generation=_int(item["generation"]),
+            status=cast(SessionStatus, status),
+            device_id=_opt_s(item, "device_id"),
+            source_ip=_opt_s(item, "source_ip"),
+            user_agent=_opt_s(item, "user_agent"),
+            security_level=_int(item["security_level"]),
+            previous_jti=_opt_s(item, "previous_jti"),
+            previous_generation=_int(item["previous_generation"])
+            if "previous_generation" in item
+            else None,
+            previous_rotated_at=_float(item["previous_rotated_at"])
+            if "previous_rotated_at" in item
+            else None,
+            revoked_reason=_opt_s(item, "revoked_reason"),
+            revoked_at=_float(item["revoked_at"]) if "revoked_at" in item else None,
+        )
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise StoreUnavailable("malformed session item") from exc
+
+
+def _opt_s(item: Mapping[str, Any], name: str) -> str | None:
+    return str(item[name]["S"]) if name in item else None
+
+
+def _float(value: Mapping[str, str]) -> float:
+    return float(value["N"])
+
+
+def _int(value: Mapping[str, str]) -> int:
+    number = Decimal(value["N"])
+    if number != number.to_integral_value():
+        raise ValueError("not a whole number")
+    return int(number)
