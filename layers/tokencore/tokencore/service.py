@@ -1,0 +1,307 @@
+"""The flows: login, refresh, logout. Keys, tokens, users, sessions and rate limits meet here.
+
+Ordering rules that keep these flows fail-closed:
+
+* Login: rate limits, then the password, then the session record, then the tokens. A token is
+  minted only after its session record is written; if minting fails the fresh session is
+  revoked (best effort), so no usable token exists without a session and no orphan lingers.
+* Refresh: the refresh token is verified without touching the store (signature, type, expiry),
+  then the per-user rate limit, then the user is re-read (disabled users and role changes take
+  effect here), then the ONE conditional rotation write. If minting fails after the rotation,
+  the client retries with the same refresh token, which is then the previous one inside the
+  grace window and gets the very same successor.
+* Logout: revokes the session named by a valid refresh or access token. It is idempotent, and
+  an invalid or expired token revokes nothing and answers the same (no oracle).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+from tokencore.clock import SYSTEM_CLOCK, Clock
+from tokencore.config import Settings
+from tokencore.errors import (
+    InvalidRequest,
+    KeyUnavailable,
+    ServiceFault,
+    SessionNotFound,
+    SessionRevoked,
+    TokenRejected,
+)
+from tokencore.keys.model import Signer
+from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
+from tokencore.sessions.base import REASON_LOGOUT, Session, SessionStore
+from tokencore.tokens import (
+    AccessClaims,
+    KeyLookup,
+    VerifyOptions,
+    fingerprint_hash,
+    mint_access_token,
+    mint_refresh_token,
+    new_fingerprint,
+    new_token_id,
+    verify_access_token,
+    verify_refresh_token,
+)
+from tokencore.users import User, UserService, username_rate_key
+
+logger = logging.getLogger(__name__)
+
+REASON_PASSWORD_CHANGED = "password_changed"
+REASON_ISSUE_FAILED = "issue_failed"
+# A fingerprint we generated: token_urlsafe(32) is 43 characters of the url-safe alphabet.
+_FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
+# Sessions at or above this level put ``acr`` in the token, which makes the authorizer always
+# check the session store. Level 1 (a password login) stays off the token to keep it small.
+HIGH_SECURITY_LEVEL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a successful login or refresh hands the client. Every field but the ids is secret."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    session_id: str
+    refresh_expires_at: int
+    # The fingerprint cookie's value (None when binding is off).
+    fingerprint: str | None = field(default=None, repr=False)
+    grace_replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRequest:
+    username: str
+    password: str = field(repr=False)
+    source_ip: str | None = None
+    device_id: str | None = None
+    user_agent: str | None = None
+
+
+class AuthService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        users: UserService,
+        sessions: SessionStore,
+        rate_limiter: RateLimiter,
+        access_signer: Signer,
+        refresh_signer: Signer,
+        access_keys: KeyLookup,
+        refresh_keys: KeyLookup,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.sessions = sessions
+        self.rate_limiter = rate_limiter
+        self._access_signer = access_signer
+        self._refresh_signer = refresh_signer
+        self._access_keys = access_keys
+        self._refresh_keys = refresh_keys
+        self._access_options = VerifyOptions.for_access(settings)
+        self._refresh_options = VerifyOptions.for_refresh(settings)
+        self.clock = clock
+
+    # --- login ------------------------------------------------------------------------------
+
+    def login(self, request: LoginRequest) -> TokenGrant:
+        settings = self.settings
+        if request.source_ip:
+            self.rate_limiter.hit(SCOPE_LOGIN_IP, request.source_ip, settings.login_ip_rate_limit)
+        self.rate_limiter.hit(
+            SCOPE_LOGIN_USER, _rate_key_for(request.username), settings.login_rate_limit
+        )
+        user = self.users.authenticate(request.username, request.password)
+        session = self.sessions.create_session(
+            user.user_id,
+            device_id=request.device_id,
+            source_ip=request.source_ip,
+            user_agent=request.user_agent,
+        )
+        try:
+            return self._grant(
+                user,
+                session,
+                refresh_jti=session.current_jti,
+                generation=session.generation,
+                issued_at=session.created_at,
+                refresh_expires_at=session.refresh_expires_at,
+                presented_fingerprint=None,
+            )
+        except ServiceFault:
+            self._discard(session)
+            raise
+
+    def _discard(self, session: Session) -> None:
+        """Revoke a session whose tokens could not be minted, so nothing half-issued lingers."""
+        try:
+            self.sessions.revoke(session.session_id, REASON_ISSUE_FAILED)
+        except ServiceFault as exc:
+            # The session's refresh token never left this process, so it cannot be used; the
+            # record expires on its own. Say so and carry on with the original error.
+            logger.warning(
+                "could not revoke a session left without tokens", extra={"code": exc.code}
+            )
+
+    # --- refresh ----------------------------------------------------------------------------
+
+    def refresh(self, refresh_token: object, *, fingerprint: str | None = None) -> TokenGrant:
+        now = self.clock.now()
+        claims = verify_refresh_token(refresh_token, self._refresh_keys, self._refresh_options, now)
+        self.rate_limiter.hit(SCOPE_REFRESH_USER, claims.subject, self.settings.refresh_rate_limit)
+        user = self.users.get_user(claims.subject)
+        result = self.sessions.rotate(
+            claims.session_id, claims.token_id, claims.generation, new_token_id(), now
+        )
+        session = result.session
+        if session.user_id != user.user_id:
+            # A refresh token whose subject is not the session's owner was minted by nobody
+            # honest; treat it as forged.
+            raise TokenRejected("refresh token does not belong to the session's user")
+        if user.password_changed_at > session.created_at:
+            # revoke_all reads an eventually consistent index and may have missed a session
+            # created moments before the password change; this check closes that gap.
+            self.sessions.revoke(session.session_id, REASON_PASSWORD_CHANGED)
+            raise SessionRevoked("session predates the password change")
+        rotated_at = session.previous_rotated_at if session.previous_rotated_at else now
+        return self._grant(
+            user,
+            session,
+            refresh_jti=result.jti,
+            generation=result.generation,
+            issued_at=rotated_at,
+            refresh_expires_at=result.refresh_expires_at,
+            presented_fingerprint=fingerprint,
+            grace_replay=result.grace_replay,
+        )
+
+    # --- logout -----------------------------------------------------------------------------
+
+    def logout(self, *, refresh_token: object = None, access_token: object = None) -> bool:
+        """Revoke the session named by either token. True if a session was revoked now.
+
+        Only a token that verifies names a session: a forged or expired one revokes nothing and
+        the caller answers the same either way. An expired refresh token means the session has
+        idled out already; the client normally sends its refresh cookie along with any bearer.
+        """
+        named = self._session_named_by(refresh_token, access_token)
+        if named is None:
+            return False
+        session_id, user_id = named
+        try:
+            return self.sessions.revoke(session_id, REASON_LOGOUT, user_id=user_id)
+        except SessionNotFound:
+            return False
+
+    def _session_named_by(
+        self, refresh_token: object, access_token: object
+    ) -> tuple[str, str] | None:
+        now = self.clock.now()
+        if refresh_token:
+            try:
+                refresh = verify_refresh_token(
+                    refresh_token, self._refresh_keys, self._refresh_options, now
+                )
+            except TokenRejected:
+                pass  # fall through to the access token, if any
+            else:
+                return refresh.session_id, refresh.subject
+        if access_token:
+            try:
+                access = verify_access_token(
+                    access_token, self._access_keys, self._access_options, now
+                )
+            except TokenRejected:
+                return None
+            return access.session_id, access.subject
+        return None
+
+    # --- verification for handlers -------------------------------------------------------------
+
+    def verify_access(self, access_token: object) -> AccessClaims:
+        return verify_access_token(
+            access_token, self._access_keys, self._access_options, self.clock.now()
+        )
+
+    # --- minting ----------------------------------------------------------------------------
+
+    def _grant(
+        self,
+        user: User,
+        session: Session,
+        *,
+        refresh_jti: str,
+        generation: int,
+        issued_at: float,
+        refresh_expires_at: int,
+        presented_fingerprint: str | None,
+        grace_replay: bool = False,
+    ) -> TokenGrant:
+        settings = self.settings
+        now = self.clock.now()
+        fingerprint: str | None = None
+        bound_hash: str | None = None
+        if settings.fingerprint_binding:
+            # Keep the browser's fingerprint across refreshes: tabs share one cookie jar, and a
+            # new fingerprint per refresh would break the access tokens other tabs still hold.
+            if presented_fingerprint and _FINGERPRINT.fullmatch(presented_fingerprint):
+                fingerprint = presented_fingerprint
+                bound_hash = fingerprint_hash(fingerprint)
+            else:
+                fingerprint, bound_hash = new_fingerprint()
+        level = session.security_level
+        try:
+            access = mint_access_token(
+                self._access_signer,
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
+                subject=user.user_id,
+                session_id=session.session_id,
+                roles=user.roles,
+                email=user.email,
+                now=now,
+                ttl_seconds=settings.access_token_ttl_seconds,
+                fingerprint_hash=bound_hash,
+                security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
+            )
+            refresh = mint_refresh_token(
+                self._refresh_signer,
+                issuer=settings.token_issuer,
+                subject=user.user_id,
+                session_id=session.session_id,
+                token_id=refresh_jti,
+                generation=generation,
+                issued_at=issued_at,
+                expires_at=refresh_expires_at,
+            )
+        except ServiceFault:
+            raise
+        except Exception as exc:
+            # A signer failing in an unexpected way is our fault, never a token.
+            raise KeyUnavailable("could not sign tokens") from exc
+        return TokenGrant(
+            access_token=access.token,
+            refresh_token=refresh.token,
+            expires_in=settings.access_token_ttl_seconds,
+            session_id=session.session_id,
+            refresh_expires_at=refresh_expires_at,
+            fingerprint=fingerprint,
+            grace_replay=grace_replay,
+        )
+
+
+def _rate_key_for(username: str) -> str:
+    """The per-username rate-limit key; a name that cannot be normalized is limited as given,
+    so malformed names cannot dodge the limit (and still fail authentication after it)."""
+    try:
+        return username_rate_key(username)
+    except (InvalidRequest, ValueError, TypeError):
+        return f"raw:{username[:256]}" if isinstance(username, str) else "raw:"
+
+
+__all__ = ["AuthService", "LoginRequest", "TokenGrant"]
