@@ -1,4 +1,5 @@
-"""The AWS key backends against moto: Secrets Manager key sets and KMS signing keys.
+"""The AWS key backends against moto: Secrets Manager key sets, KMS signing keys, and the
+public JWKS in SSM Parameter Store.
 
 moto's KMS is faithful for RAW RSASSA-PKCS1-v1_5 and ECDSA signing, which is all we use (its
 DIGEST mode and RSA-PSS are not, and are not tested here). Failures AWS would return (access
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from moto import mock_aws
 
 from tokencore.clock import ManualClock
-from tokencore.errors import InvalidKeyMaterial, KeyUnavailable
+from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
 from tokencore.keys import (
     KeyRing,
     KeySet,
@@ -39,6 +40,7 @@ from tokencore.keys.secretsmanager import (
     create_key_set_secret,
     put_key_set_secret,
 )
+from tokencore.keys.ssm import SsmJwksSource, publish_public_jwks
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +61,19 @@ def kms(aws: None) -> Any:
     return boto3.client("kms")
 
 
+@pytest.fixture(scope="module")
+def ssm(aws: None) -> Any:
+    return boto3.client("ssm")
+
+
 @pytest.fixture
 def secret_name() -> str:
     return f"tokencore/test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def parameter_name() -> str:
+    return f"/tokencore/test-{uuid.uuid4().hex}/public-jwks"
 
 
 class Hooks:
@@ -435,3 +447,193 @@ def test_kms_key_source_fails_closed(kms: Any) -> None:
     p384 = create_kms_key(kms, "ECC_NIST_P384")
     with pytest.raises(InvalidKeyMaterial):
         KmsKeySource(current, [p384], boto3_client=kms).load_verification_keys()
+
+
+# --- SSM Parameter Store: the public JWKS ----------------------------------------------------
+
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
+
+
+@pytest.fixture(scope="module")
+def mixed_access_set() -> KeySet:
+    """One key of each access algorithm, so every private member (RSA's d, p, q, dp, dq, qi;
+    EC's and OKP's d) is there to leak."""
+    return KeySet(
+        [
+            generate_key("ES256"),
+            generate_key("RS256", KeyStatus.NEXT),
+            generate_key("EdDSA", KeyStatus.RETIRED),
+        ],
+        "access",
+    )
+
+
+def test_published_jwks_round_trips_to_the_verifier(
+    ssm: Any, mixed_access_set: KeySet, parameter_name: str, clock: ManualClock
+) -> None:
+    publish_public_jwks(ssm, parameter_name, mixed_access_set)
+    source = SsmJwksSource(parameter_name, boto3_client=ssm)
+    loaded = source.load_verification_keys()
+    expected = mixed_access_set.verification_keys()
+    assert [(key.kid, key.alg) for key in loaded] == [(key.kid, key.alg) for key in expected]
+    for got, want in zip(loaded, expected, strict=True):
+        assert got.key == want.key
+    ring = KeyRing(source, clock, 300, 10)
+    signer = mixed_access_set.signer()
+    assert verifies(ring.get(signer.kid), b"a.b", signer.sign(b"a.b"))
+    parameter = ssm.get_parameter(Name=parameter_name)["Parameter"]
+    assert parameter["Type"] == "String"
+
+
+def test_publishing_again_overwrites_the_parameter(
+    ssm: Any, access_set: KeySet, mixed_access_set: KeySet, parameter_name: str
+) -> None:
+    publish_public_jwks(ssm, parameter_name, access_set)
+    publish_public_jwks(ssm, parameter_name, mixed_access_set)
+    loaded = SsmJwksSource(parameter_name, boto3_client=ssm).load_verification_keys()
+    assert [key.kid for key in loaded] == [key.kid for key in mixed_access_set.verification_keys()]
+
+
+def test_no_private_key_material_reaches_the_parameter(
+    ssm: Any, mixed_access_set: KeySet, parameter_name: str
+) -> None:
+    publish_public_jwks(ssm, parameter_name, mixed_access_set)
+    text = ssm.get_parameter(Name=parameter_name)["Parameter"]["Value"]
+    document = json.loads(text)
+    assert len(document["keys"]) == 3
+    for jwk in document["keys"]:
+        assert not set(PRIVATE_MEMBERS) & set(jwk), jwk.keys()
+    private_values = [
+        jwk[name]
+        for jwk in mixed_access_set.to_secret_document()["keys"]
+        for name in PRIVATE_MEMBERS
+        if name in jwk
+    ]
+    assert len(private_values) == 8  # RSA: 6, EC: 1, OKP: 1
+    for value in private_values:
+        assert value not in text
+
+
+def test_a_refresh_key_set_is_never_published(ssm: Any, parameter_name: str) -> None:
+    refresh = KeySet([generate_key("HS256")], "refresh")
+    with pytest.raises(InvalidKeyMaterial):
+        publish_public_jwks(ssm, parameter_name, refresh)
+    with pytest.raises(ClientError, match="ParameterNotFound"):
+        ssm.get_parameter(Name=parameter_name)
+
+
+def test_get_parameter_runs_exactly_once_per_load(
+    ssm: Any, access_set: KeySet, hooks: Hooks, parameter_name: str
+) -> None:
+    publish_public_jwks(ssm, parameter_name, access_set)
+    reads = hooks.count(ssm, "ssm", "GetParameter")
+    source = SsmJwksSource(parameter_name, boto3_client=ssm)
+    assert reads == []  # nothing is read before the first load
+    source.load_verification_keys()
+    assert reads == ["GetParameter"]
+    source.load_verification_keys()  # no cache of its own: the KeyRing decides when to load
+    assert reads == ["GetParameter", "GetParameter"]
+
+
+def test_the_parameter_source_creates_its_client_lazily_from_the_environment(
+    ssm: Any, access_set: KeySet, parameter_name: str
+) -> None:
+    publish_public_jwks(ssm, parameter_name, access_set)
+    source = SsmJwksSource(parameter_name)  # no client: boto3 builds one on use
+    assert [key.kid for key in source.load_verification_keys()] == [
+        key.kid for key in access_set.verification_keys()
+    ]
+
+
+def test_missing_parameter_is_key_unavailable(ssm: Any, parameter_name: str) -> None:
+    source = SsmJwksSource(parameter_name, boto3_client=ssm)
+    with pytest.raises(KeyUnavailable) as caught:
+        source.load_verification_keys()
+    assert not isinstance(caught.value, InvalidKeyMaterial)
+    assert "ParameterNotFound" in caught.value.message
+    assert parameter_name not in caught.value.message
+    assert isinstance(caught.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ThrottlingException"])
+def test_parameter_errors_are_key_unavailable(
+    ssm: Any, access_set: KeySet, code: str, hooks: Hooks, parameter_name: str
+) -> None:
+    publish_public_jwks(ssm, parameter_name, access_set)
+    source = SsmJwksSource(parameter_name, boto3_client=ssm)
+    stop = hooks.fail(ssm, "ssm", "GetParameter", code)
+    with pytest.raises(KeyUnavailable, match=code) as caught:
+        source.load_verification_keys()
+    assert "arn:aws" not in caught.value.message
+    stop()
+    assert source.load_verification_keys()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not json",
+        '{"keys": [',
+        "[]",
+        '{"keys": []}',
+        '{"keys": [], "keys": []}',
+        '{"keys": [{"kty": "oct", "kid": "x", "alg": "HS256", "k": "c2VjcmV0"}]}',
+    ],
+)
+def test_malformed_parameter_is_invalid_key_material(
+    ssm: Any, value: str, parameter_name: str
+) -> None:
+    ssm.put_parameter(Name=parameter_name, Value=value, Type="String")
+    source = SsmJwksSource(parameter_name, boto3_client=ssm)
+    with pytest.raises(InvalidKeyMaterial):
+        source.load_verification_keys()
+
+
+def test_a_jwk_with_private_members_is_refused_by_the_verifier(
+    ssm: Any, access_set: KeySet, parameter_name: str
+) -> None:
+    """Someone pasting the secret's key into the parameter breaks verification loudly."""
+    leaked = {"keys": access_set.to_secret_document()["keys"]}
+    ssm.put_parameter(Name=parameter_name, Value=json.dumps(leaked), Type="String")
+    source = SsmJwksSource(parameter_name, boto3_client=ssm)
+    with pytest.raises(InvalidKeyMaterial) as caught:
+        source.load_verification_keys()
+    assert leaked["keys"][0]["d"] not in caught.value.message
+
+
+def test_publish_errors_are_key_unavailable(
+    ssm: Any, access_set: KeySet, hooks: Hooks, parameter_name: str
+) -> None:
+    hooks.fail(ssm, "ssm", "PutParameter", "AccessDeniedException")
+    with pytest.raises(KeyUnavailable, match="AccessDeniedException") as caught:
+        publish_public_jwks(ssm, parameter_name, access_set)
+    assert "arn:aws" not in caught.value.message
+
+
+def test_the_parameter_source_needs_a_name() -> None:
+    with pytest.raises(ConfigError):
+        SsmJwksSource("")
+
+
+# --- All AWS key backends ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda: KmsSigner("alias/k", "ES256").sign(b"a.b"),
+        lambda: KmsKeySource("alias/k").load_verification_keys(),
+        lambda: SecretsManagerKeySource("tokencore/k", "access").signer(),
+        lambda: SsmJwksSource("/tokencore/k").load_verification_keys(),
+    ],
+    ids=["kms-signer", "kms-source", "secretsmanager", "ssm"],
+)
+def test_a_client_that_cannot_be_built_is_key_unavailable(
+    use: Callable[[], object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(KeyUnavailable, match="NoRegionError") as caught:
+        use()
+    assert not isinstance(caught.value, InvalidKeyMaterial)

@@ -30,7 +30,7 @@ from tokencore.ratelimit import (
     SCOPE_LOGIN_USER,
     SCOPE_REFRESH_USER,
     DynamoDBRateLimiter,
-    MemoryRateLimiter,
+    InMemoryRateLimiter,
     RateLimiter,
 )
 from tokencore.ratelimit import memory as memory_module
@@ -55,7 +55,7 @@ def moto_client() -> Iterator[Any]:
 
 def _build(name: str, clock: ManualClock, moto_client: Any) -> Iterator[Limiter]:
     if name == "memory":
-        yield Limiter(name, MemoryRateLimiter(clock), clock, None)
+        yield Limiter(name, InMemoryRateLimiter(clock), clock, None)
         return
     with fresh_table(moto_client) as client:
         yield Limiter(name, DynamoDBRateLimiter(TABLE, clock, boto3_client=client), clock, client)
@@ -193,7 +193,7 @@ def test_bad_arguments_are_refused_before_counting(
 
 
 def test_concurrent_hits_pass_exactly_the_limit() -> None:
-    limiter = MemoryRateLimiter(ManualClock())
+    limiter = InMemoryRateLimiter(ManualClock())
     barrier = threading.Barrier(20)
     outcomes: list[bool] = []
     lock = threading.Lock()
@@ -227,7 +227,7 @@ def test_concurrent_hits_pass_exactly_the_limit() -> None:
 def test_sustained_concurrent_hits_never_lose_a_count() -> None:
     """Many hits per thread, so threads really interleave inside the backend: a lost update
     would let more than the limit through, a stale read fewer."""
-    limiter = MemoryRateLimiter(ManualClock())
+    limiter = InMemoryRateLimiter(ManualClock())
     limit = RateLimit(20_000, 60)
     barrier = threading.Barrier(8)
     allowed = [0] * 8
@@ -253,7 +253,7 @@ def test_memory_backend_drops_expired_windows(
     monkeypatch: pytest.MonkeyPatch, clock: ManualClock
 ) -> None:
     monkeypatch.setattr(memory_module, "_PRUNE_THRESHOLD", 3)
-    limiter = MemoryRateLimiter(clock)
+    limiter = InMemoryRateLimiter(clock)
     for key in ("a", "b", "c"):
         limiter.hit(SCOPE_LOGIN_USER, key, FIVE_PER_MINUTE)
     assert len(limiter) == 3

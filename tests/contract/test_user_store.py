@@ -41,7 +41,7 @@ from tokencore.users import (
     REASON_PASSWORD_CHANGED,
     REASON_USER_DISABLED,
     DynamoDBUserStore,
-    MemoryUserStore,
+    InMemoryUserStore,
     RevokeAllSessions,
     User,
     UserService,
@@ -71,7 +71,7 @@ def backend(
     request: pytest.FixtureRequest, clock: ManualClock, moto_client: Any
 ) -> Iterator[Backend]:
     if request.param == "memory":
-        yield Backend("memory", MemoryUserStore(), None)
+        yield Backend("memory", InMemoryUserStore(), None)
         return
     with fresh_table(moto_client) as client:
         yield Backend("dynamodb", DynamoDBUserStore(TABLE_NAME, clock, boto3_client=client), client)
@@ -161,7 +161,7 @@ def test_duplicate_leaves_exactly_the_first_users_items(
 
 
 def test_concurrent_creates_of_one_name_have_exactly_one_winner(clock: ManualClock) -> None:
-    service = UserService(MemoryUserStore(), RecordingRevoker(), clock, hasher=fast_hasher())
+    service = UserService(InMemoryUserStore(), RecordingRevoker(), clock, hasher=fast_hasher())
     barrier = threading.Barrier(20)
     outcomes: list[str] = []
     lock = threading.Lock()

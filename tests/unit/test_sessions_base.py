@@ -1,10 +1,8 @@
-"""The session store's pure parts: ids, what a Session shows, import cost, create's retry rule."""
+"""The session store's pure parts: ids, what a Session shows, create's retry rule."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -61,21 +59,6 @@ def test_refresh_expiry_is_the_idle_deadline_capped_by_the_absolute_one() -> Non
     assert not session.is_active(80)
     assert RotationResult.of(session, grace_replay=False).refresh_expires_at == 80
     assert replace(session, idle_expires_at=60).refresh_expires_at == 60
-
-
-def test_importing_the_sessions_package_never_loads_boto() -> None:
-    code = (
-        "import sys\n"
-        "from tokencore.config import Settings\n"
-        "from tokencore.sessions import DynamoDBSessionStore\n"
-        "DynamoDBSessionStore('sessions', Settings())\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))\n"
-        "print(loaded)\n"
-    )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    assert output.strip() == "[]"
 
 
 class LandedTwice(InMemorySessionStore):

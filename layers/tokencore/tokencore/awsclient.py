@@ -1,12 +1,22 @@
-"""The one place the user store and the rate limiter touch boto3: client creation and the
-translation of AWS errors into the error tree.
+"""The one place tokencore's AWS backends get their plumbing: a lazily created boto3 client
+with bounded waiting, safe error codes, and the DynamoDB call wrapper the stores share.
 
-boto3 and botocore are imported inside the functions, never at module import, so importing
-``tokencore.users`` or ``tokencore.ratelimit`` (and every pure-core test) does not load them.
+boto3 and botocore are imported inside functions, never at module import: importing
+``tokencore.keys``, ``tokencore.sessions``, ``tokencore.users`` or ``tokencore.ratelimit`` (the
+authorizer's fast path, every pure-core test) does not load them. A backend imports boto3 when
+it first creates its client, on its first call.
+
+Errors: ``call_dynamodb`` turns a refused condition into ConditionFailed (each store translates
+it at the call site) and every other AWS or transport failure into StoreUnavailable. The key
+backends catch ``aws_errors()`` at their own call sites and raise KeyUnavailable, each with a
+message naming what it was reading. Either way, messages carry the operation and the AWS error
+code only: AWS messages may quote ARNs, keys and values (a username, a secret id).
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,65 +27,140 @@ TRANSACTION_CANCELED = "TransactionCanceledException"
 # Per-item cancellation codes that mean "the state was not what this write expected", as
 # opposed to a capacity or service failure of the transaction.
 _EXPECTED_CANCELLATIONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
-
-
-class ConditionFailed(Exception):
-    """A conditional write was refused. ``reasons`` holds the per-item cancellation codes of a
-    transaction (``"None"`` for an item that was fine), empty for a single-item write.
-
-    Internal: each store translates it into its own TokenCoreError at the call site."""
-
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__("condition failed")
-        self.reasons = reasons
+_SAFE_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def default_boto_config() -> Any:
-    """Short timeouts and standard retries: a login waits a few seconds at most on the store
-    before answering 503, instead of hanging until API Gateway's 30 s integration timeout."""
+    """Short timeouts, standard retries (1 call + 2 retries): a store or key call that hangs
+    becomes StoreUnavailable or KeyUnavailable (503, retry) within seconds, not at the Lambda
+    or API Gateway timeout. Botocore's own default for DynamoDB is 10 legacy retries and 60 s
+    timeouts."""
     from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
 
     return Config(
         connect_timeout=1,
         read_timeout=2,
-        retries={"total_max_attempts": 3, "mode": "standard"},  # 1 call + 2 retries
+        retries={"total_max_attempts": 3, "mode": "standard"},
     )
 
 
-def make_client(boto_config: Any = None) -> Any:
-    """A DynamoDB client from a fresh session (sessions are not thread-safe; clients are).
-    The endpoint comes from boto3's own resolution, so ``AWS_ENDPOINT_URL`` is honoured."""
-    import boto3  # type: ignore[import-untyped,unused-ignore]
+class LazyClient:
+    """A boto3 client given by the caller, or created on first use (Powertools style).
 
-    config = boto_config if boto_config is not None else default_boto_config()
-    return boto3.session.Session().client("dynamodb", config=config)
+    A created client uses ``boto3_session`` (default: a new session of its own, since boto3's
+    default session is not thread-safe; clients are) and ``default_boto_config()`` merged with
+    ``boto_config``, whose options win. boto3 reads ``AWS_ENDPOINT_URL`` (and the per-service
+    variants) from the environment itself, so the local stack and moto need no endpoint here.
+    """
+
+    __slots__ = ("_client", "_config", "_lock", "_service", "_session")
+
+    def __init__(
+        self,
+        service: str,
+        boto3_client: Any | None = None,
+        boto3_session: Any | None = None,
+        boto_config: Any | None = None,
+    ) -> None:
+        self._service = service
+        self._client = boto3_client
+        self._session = boto3_session
+        self._config = boto_config
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The client. Creating it can fail (e.g. no region configured) with a BotoCoreError,
+        so call this inside the ``try`` that translates ``aws_errors()``."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create()
+                client = self._client
+        return client
+
+    def _create(self) -> Any:
+        config = default_boto_config()
+        if self._config is not None:
+            config = config.merge(self._config)
+        session = self._session
+        if session is None:
+            import boto3  # type: ignore[import-untyped,unused-ignore]
+
+            session = boto3.session.Session()
+        return session.client(self._service, config=config)
+
+    def __repr__(self) -> str:
+        return f"LazyClient({self._service!r}, created={self._client is not None})"
 
 
-def call_dynamodb(
-    client: Any, operation: str, kwargs: dict[str, Any], *, what: str
-) -> dict[str, Any]:
-    """``client.<operation>(**kwargs)``. A refused condition raises ConditionFailed; every other
-    AWS or transport error raises StoreUnavailable from it. Messages carry the operation and
-    the AWS error code only, never keys or values (they may hold a username)."""
+def aws_errors() -> tuple[type[Exception], type[Exception]]:
+    """The botocore exceptions that mean "the call failed" (imported only once a call ran)."""
     from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
         BotoCoreError,
         ClientError,
     )
 
-    method: Callable[..., dict[str, Any]] = getattr(client, operation)
+    return (ClientError, BotoCoreError)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code (e.g. ``AccessDeniedException``), or the exception's class name.
+
+    Only the code goes into our messages: AWS messages may quote ARNs and request details.
+    """
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error")
+        code = error.get("Code") if isinstance(error, dict) else None
+        if isinstance(code, str) and _SAFE_CODE.fullmatch(code):
+            return code
+    return type(exc).__name__
+
+
+class ConditionFailed(Exception):
+    """A conditional write was refused.
+
+    ``reasons`` holds the per-item cancellation codes of a transaction (``"None"`` for an item
+    that was fine), empty for a single-item write. ``item`` is the item the write was refused
+    on, when the request asked for ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` and the item
+    exists (a single-item write only; None otherwise).
+
+    Internal: each store translates it into its own outcome or TokenCoreError at the call site.
+    """
+
+    def __init__(self, reasons: list[str], item: dict[str, Any] | None = None) -> None:
+        super().__init__("condition failed")
+        self.reasons = reasons
+        self.item = item
+
+
+def call_dynamodb(
+    client: LazyClient, operation: str, kwargs: dict[str, Any], *, what: str
+) -> dict[str, Any]:
+    """``client.get().<operation>(**kwargs)``.
+
+    A refused condition raises ConditionFailed. Every other AWS or transport error (throttling,
+    timeouts, connection errors, a client that cannot be built) raises StoreUnavailable from
+    it, which no caller reads as "not found", reuse, or a reason to revoke. The message is
+    ``"<what>: <operation> failed (<code>)"``, never keys or values.
+    """
+    client_error, botocore_error = aws_errors()
     try:
+        method: Callable[..., dict[str, Any]] = getattr(client.get(), operation)
         return method(**kwargs)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code") or "unknown")
+    except client_error as exc:
+        code = error_code(exc)
+        response: dict[str, Any] = getattr(exc, "response", {})
         if code == CONDITION_FAILED:
-            raise ConditionFailed([]) from exc
+            raise ConditionFailed([], response.get("Item")) from exc
         if code == TRANSACTION_CANCELED:
             reasons = [
                 str(reason.get("Code") or "None")
-                for reason in exc.response.get("CancellationReasons", [])
+                for reason in response.get("CancellationReasons", [])
             ]
             if _EXPECTED_CANCELLATIONS.intersection(reasons):
                 raise ConditionFailed(reasons) from exc
         raise StoreUnavailable(f"{what}: {operation} failed ({code})") from exc
-    except BotoCoreError as exc:
-        raise StoreUnavailable(f"{what}: {operation} failed ({type(exc).__name__})") from exc
+    except botocore_error as exc:
+        raise StoreUnavailable(f"{what}: {operation} failed ({error_code(exc)})") from exc

@@ -1,9 +1,9 @@
 """Key material: parsing, signing, key sets, the verifier's key cache, and the AWS backends.
 
 Importing this package never imports boto3 (nor PyJWT): the authorizer's fast path imports it.
-The AWS backends (``SecretsManagerKeySource``, ``KmsSigner``, ``KmsKeySource`` and the secret
-helpers) are loaded on first attribute access, and even then import boto3 only when they
-first create a client.
+The AWS backends (``SecretsManagerKeySource``, ``KmsSigner``, ``KmsKeySource``,
+``SsmJwksSource`` and the secret and parameter helpers) are loaded on first attribute access,
+and even then import boto3 only when they first create a client.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         create_key_set_secret,
         put_key_set_secret,
     )
+    from tokencore.keys.ssm import SsmJwksSource, publish_public_jwks
 
 _LAZY = {
     "KmsKeySource": "tokencore.keys.kms",
@@ -45,6 +46,8 @@ _LAZY = {
     "SecretsManagerKeySource": "tokencore.keys.secretsmanager",
     "create_key_set_secret": "tokencore.keys.secretsmanager",
     "put_key_set_secret": "tokencore.keys.secretsmanager",
+    "SsmJwksSource": "tokencore.keys.ssm",
+    "publish_public_jwks": "tokencore.keys.ssm",
 }
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "PrivateKeyEntry",
     "SecretsManagerKeySource",
     "Signer",
+    "SsmJwksSource",
     "StaticKeySource",
     "VerificationKey",
     "create_key_set_secret",
@@ -76,6 +80,7 @@ __all__ = [
     "parse_public_jwk",
     "private_jwk",
     "public_jwk",
+    "publish_public_jwks",
     "put_key_set_secret",
     "verification_key_for",
 ]

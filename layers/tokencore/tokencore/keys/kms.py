@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from tokencore.awsclient import LazyClient, aws_errors, error_code
 from tokencore.errors import InvalidKeyMaterial, KeyUnavailable
-from tokencore.keys._aws import LazyClient, aws_errors, error_code
 from tokencore.keys.jwk import verification_key_for
 from tokencore.keys.local import der_to_raw_ecdsa
 from tokencore.keys.model import KeySource, KeyStatus, Signer, VerificationKey
@@ -75,6 +75,14 @@ def fetch_public_key(
     return verification_key_for(public_key, alg, status=status)
 
 
+def _connect(client: LazyClient, label: str) -> Any:
+    """The KMS client; failing to build one (e.g. no region) is KeyUnavailable, as for a call."""
+    try:
+        return client.get()
+    except aws_errors() as exc:
+        raise KeyUnavailable(f"could not read the {label} ({error_code(exc)})") from exc
+
+
 class KmsSigner:
     """Signs with a KMS key (implements the Signer protocol).
 
@@ -118,7 +126,7 @@ class KmsSigner:
             with self._lock:
                 if self._public is None:
                     self._public = fetch_public_key(
-                        self._client.get(),
+                        _connect(self._client, "KMS signing key"),
                         self._key_id,
                         expected_alg=self._alg,
                         label="KMS signing key",
@@ -194,7 +202,7 @@ class KmsKeySource:
         self._client = LazyClient("kms", boto3_client, boto3_session, boto_config)
 
     def load_verification_keys(self) -> list[VerificationKey]:
-        client = self._client.get()
+        client = _connect(self._client, "KMS signing key")
         keys: list[VerificationKey] = []
         seen: set[str] = set()
         for index, key_id in enumerate(self._key_ids):

@@ -16,8 +16,8 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
+from tokencore.awsclient import LazyClient, aws_errors, error_code
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
-from tokencore.keys._aws import LazyClient, aws_errors, error_code
 from tokencore.keys.keyset import KeySet, check_purpose
 from tokencore.keys.model import KeyPurpose, KeySource, Signer, VerificationKey
 

@@ -11,13 +11,13 @@ from tokencore.ratelimit.base import (
     RateLimiter,
 )
 from tokencore.ratelimit.dynamodb import DynamoDBRateLimiter
-from tokencore.ratelimit.memory import MemoryRateLimiter
+from tokencore.ratelimit.memory import InMemoryRateLimiter
 
 __all__ = [
     "SCOPE_LOGIN_IP",
     "SCOPE_LOGIN_USER",
     "SCOPE_REFRESH_USER",
     "DynamoDBRateLimiter",
-    "MemoryRateLimiter",
+    "InMemoryRateLimiter",
     "RateLimiter",
 ]

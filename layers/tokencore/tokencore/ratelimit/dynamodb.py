@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokencore.awsclient import call_dynamodb, make_client
+from tokencore.awsclient import LazyClient, call_dynamodb
 from tokencore.clock import Clock
 from tokencore.errors import StoreUnavailable
 from tokencore.ratelimit.base import RateLimiter
@@ -39,7 +39,7 @@ class DynamoDBRateLimiter(RateLimiter):
     ) -> None:
         super().__init__(clock, key_secret=key_secret)
         self._table = table_name
-        self._client = boto3_client if boto3_client is not None else make_client(boto_config)
+        self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
 
     def _increment(
         self, scope: str, key_digest: str, window_start: int, expires_at: int, now: float

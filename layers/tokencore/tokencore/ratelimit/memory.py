@@ -12,7 +12,7 @@ from tokencore.ratelimit.base import RateLimiter
 _PRUNE_THRESHOLD = 10_000
 
 
-class MemoryRateLimiter(RateLimiter):
+class InMemoryRateLimiter(RateLimiter):
     def __init__(self, clock: Clock, *, key_secret: bytes | None = None) -> None:
         super().__init__(clock, key_secret=key_secret)
         self._lock = threading.Lock()

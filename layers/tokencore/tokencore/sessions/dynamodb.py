@@ -1,9 +1,10 @@
 """The DynamoDB session store: the single table of store/table.py, low-level client, no reads
 before writes.
 
-boto3 is imported on first use, never at import time, so a module that merely references this
-class (the authorizer) pays nothing on its fast path. The low-level client (not the resource)
-keeps cold starts short; boto3 itself honours ``AWS_ENDPOINT_URL``.
+boto3 is imported on first use (tokencore.awsclient), never at import time or construction, so
+a module that merely references this class (the authorizer) pays nothing on its fast path. The
+low-level client (not the resource) keeps cold starts short; boto3 itself honours
+``AWS_ENDPOINT_URL``.
 
 Every conditional write asks for ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, so a refused
 write is classified from the state it was refused on, with no second request. When the answer
@@ -14,13 +15,12 @@ refused write changed nothing.
 
 from __future__ import annotations
 
-import functools
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, cast
 
+from tokencore.awsclient import ConditionFailed, LazyClient, call_dynamodb
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import StoreUnavailable
@@ -106,35 +106,12 @@ def _names(*expressions: str) -> dict[str, str]:
     }
 
 
-# Botocore's own default for DynamoDB is 10 legacy retries and 60 s timeouts: far longer than a
-# Lambda should wait. Retrying a rotation is safe: if a lost attempt landed, the retry is refused
-# and classified as a grace replay of the successor that attempt wrote.
-DEFAULT_BOTO_CONFIG: Final[Mapping[str, Any]] = {
-    "connect_timeout": 1,
-    "read_timeout": 2,
-    "retries": {"mode": "standard", "max_attempts": 3},
-}
-
-
-@functools.cache
-def _botocore_errors() -> tuple[type[Exception], type[Exception]]:
-    from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
-        BotoCoreError,
-        ClientError,
-    )
-
-    return ClientError, BotoCoreError
-
-
-class _ConditionFailed(Exception):
-    """A conditional write was refused; ``item`` is the state it was refused on, if returned."""
-
-    def __init__(self, item: dict[str, Any] | None) -> None:
-        super().__init__("conditional check failed")
-        self.item = item
-
-
 class DynamoDBSessionStore(SessionStore):
+    """Sessions on the single table. The client is the caller's, or is built on first use with
+    ``awsclient.default_boto_config()`` merged with ``boto_config``. botocore's retries are
+    safe here: if a lost rotation attempt landed, the retry is refused and classified as a
+    grace replay of the successor that attempt wrote."""
+
     def __init__(
         self,
         table_name: str,
@@ -150,48 +127,19 @@ class DynamoDBSessionStore(SessionStore):
             raise ValueError("page_size must be positive")
         self.table_name = table_name
         self.page_size = page_size
-        self._client: Any | None = boto3_client
-        self._boto_config = boto_config
-        self._client_lock = threading.Lock()
+        self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
 
     @property
     def client(self) -> Any:
         """The low-level DynamoDB client, created (and boto3 imported) on first use."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self._new_client()
-        return self._client
-
-    def _new_client(self) -> Any:
-        import boto3  # type: ignore[import-untyped, unused-ignore]
-        from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
-
-        config = Config(**DEFAULT_BOTO_CONFIG)
-        if self._boto_config is not None:
-            config = config.merge(self._boto_config)
-        return boto3.session.Session().client("dynamodb", config=config)
+        return self._client.get()
 
     # --- Requests ------------------------------------------------------------------------------
 
     def _request(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        """One API call. A refused condition raises _ConditionFailed; anything else that goes
-        wrong (throttling, timeouts, connection errors, any other ClientError) is
-        StoreUnavailable, which no caller ever reads as reuse or as a reason to revoke."""
-        client_error, botocore_error = _botocore_errors()
-        try:
-            # Building the client (first call) can fail too, e.g. with no region configured.
-            return cast(dict[str, Any], getattr(self.client, operation)(**params))
-        except client_error as exc:
-            response = getattr(exc, "response", {})
-            code = str(response.get("Error", {}).get("Code", "unknown"))
-            if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed(response.get("Item")) from exc
-            raise StoreUnavailable(f"session store {operation} failed: {code}") from exc
-        except botocore_error as exc:
-            raise StoreUnavailable(
-                f"session store {operation} failed: {type(exc).__name__}"
-            ) from exc
+        """One API call (awsclient.call_dynamodb): a refused condition raises ConditionFailed
+        with the item it was refused on; anything else is StoreUnavailable."""
+        return call_dynamodb(self._client, operation, params, what="session store")
 
     def _key(self, session_id: str) -> dict[str, Any]:
         return {PARTITION_KEY: _s(SESSION_PREFIX + session_id), SORT_KEY: _s(SESSION_SORT)}
@@ -220,7 +168,7 @@ class DynamoDBSessionStore(SessionStore):
         }
         try:
             response = self._request("update_item", params)
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             return WriteOutcome(False, self._refused_state(session_id, refused.item))
         new = _from_item(response.get("Attributes") or {}) if return_new else None
         return WriteOutcome(True, new)
@@ -237,7 +185,7 @@ class DynamoDBSessionStore(SessionStore):
         }
         try:
             self._request("put_item", params)
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             return WriteOutcome(False, self._refused_state(session.session_id, refused.item))
         return WriteOutcome(True, session)
 

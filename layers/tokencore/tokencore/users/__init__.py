@@ -11,7 +11,7 @@ from tokencore.users.base import (
     validate_roles,
 )
 from tokencore.users.dynamodb import DynamoDBUserStore
-from tokencore.users.memory import MemoryUserStore
+from tokencore.users.memory import InMemoryUserStore
 from tokencore.users.passwords import Passwords, owasp_hasher, validate_password
 from tokencore.users.service import (
     REASON_PASSWORD_CHANGED,
@@ -25,7 +25,7 @@ __all__ = [
     "REASON_PASSWORD_CHANGED",
     "REASON_USER_DISABLED",
     "DynamoDBUserStore",
-    "MemoryUserStore",
+    "InMemoryUserStore",
     "Passwords",
     "RevokeAllSessions",
     "SessionRevoker",

@@ -6,17 +6,18 @@ Items:
 - profile pk ``USER#<user_id>``, sk ``PROFILE``: the ``User`` fields. No ``gsi1pk``, so a user's
   profile never shows up in the ``by_user`` index that lists their sessions.
 
-Neither kind carries ``expires_at``: accounts do not expire. boto3 is imported when a store is
-built (tokencore.awsclient), never when ``tokencore.users`` is imported, so the in-memory path
-and the pure core load without it. Every AWS failure becomes StoreUnavailable (``from`` the
-original), except the condition failures this module expects and translates.
+Neither kind carries ``expires_at``: accounts do not expire. boto3 is imported on the store's
+first call (tokencore.awsclient), never when ``tokencore.users`` is imported or a store is
+built, so the in-memory path and the pure core load without it. Every AWS failure becomes
+StoreUnavailable (``from`` the original), except the condition failures this module expects
+and translates.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tokencore.awsclient import ConditionFailed, call_dynamodb, make_client
+from tokencore.awsclient import ConditionFailed, LazyClient, call_dynamodb
 from tokencore.clock import Clock
 from tokencore.errors import StoreConflict, StoreUnavailable, UserExists, UserNotFound
 from tokencore.store.table import (
@@ -49,7 +50,7 @@ class DynamoDBUserStore(UserStore):
     ) -> None:
         self._table = table_name
         self._clock = clock  # kept for symmetry with the other stores; accounts do not expire
-        self._client = boto3_client if boto3_client is not None else make_client(boto_config)
+        self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
 
     # --- I/O -----------------------------------------------------------------------------
 

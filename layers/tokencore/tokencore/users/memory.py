@@ -12,7 +12,7 @@ from tokencore.errors import UserExists, UserNotFound
 from tokencore.users.base import User, UserChanges, UserStore
 
 
-class MemoryUserStore(UserStore):
+class InMemoryUserStore(UserStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users: dict[str, User] = {}

@@ -1,0 +1,59 @@
+"""Package rules that hold across modules: the pure core and the authorizer's fast path never
+load boto3 or botocore at import time (each AWS backend imports boto3 on its first call)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# Every package a handler or the authorizer imports on its fast path.
+PACKAGES = (
+    "tokencore",
+    "tokencore.keys",
+    "tokencore.sessions",
+    "tokencore.users",
+    "tokencore.ratelimit",
+    "tokencore.tokens",
+    "tokencore.policy",
+)
+
+
+def test_importing_the_packages_loads_neither_boto3_nor_botocore() -> None:
+    # Checking the top-level names is enough: importing a submodule imports its package first.
+    code = (
+        f"import {', '.join(PACKAGES)}\n"
+        "import sys\n"
+        "loaded = sorted(m for m in ('boto3', 'botocore') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_building_the_aws_backends_loads_neither_boto3_nor_botocore() -> None:
+    """Construction is free too: a container may build its stores and key sources at init."""
+    code = (
+        "import sys\n"
+        "from tokencore.clock import ManualClock\n"
+        "from tokencore.config import Settings\n"
+        "from tokencore.keys import KmsKeySource, KmsSigner, SecretsManagerKeySource\n"
+        "from tokencore.keys import SsmJwksSource\n"
+        "from tokencore.ratelimit import DynamoDBRateLimiter\n"
+        "from tokencore.sessions import DynamoDBSessionStore\n"
+        "from tokencore.users import DynamoDBUserStore\n"
+        "DynamoDBSessionStore('t', Settings())\n"
+        "DynamoDBUserStore('t', ManualClock())\n"
+        "DynamoDBRateLimiter('t', ManualClock())\n"
+        "SecretsManagerKeySource('s', 'access')\n"
+        "KmsSigner('alias/k', 'ES256')\n"
+        "KmsKeySource('alias/k')\n"
+        "SsmJwksSource('/p')\n"
+        "loaded = sorted(m for m in ('boto3', 'botocore') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
