@@ -22,11 +22,11 @@ from tokencore.errors import (
 )
 from tokencore.keys import KeySet, LocalSigner, StaticKeySource, generate_key
 from tokencore.keys.keyring import KeyRing
-from tokencore.ratelimit import MemoryRateLimiter
+from tokencore.ratelimit import InMemoryRateLimiter
 from tokencore.service import AuthService, LoginRequest
 from tokencore.sessions import InMemorySessionStore
 from tokencore.tokens import fingerprint_matches
-from tokencore.users import MemoryUserStore, RevokeAllSessions, UserService
+from tokencore.users import InMemoryUserStore, RevokeAllSessions, UserService
 
 PASSWORD = "correct horse battery staple"
 
@@ -59,7 +59,7 @@ def make_world(clock: ManualClock) -> Callable[..., World]:
         refresh = KeySet([generate_key("HS256")], "refresh")
         sessions = InMemorySessionStore(settings, clock)
         users = UserService(
-            MemoryUserStore(),
+            InMemoryUserStore(),
             RevokeAllSessions(sessions),
             clock,
             hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
@@ -69,7 +69,7 @@ def make_world(clock: ManualClock) -> Callable[..., World]:
             settings,
             users=users,
             sessions=sessions,
-            rate_limiter=MemoryRateLimiter(clock),
+            rate_limiter=InMemoryRateLimiter(clock),
             access_signer=access.signer(),
             refresh_signer=refresh.signer(),
             access_keys=_ring(access, clock),
@@ -237,3 +237,21 @@ def test_high_security_sessions_carry_acr(make_world: Callable[..., World]) -> N
     assert claims.security_level is None
     assert claims.fingerprint_hash is None
     assert grant.fingerprint is None
+
+
+def test_refresh_reuse_is_a_security_event_with_hashed_ids(
+    make_world: Callable[..., World], caplog: pytest.LogCaptureFixture
+) -> None:
+    world = make_world(REFRESH_REUSE_GRACE_SECONDS="0")
+    first = world.service.login(LoginRequest("alice", PASSWORD))
+    world.service.refresh(first.refresh_token)
+    with caplog.at_level("WARNING", logger="tokencore.audit"), pytest.raises(RefreshReuseDetected):
+        world.service.refresh(first.refresh_token)
+    events = [r for r in caplog.records if getattr(r, "security_event", None) == "refresh_reuse"]
+    assert len(events) == 1
+    event = events[0]
+    assert event.classification == "recent_previous"  # type: ignore[attr-defined]
+    assert len(event.session_id_hash) == 16  # type: ignore[attr-defined]
+    text = caplog.text + repr(event.__dict__)
+    for secret in (first.session_id, world.user_id, first.refresh_token, first.access_token):
+        assert secret not in text

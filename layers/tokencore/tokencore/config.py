@@ -87,6 +87,7 @@ class Settings:
     jwks_cache_ttl_seconds: int = 300
     jwks_refetch_min_interval_seconds: int = 10
     public_jwks: str = ""
+    public_jwks_parameter: str = "/tokencore/public-jwks"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +129,7 @@ class Settings:
                 "JWKS_REFETCH_MIN_INTERVAL_SECONDS", 10, low=0
             ),
             public_jwks=reader.text("PUBLIC_JWKS", "", required=False),
+            public_jwks_parameter=reader.text("PUBLIC_JWKS_PARAMETER", "/tokencore/public-jwks"),
         )
         settings.validate()
         return settings

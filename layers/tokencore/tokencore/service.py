@@ -20,6 +20,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from tokencore.audit import security_event
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import (
@@ -32,7 +33,7 @@ from tokencore.errors import (
 )
 from tokencore.keys.model import Signer
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
-from tokencore.sessions.base import REASON_LOGOUT, Session, SessionStore
+from tokencore.sessions.base import REASON_LOGOUT, RefreshReuseRevoked, Session, SessionStore
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -45,11 +46,10 @@ from tokencore.tokens import (
     verify_access_token,
     verify_refresh_token,
 )
-from tokencore.users import User, UserService, username_rate_key
+from tokencore.users import REASON_PASSWORD_CHANGED, User, UserService, username_rate_key
 
 logger = logging.getLogger(__name__)
 
-REASON_PASSWORD_CHANGED = "password_changed"
 REASON_ISSUE_FAILED = "issue_failed"
 # A fingerprint we generated: token_urlsafe(32) is 43 characters of the url-safe alphabet.
 _FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -155,9 +155,22 @@ class AuthService:
         claims = verify_refresh_token(refresh_token, self._refresh_keys, self._refresh_options, now)
         self.rate_limiter.hit(SCOPE_REFRESH_USER, claims.subject, self.settings.refresh_rate_limit)
         user = self.users.get_user(claims.subject)
-        result = self.sessions.rotate(
-            claims.session_id, claims.token_id, claims.generation, new_token_id(), now
-        )
+        try:
+            result = self.sessions.rotate(
+                claims.session_id, claims.token_id, claims.generation, new_token_id(), now
+            )
+        except RefreshReuseRevoked as reuse:
+            # Reported once: only the call that revoked the session raises this.
+            event = reuse.event
+            security_event(
+                "refresh_reuse",
+                classification=event.classification,
+                session_id=event.session_id,
+                user_id=event.user_id,
+                presented_generation=event.presented_generation,
+                current_generation=event.current_generation,
+            )
+            raise
         session = result.session
         if session.user_id != user.user_id:
             # A refresh token whose subject is not the session's owner was minted by nobody
