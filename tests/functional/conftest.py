@@ -1,0 +1,110 @@
+"""A whole stack in moto for the handler tests: table, key sets in Secrets Manager, the public
+JWKS in SSM, two users, and the container Runtime the handlers use. Keys are generated here, at
+test time; nothing secret is committed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from argon2 import PasswordHasher
+from moto import mock_aws
+
+from tokencore.clock import ManualClock
+from tokencore.config import Settings, reset_settings
+from tokencore.keys import KeySet, generate_key, jwks_document
+from tokencore.keys.secretsmanager import create_key_set_secret
+from tokencore.runtime import Runtime, set_runtime
+from tokencore.service import LoginRequest, TokenGrant
+from tokencore.store.table import create_table
+from tokencore.users import DynamoDBUserStore, RevokeAllSessions, User, UserService
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+ISSUER = "https://auth.example.com"
+USER_PASSWORD = "correct horse battery staple"  # test-only, not a secret of any deployment
+ADMIN_PASSWORD = "admin passphrase for tests only"
+
+STACK_ENV = {
+    "TOKEN_ISSUER": ISSUER,
+    "TOKEN_AUDIENCE": "tokencore-api",
+    "SESSIONS_TABLE_NAME": "tokencore-test",
+    "SIGNING_KEYS_SECRET_ID": "tokencore/test/signing-keys",
+    "REFRESH_KEYS_SECRET_ID": "tokencore/test/refresh-keys",
+    "PUBLIC_JWKS_PARAMETER": "/tokencore/test/public-jwks",
+    "SESSION_CHECK_SAMPLE_RATE": "0",
+    "ALLOWED_ORIGINS": "https://app.example.com",
+}
+
+
+@dataclass
+class Stack:
+    runtime: Runtime
+    clock: ManualClock
+    settings: Settings
+    access_keys: KeySet
+    refresh_keys: KeySet
+    user: User
+    admin: User
+
+    def login(
+        self, username: str = "alice", password: str = USER_PASSWORD, **extra: Any
+    ) -> TokenGrant:
+        return self.runtime.auth.login(LoginRequest(username, password, **extra))
+
+    def login_admin(self) -> TokenGrant:
+        return self.login("root", ADMIN_PASSWORD)
+
+
+def load_event(relative: str, **replacements: str) -> dict[str, Any]:
+    """Load events/<relative> and replace ``{{name}}`` placeholders (tokens are minted by the
+    test, never stored in a fixture)."""
+    text = (EVENTS_DIR / relative).read_text(encoding="utf-8")
+    for name, value in replacements.items():
+        text = text.replace("{{" + name + "}}", value)
+    event: dict[str, Any] = json.loads(text)
+    return event
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> Iterator[Stack]:
+    for name, value in STACK_ENV.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    with mock_aws():
+        settings = Settings.from_env()
+        create_table(boto3.client("dynamodb"), settings.sessions_table_name)
+        access_keys = KeySet([generate_key(settings.access_token_alg)], "access")
+        refresh_keys = KeySet([generate_key("HS256")], "refresh")
+        secrets = boto3.client("secretsmanager")
+        create_key_set_secret(secrets, settings.signing_keys_secret_id, access_keys)
+        create_key_set_secret(secrets, settings.refresh_keys_secret_id, refresh_keys)
+        boto3.client("ssm").put_parameter(
+            Name=settings.public_jwks_parameter,
+            Type="String",
+            Value=json.dumps(jwks_document(access_keys.verification_keys())),
+            Overwrite=True,
+        )
+        runtime = Runtime(settings, clock)
+        # Cheap Argon2 parameters keep the suite fast; the real ones are tested in unit tests.
+        runtime.__dict__["users"] = UserService(
+            DynamoDBUserStore(settings.sessions_table_name, clock),
+            RevokeAllSessions(runtime.sessions),
+            clock,
+            hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+        )
+        user = runtime.users.create_user(
+            "alice", USER_PASSWORD, email="alice@example.com", roles=["user"]
+        )
+        admin = runtime.users.create_user(
+            "root", ADMIN_PASSWORD, email="root@example.com", roles=["admin", "user"]
+        )
+        set_runtime(runtime)
+        try:
+            yield Stack(runtime, clock, settings, access_keys, refresh_keys, user, admin)
+        finally:
+            set_runtime(None)
