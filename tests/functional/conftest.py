@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
-from tokencore.keys import KeySet, generate_key, jwks_document
+from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
 from tokencore.keys.secretsmanager import create_key_set_secret
 from tokencore.runtime import Runtime, set_runtime
 from tokencore.service import LoginRequest, TokenGrant
@@ -70,16 +70,26 @@ def load_event(relative: str, **replacements: str) -> dict[str, Any]:
     return event
 
 
+@pytest.fixture(scope="session")
+def generated_keys() -> dict[str, PrivateKeyEntry]:
+    """Keys generated once per test run (RSA generation dominates a stack's setup otherwise)."""
+    return {alg: generate_key(alg) for alg in ("RS256", "ES256", "EdDSA", "HS256")}
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> Iterator[Stack]:
+def stack(
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    generated_keys: dict[str, PrivateKeyEntry],
+) -> Iterator[Stack]:
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
     reset_settings()
     with mock_aws():
         settings = Settings.from_env()
         create_table(boto3.client("dynamodb"), settings.sessions_table_name)
-        access_keys = KeySet([generate_key(settings.access_token_alg)], "access")
-        refresh_keys = KeySet([generate_key("HS256")], "refresh")
+        access_keys = KeySet([generated_keys[settings.access_token_alg]], "access")
+        refresh_keys = KeySet([generated_keys["HS256"]], "refresh")
         secrets = boto3.client("secretsmanager")
         create_key_set_secret(secrets, settings.signing_keys_secret_id, access_keys)
         create_key_set_secret(secrets, settings.refresh_keys_secret_id, refresh_keys)
@@ -92,7 +102,9 @@ def stack(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> Iterator[Stack
         runtime = Runtime(settings, clock)
         # Cheap Argon2 parameters keep the suite fast; the real ones are tested in unit tests.
         runtime.__dict__["users"] = UserService(
-            DynamoDBUserStore(settings.sessions_table_name, clock),
+            DynamoDBUserStore(
+                settings.sessions_table_name, clock, boto3_client=runtime.dynamodb_client
+            ),
             RevokeAllSessions(runtime.sessions),
             clock,
             hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),

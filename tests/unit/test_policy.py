@@ -96,7 +96,7 @@ def test_session_check_reasons() -> None:
         is SessionCheckReason.SENSITIVE_ROUTE
     )
     assert (
-        policy.decide(_claims(level="high"), "GET", "/me").session_check
+        policy.decide(_claims(level="2"), "GET", "/me").session_check
         is SessionCheckReason.HIGH_SECURITY
     )
     assert not policy.decide(_claims(), "GET", "/me/../admin").allowed

@@ -85,13 +85,38 @@ class LazyClient:
             config = config.merge(self._config)
         session = self._session
         if session is None:
-            import boto3  # type: ignore[import-untyped,unused-ignore]
-
-            session = boto3.session.Session()
+            session = _new_session()
         return session.client(self._service, config=config)
 
     def __repr__(self) -> str:
         return f"LazyClient({self._service!r}, created={self._client is not None})"
+
+
+_loader_lock = threading.Lock()
+_shared_loader: Any = None
+
+
+def _new_session() -> Any:
+    """A boto3 session of its own (boto3's default session is not thread-safe; clients are)
+    that shares one botocore data loader with every other session in the process.
+
+    The loader parses the service models and endpoint rules, which is most of what creating a
+    client costs; a container builds several clients (DynamoDB, Secrets Manager, SSM), so
+    parsing those files once shortens its cold start. Credentials and configuration stay per
+    session.
+    """
+    global _shared_loader
+    import boto3
+    import botocore.session
+    from botocore.loaders import create_loader
+
+    with _loader_lock:
+        if _shared_loader is None:
+            _shared_loader = create_loader()
+        loader = _shared_loader
+    core = botocore.session.Session()
+    core.register_component("data_loader", loader)
+    return boto3.session.Session(botocore_session=core)
 
 
 def aws_errors() -> tuple[type[Exception], type[Exception]]:

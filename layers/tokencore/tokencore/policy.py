@@ -18,8 +18,13 @@ from tokencore.tokens.claims import AccessClaims
 
 ADMIN_ROLE = "admin"
 ADMIN_PREFIX = "/admin/"
-# Tokens minted for a session with this security level always check the session store.
-HIGH_SECURITY_LEVELS = frozenset({"high"})
+# A session at or above this security level (the token's ``acr``, a decimal string) is always
+# checked against the session store. Level 1 is a password login and is left off the token.
+HIGH_SECURITY_LEVEL = 2
+
+
+def is_high_security(level: str | None) -> bool:
+    return level is not None and level.isdecimal() and int(level) >= HIGH_SECURITY_LEVEL
 
 
 class SessionCheckReason(StrEnum):
@@ -89,7 +94,7 @@ class Policy:
     ) -> SessionCheckReason | None:
         if is_sensitive(self._patterns, method, path):
             return SessionCheckReason.SENSITIVE_ROUTE
-        if claims.security_level in HIGH_SECURITY_LEVELS:
+        if is_high_security(claims.security_level):
             return SessionCheckReason.HIGH_SECURITY
         if self._sample_rate > 0 and self._sampler.random() < self._sample_rate:
             return SessionCheckReason.SAMPLED

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings, get_settings
@@ -107,23 +107,40 @@ class Runtime:
     # --- stores -----------------------------------------------------------------------------
 
     @cached_property
+    def dynamodb_client(self) -> Any:
+        """One DynamoDB client for the three stores (clients are thread-safe; creating one
+        costs a few tens of milliseconds of a cold start)."""
+        from tokencore.awsclient import LazyClient
+
+        return LazyClient("dynamodb").get()
+
+    @cached_property
     def sessions(self) -> SessionStore:
         from tokencore.sessions import DynamoDBSessionStore
 
-        return DynamoDBSessionStore(self.settings.sessions_table_name, self.settings, self.clock)
+        return DynamoDBSessionStore(
+            self.settings.sessions_table_name,
+            self.settings,
+            self.clock,
+            boto3_client=self.dynamodb_client,
+        )
 
     @cached_property
     def users(self) -> UserService:
         from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
 
-        store = DynamoDBUserStore(self.settings.sessions_table_name, self.clock)
+        store = DynamoDBUserStore(
+            self.settings.sessions_table_name, self.clock, boto3_client=self.dynamodb_client
+        )
         return UserService(store, RevokeAllSessions(self.sessions), self.clock)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
         from tokencore.ratelimit import DynamoDBRateLimiter
 
-        return DynamoDBRateLimiter(self.settings.sessions_table_name, self.clock)
+        return DynamoDBRateLimiter(
+            self.settings.sessions_table_name, self.clock, boto3_client=self.dynamodb_client
+        )
 
     # --- services ---------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from tokencore.errors import (
     TokenRejected,
 )
 from tokencore.keys.model import Signer
+from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
 from tokencore.sessions.base import REASON_LOGOUT, RefreshReuseRevoked, Session, SessionStore
 from tokencore.tokens import (
@@ -53,9 +54,6 @@ logger = logging.getLogger(__name__)
 REASON_ISSUE_FAILED = "issue_failed"
 # A fingerprint we generated: token_urlsafe(32) is 43 characters of the url-safe alphabet.
 _FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
-# Sessions at or above this level put ``acr`` in the token, which makes the authorizer always
-# check the session store. Level 1 (a password login) stays off the token to keep it small.
-HIGH_SECURITY_LEVEL = 2
 
 
 @dataclass(frozen=True, slots=True)
