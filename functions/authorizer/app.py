@@ -1,0 +1,569 @@
+"""The Lambda authorizer: one handler for HTTP API (payload 2.0, simple responses), REST TOKEN
+and REST REQUEST events, told apart by the event itself (``version`` "2.0" -> HTTP API; ``type``
+"TOKEN" / "REQUEST" -> REST; a HTTP API authorizer on payload 1.0 is a REST REQUEST event).
+
+Thin on purpose: parse the event into a ``tokencore.authz.AuthzRequest``, call
+``Authorizer.authorize`` (built once per container from ``get_runtime()``), shape the answer.
+
+Fast path: signature and claims only. The key ring starts from PUBLIC_JWKS, so a warm or cold
+container with a known kid makes no network call, builds no store and never imports boto3. The
+session store is read (ONE strongly consistent GetItem) only when the policy asks: a sensitive
+route, a high security level, or the sampled share (SESSION_CHECK_SAMPLE_RATE). Between such
+reads, a revoked session's access tokens keep working on ordinary routes until they expire
+(ACCESS_TOKEN_TTL_SECONDS): that is the hybrid design, not a bug.
+
+Answers (every failure denies; nothing allows on error; nothing raises but "Unauthorized"):
+
+==========================  =================================  ================================
+outcome                     REST (TOKEN / REQUEST)             HTTP API (simple response)
+==========================  =================================  ================================
+allowed                     Allow ``stage/*/*`` (+ Deny         ``isAuthorized: true`` + context
+                            ``stage/<VERB>/admin[/*]`` for
+                            non-admins) + context
+missing / malformed / bad   ``raise Exception("Unauthorized")`` ``isAuthorized: false`` (403)
+token, binding or session   (401)
+valid token, route refused  explicit Deny on the route (403)    ``isAuthorized: false`` (403)
+fault (keys, store, bug)    ``DENY_ALL_RESPONSE`` (403)         ``isAuthorized: false`` (403)
+==========================  =================================  ================================
+
+* REST fault answer: an explicit Deny (403), not 401. A 401 tells an OAuth client its token is
+  bad, so it refreshes or logs in again, which during a store or key outage becomes a login
+  storm against the same failing dependency; the token is fine and a retry may succeed.
+* HTTP API simple responses cannot tell 401 from 403: every deny is 403. A request without
+  the identity source (``$request.header.Authorization``) gets 401 from API Gateway before the
+  Lambda runs.
+* REST TOKEN authorizers receive one header and no cookies, so a token bound to a fingerprint
+  cookie (``fgp`` claim) is DENIED there (``fingerprint_unavailable``): binding fails closed.
+  Use a REQUEST authorizer (or FINGERPRINT_BINDING=false for non-browser clients). Likewise a
+  TOKEN authorizer never sees ``X-Device-Id``, so device-bound sessions are denied on
+  sensitive routes.
+
+Caching (API Gateway caches an authorizer result, 300 s by default, keyed on the identity
+source, and applies it to OTHER routes of the same caller):
+
+* REST: the policy is cache-safe. It covers every route the principal may call (Allow
+  ``arn:...:apiId/stage/*/*``) and, for non-admins, explicitly denies
+  ``arn:...:apiId/stage/<VERB>/admin`` and ``.../admin/*`` for each verb (not ``*/admin/*``: the
+  first ``*`` would span slashes and deny any path with an ``admin`` segment). A route refused
+  for this request adds an explicit Deny on exactly its method ARN. Still, a cached Allow skips
+  the session check on sensitive routes and the fingerprint check unless the cookie is part of
+  the identity source. Deploy the REST authorizer with ``AuthorizerResultTtlInSeconds: 0``
+  (our recommendation), OR accept that revocation takes up to the TTL on sensitive routes and
+  put ``method.request.header.Cookie`` and ``X-Device-Id`` in the identity sources.
+* HTTP API (our template): caching is disabled (TTL 0). An in-container cache of verified
+  claims (a later issue) gives the speed without the revocation hazard.
+
+Observability: Powertools Logger (service from POWERTOOLS_SERVICE_NAME) never sees the event,
+headers, cookies or tokens: it logs codes, the event kind, and a hash of the session id. Metrics:
+``AuthorizerAllow``; ``AuthorizerDeny`` with dimension ``reason`` (an error code, a bounded set);
+``SessionCheck`` with dimension ``reason`` (sensitive_route, high_security, sampled), emitted on
+its own because one EMF document carries one dimension set. Metrics are flushed by hand after
+every answer instead of by ``@metrics.log_metrics``: the decorator flushes in a ``finally`` and a
+flush error (a missing namespace raises SchemaValidationError) would replace our answer with an
+exception. Observability failures never change an answer. No Tracer: Lambda's active tracing
+already records the invocation, and the SDK's auto-patching would load botocore's client stack
+on every cold start for a path that makes no AWS call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import re
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    DENY_ALL_RESPONSE,
+    APIGatewayAuthorizerEventV2,
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+    APIGatewayAuthorizerResponseV2,
+    APIGatewayAuthorizerTokenEvent,
+    APIGatewayRouteArn,
+    HttpVerb,
+)
+
+from tokencore.audit import hash_identifier
+from tokencore.authz import (
+    DEVICE_ID_HEADER,
+    FINGERPRINT_COOKIE,
+    Authorizer,
+    AuthzRequest,
+    AuthzTrace,
+    Grant,
+    RouteForbidden,
+    authorizer_context,
+    cookie_pairs_from_header,
+    find_cookie,
+)
+from tokencore.errors import InvalidRequest, Rejected, ServiceFault
+from tokencore.policy import ADMIN_PREFIX, ADMIN_ROLE, SessionCheckReason
+from tokencore.runtime import Runtime, get_runtime
+from tokencore.sessions.base import DEVICE_ID_MAX_CHARS
+from tokencore.tokens import AccessClaims
+
+SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME") or "tokencore-authorizer"
+NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "tokencore"
+UNAUTHORIZED: Final = "Unauthorized"  # API Gateway maps exactly this error message to 401
+INTERNAL_ERROR: Final = "internal_error"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+
+_MAX_PATH_LENGTH: Final = 8192
+_MAX_ARN_LENGTH: Final = 2048
+_VERBS: Final = frozenset(verb.value for verb in HttpVerb if verb is not HttpVerb.ALL)
+# arn:<partition>:execute-api:<region>:<account>:<apiId>/<stage>/<VERB>[/<path>]
+_METHOD_ARN: Final = re.compile(
+    r"arn:(aws[a-z-]{0,20}):execute-api:([a-z0-9-]{1,32}):([0-9]{12}):([A-Za-z0-9]{1,32})"
+    r"/([A-Za-z0-9_-]{1,128}|\*)/([A-Z]{1,16})(/[!-~]*)?"
+)
+_METHOD: Final = re.compile(r"[A-Z]{1,16}")
+_REASON: Final = re.compile(r"[a-z][a-z0-9_]{0,47}")
+_ID: Final = re.compile(r"[A-Za-z0-9=._-]{1,64}")
+_ADMIN_RESOURCE: Final = ADMIN_PREFIX.strip("/")
+
+
+class EventKind(StrEnum):
+    HTTP = "http"
+    REST_TOKEN = "rest_token"
+    REST_REQUEST = "rest_request"
+    UNKNOWN = "unknown"
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    FAULT = "fault"
+
+
+class MalformedEvent(InvalidRequest):
+    """The event is not a well-formed API Gateway authorizer event."""
+
+    code = "malformed_event"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    request: AuthzRequest
+    arn: APIGatewayRouteArn | None = None  # REST: the method ARN the policy is built around
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    reason: str  # "allow", or the deny reason: an error code
+    parsed: ParsedEvent | None = None
+    grant: Grant | None = None
+    claims: AccessClaims | None = None
+    session_check: SessionCheckReason | None = None
+    where: str | None = None  # internal errors only: file:line of the failure
+
+
+# --- handler --------------------------------------------------------------------------------
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Never allows on error; raises nothing but ``Exception("Unauthorized")`` (REST 401)."""
+    kind = EventKind.UNKNOWN
+    try:
+        kind = event_kind(event)
+        response = _respond(kind, event, context)
+    except Exception:  # noqa: BLE001 - the last line of defence: deny, never raise
+        response = _fail_closed(kind)
+    _flush_metrics()
+    if response is None:
+        raise Exception(UNAUTHORIZED)  # noqa: TRY002 - the exact shape API Gateway expects
+    return response
+
+
+def _respond(kind: EventKind, event: Any, context: Any) -> dict[str, Any] | None:
+    outcome = _decide(kind, event)
+    try:
+        response = _shape(kind, outcome)
+    except Exception as exc:  # noqa: BLE001 - a response we cannot build is a denial
+        outcome = Outcome(Verdict.FAULT, INTERNAL_ERROR, claims=outcome.claims, where=_where(exc))
+        response = _fail_closed(kind)
+    _observe(kind, outcome, _correlation(event, context))
+    return response
+
+
+def _decide(kind: EventKind, event: Any) -> Outcome:
+    """Parse, authorize, classify. Never raises."""
+    trace = AuthzTrace()
+    parsed: ParsedEvent | None = None
+    try:
+        parsed = parse_event(kind, event)
+        grant = _authorizer().authorize(parsed.request, trace)
+    except RouteForbidden as exc:
+        return Outcome(Verdict.FORBIDDEN, exc.code, parsed, None, exc.claims, trace.session_check)
+    except Rejected as exc:
+        return Outcome(
+            Verdict.UNAUTHENTICATED, exc.code, parsed, None, trace.claims, trace.session_check
+        )
+    except ServiceFault as exc:
+        return Outcome(Verdict.FAULT, exc.code, parsed, None, trace.claims, trace.session_check)
+    except Exception as exc:  # noqa: BLE001 - a bug denies like a fault, and is reported
+        return Outcome(
+            Verdict.FAULT,
+            INTERNAL_ERROR,
+            parsed,
+            None,
+            trace.claims,
+            trace.session_check,
+            _where(exc),
+        )
+    return Outcome(Verdict.ALLOW, "allow", parsed, grant, grant.claims, grant.session_check)
+
+
+_cached: tuple[Runtime, Authorizer] | None = None
+
+
+def _authorizer() -> Authorizer:
+    """Built once per container (per Runtime: tests and the local stack install their own)."""
+    global _cached
+    runtime = get_runtime()
+    cached = _cached
+    if cached is None or cached[0] is not runtime:
+        cached = (runtime, Authorizer.from_runtime(runtime))
+        _cached = cached
+    return cached[1]
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def event_kind(event: object) -> EventKind:
+    if not isinstance(event, dict):
+        return EventKind.UNKNOWN
+    if event.get("version") == "2.0":
+        return EventKind.HTTP
+    kind = event.get("type")
+    if kind == "TOKEN":
+        return EventKind.REST_TOKEN
+    if kind == "REQUEST":
+        return EventKind.REST_REQUEST
+    return EventKind.UNKNOWN
+
+
+def parse_event(kind: EventKind, event: dict[str, Any]) -> ParsedEvent:
+    """The request as the authorizer sees it; MalformedEvent when the event is not one."""
+    try:
+        if kind is EventKind.HTTP:
+            return _parse_http(APIGatewayAuthorizerEventV2(event))
+        if kind is EventKind.REST_TOKEN:
+            return _parse_rest_token(APIGatewayAuthorizerTokenEvent(event))
+        if kind is EventKind.REST_REQUEST:
+            return _parse_rest_request(APIGatewayAuthorizerRequestEvent(event))
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise MalformedEvent("event is missing fields or has wrong types") from exc
+    raise MalformedEvent("not an API Gateway authorizer event")
+
+
+def _parse_http(event: APIGatewayAuthorizerEventV2) -> ParsedEvent:
+    # Headers are read by hand, not through event.headers: a name repeated in two spellings
+    # must be refused, not resolved to whichever came last.
+    headers = _lowercase_headers(event.get("headers"))
+    context = event.request_context
+    path = _strip_stage(_path(event.raw_path), context.get("stage"))
+    cookies = event.get("cookies")
+    if not isinstance(cookies, list):
+        cookies = cookie_pairs_from_header(headers.get("cookie"))
+    request = AuthzRequest(
+        authorization=headers.get("authorization"),
+        method=_method(context.http.method),
+        path=path,
+        route_path=_route_template(event.get("routeKey")),
+        fingerprint=find_cookie(cookies, FINGERPRINT_COOKIE),
+        device_id=_device_id(headers.get(DEVICE_ID_HEADER)),
+    )
+    return ParsedEvent(request)
+
+
+def _parse_rest_token(event: APIGatewayAuthorizerTokenEvent) -> ParsedEvent:
+    arn = _method_arn(event.method_arn)
+    request = AuthzRequest(
+        authorization=event.get("authorizationToken"),
+        method=str(arn.http_method),
+        path="/" + arn.resource,
+        cookies_visible=False,  # a TOKEN authorizer receives one header and nothing else
+    )
+    return ParsedEvent(request, arn)
+
+
+def _parse_rest_request(event: APIGatewayAuthorizerRequestEvent) -> ParsedEvent:
+    arn = _method_arn(event.method_arn)
+    headers = _lowercase_headers(event.get("headers"), event.get("multiValueHeaders"))
+    method = event.get("httpMethod")
+    if method is not None and method != arn.http_method:
+        raise MalformedEvent("httpMethod does not match the method ARN")
+    context = event.get("requestContext")
+    resource_path = context.get("resourcePath") if isinstance(context, dict) else None
+    path = event.get("path") or resource_path or "/" + arn.resource
+    template = event.get("resource") or resource_path
+    request = AuthzRequest(
+        authorization=headers.get("authorization"),
+        method=str(arn.http_method),
+        path=_path(path),
+        route_path=_path(template) if template is not None else None,
+        fingerprint=find_cookie(_rest_cookie_pairs(headers.get("cookie")), FINGERPRINT_COOKIE),
+        device_id=_device_id(headers.get(DEVICE_ID_HEADER)),
+    )
+    return ParsedEvent(request, arn)
+
+
+def _lowercase_headers(headers: object, multi: object = None) -> dict[str, object]:
+    """Header names lowercased. A header given more than once (two spellings, or several
+    values in multiValueHeaders) becomes a list, which no single-value reader accepts."""
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, dict):
+        raise MalformedEvent("headers are not an object")
+    lowered: dict[str, object] = {}
+    for name, value in headers.items():
+        if isinstance(name, str):
+            key = name.lower()
+            lowered[key] = [lowered[key], value] if key in lowered else value
+    if isinstance(multi, dict):
+        for name, values in multi.items():
+            if isinstance(name, str) and isinstance(values, list) and len(values) > 1:
+                lowered[name.lower()] = list(values)
+    return lowered
+
+
+def _rest_cookie_pairs(header: object) -> list[object]:
+    # HTTP/2 clients may send the Cookie header in several pieces: each is a list of pairs.
+    if isinstance(header, list):
+        return [pair for piece in header for pair in cookie_pairs_from_header(piece)]
+    return list(cookie_pairs_from_header(header))
+
+
+def _method_arn(value: object) -> APIGatewayRouteArn:
+    if not isinstance(value, str) or len(value) > _MAX_ARN_LENGTH:
+        raise MalformedEvent("method ARN is missing or too long")
+    match = _METHOD_ARN.fullmatch(value)
+    if match is None or match.group(6) not in _VERBS:
+        raise MalformedEvent("method ARN is not an execute-api method ARN")
+    partition, region, account, api_id, stage, verb, path = match.groups()
+    return APIGatewayRouteArn(
+        region=region,
+        aws_account_id=account,
+        api_id=api_id,
+        stage=stage,
+        http_method=verb,
+        resource=path or "",
+        partition=partition,
+    )
+
+
+def _method(value: object) -> str:
+    if not isinstance(value, str) or not _METHOD.fullmatch(value):
+        raise MalformedEvent("method is missing or malformed")
+    return value
+
+
+def _path(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > _MAX_PATH_LENGTH:
+        raise MalformedEvent("path is missing or malformed")
+    return value
+
+
+def _strip_stage(raw_path: str, stage: object) -> str:
+    """HTTP API puts a named stage in rawPath (``/prod/me``); routes never include it."""
+    if not isinstance(stage, str) or not stage or stage == "$default":
+        return raw_path
+    prefix = "/" + stage
+    if raw_path == prefix:
+        return "/"
+    if raw_path.startswith(prefix + "/"):
+        return raw_path[len(prefix) :]
+    return raw_path
+
+
+def _route_template(route_key: object) -> str | None:
+    """The path of an HTTP API route key (``POST /admin/users/{user_id}/revoke``), if any."""
+    if not isinstance(route_key, str):
+        return None
+    _, sep, path = route_key.partition(" ")
+    if not sep:
+        return None  # "$default": no template to check
+    return _path(path)
+
+
+def _device_id(value: object) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= DEVICE_ID_MAX_CHARS:
+        return value
+    return None
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def _shape(kind: EventKind, outcome: Outcome) -> dict[str, Any] | None:
+    if kind is EventKind.HTTP:
+        if outcome.verdict is Verdict.ALLOW and outcome.grant is not None:
+            context = authorizer_context(outcome.grant)
+            return APIGatewayAuthorizerResponseV2(authorize=True, context=context).asdict()
+        return _http_deny()
+    if kind is EventKind.UNKNOWN:
+        return None
+    return _rest_answer(outcome)
+
+
+def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
+    verdict = outcome.verdict
+    if verdict is Verdict.UNAUTHENTICATED:
+        return None
+    if verdict is Verdict.FAULT:
+        return copy.deepcopy(DENY_ALL_RESPONSE)
+    parsed, claims = outcome.parsed, outcome.claims
+    if parsed is None or parsed.arn is None or claims is None:
+        raise ValueError("an allow or a route denial needs the method ARN and the claims")
+    if verdict is Verdict.ALLOW and outcome.grant is not None:
+        context = authorizer_context(outcome.grant)
+        return _principal_policy(parsed.arn, claims, context).asdict()
+    # A valid token refused on this route: the principal's policy, which stays right for the
+    # caller's other routes if cached, plus an explicit Deny on exactly this method ARN.
+    policy = _principal_policy(parsed.arn, claims, None)
+    try:
+        policy.deny_route(str(parsed.arn.http_method), "/" + parsed.arn.resource)
+    except ValueError:  # a path the policy grammar cannot express: deny the whole API
+        policy.deny_all_routes()
+    return policy.asdict()
+
+
+def _principal_policy(
+    arn: APIGatewayRouteArn, claims: AccessClaims, context: dict[str, Any] | None
+) -> APIGatewayAuthorizerResponse:
+    """Everything this principal may call: the whole API, minus the admin tree for non-admins.
+    Cache-safe: API Gateway applies a cached policy to the caller's other routes."""
+    policy = APIGatewayAuthorizerResponse(
+        principal_id=claims.subject,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=context,
+        partition=arn.partition,
+    )
+    policy.allow_all_routes()
+    if not claims.has_role(ADMIN_ROLE):
+        for verb in sorted(_VERBS):
+            policy.deny_route(verb, _ADMIN_RESOURCE)
+            policy.deny_route(verb, _ADMIN_RESOURCE + "/*")
+    return policy
+
+
+def _http_deny() -> dict[str, Any]:
+    return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
+
+
+def _fail_closed(kind: EventKind) -> dict[str, Any] | None:
+    """The answer when something unexpected failed; builds nothing that could fail."""
+    if kind is EventKind.HTTP:
+        return {"isAuthorized": False}
+    if kind is EventKind.UNKNOWN:
+        return None
+    return copy.deepcopy(DENY_ALL_RESPONSE)
+
+
+# --- observability ----------------------------------------------------------------------------
+
+
+def _observe(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None:
+    """Log and count one answer. Never raises: a broken log line must not change an answer."""
+    try:
+        _count(outcome)
+        _log(kind, outcome, correlation)
+    except Exception as exc:  # noqa: BLE001 - reported on stderr, answer unchanged
+        _observability_failed("observe", exc)
+
+
+def _count(outcome: Outcome) -> None:
+    if outcome.session_check is not None:
+        # Its own EMF document: one document carries one dimension set.
+        with single_metric(
+            name="SessionCheck",
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=NAMESPACE,
+            default_dimensions={"service": SERVICE},
+        ) as metric:
+            metric.add_dimension(name="reason", value=outcome.session_check.value)
+    if outcome.verdict is Verdict.ALLOW:
+        metrics.add_metric(name="AuthorizerAllow", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_dimension(name="reason", value=_metric_reason(outcome.reason))
+        metrics.add_metric(name="AuthorizerDeny", unit=MetricUnit.Count, value=1)
+
+
+def _log(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None:
+    fields: dict[str, object] = {
+        **correlation,
+        "event_kind": kind.value,
+        "verdict": outcome.verdict.value,
+        "reason": _metric_reason(outcome.reason),
+    }
+    if outcome.claims is not None:
+        fields["session_hash"] = hash_identifier(outcome.claims.session_id)
+    if outcome.session_check is not None:
+        fields["session_check"] = outcome.session_check.value
+    if outcome.verdict is Verdict.ALLOW:
+        logger.debug("authorizer allowed", extra=fields)
+    elif outcome.reason == INTERNAL_ERROR:
+        logger.error("authorizer failed", extra={**fields, "where": outcome.where})
+    elif outcome.verdict is Verdict.FAULT:
+        logger.warning("authorizer denied on a fault", extra=fields)
+    else:
+        logger.info("authorizer denied", extra=fields)
+
+
+def _correlation(event: Any, context: Any) -> dict[str, str]:
+    """API Gateway's request id and Lambda's, when they look like ids (never other input)."""
+    ids: dict[str, str] = {}
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    request_id = request_context.get("requestId") if isinstance(request_context, dict) else None
+    if isinstance(request_id, str) and _ID.fullmatch(request_id):
+        ids["correlation_id"] = request_id
+    function_request_id = getattr(context, "aws_request_id", None)
+    if isinstance(function_request_id, str) and _ID.fullmatch(function_request_id):
+        ids["function_request_id"] = function_request_id
+    return ids
+
+
+def _flush_metrics() -> None:
+    try:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+    except Exception as exc:  # noqa: BLE001 - metrics must never change an answer
+        metrics.clear_metrics()
+        _observability_failed("metrics", exc)
+
+
+def _metric_reason(code: str) -> str:
+    """Codes come from class attributes; anything else collapses to one bucket."""
+    return code if _REASON.fullmatch(code) else "other"
+
+
+def _where(exc: BaseException) -> str:
+    """file:line where ``exc`` was raised: enough to find a bug, and never a value from the
+    request (exception messages may quote input)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return type(exc).__name__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{type(exc).__name__} at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+
+
+def _observability_failed(what: str, exc: BaseException) -> None:
+    with contextlib.suppress(Exception):  # nowhere left to report to
+        sys.stderr.write(f"authorizer {what} failed: {_where(exc)}\n")

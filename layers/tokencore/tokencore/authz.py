@@ -1,0 +1,332 @@
+"""Authorizing one API request from its bearer token: pure, no Lambda and no AWS types.
+
+The authorizer function (``functions/authorizer``) turns an API Gateway event into an
+``AuthzRequest``, calls ``Authorizer.authorize`` and shapes the answer; the local stack can call
+the same code. The steps, cheapest first, each raising one error of ``tokencore.errors``:
+
+1. the ``Authorization`` header: exactly ``Bearer <token>`` (scheme case-insensitive, one
+   space, one RFC 6750 b64token, bounded length) -> ``MissingToken`` / ``MalformedAuthorization``;
+2. the access token: signature and claims (``tokens.verify``), no network while the key ring
+   holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault);
+3. the fingerprint binding: a token carrying ``fgp`` needs the ``__Host-fgp`` cookie whose
+   SHA-256 matches; a request kind that cannot carry cookies fails closed
+   (``FingerprintUnavailable``) -> ``FingerprintMismatch``;
+4. the route policy (``Policy.decide``: roles, ambiguous paths), also applied to the route
+   template when API Gateway names one -> ``RouteForbidden`` (a valid token without the right);
+5. only when the policy asks (sensitive route, high security level, or sampled): ONE strongly
+   consistent session read; the session must be active and belong to the token's subject, and
+   on a sensitive route a device-bound session needs the same ``X-Device-Id``
+   -> a ``SessionRejected`` subclass, or ``StoreUnavailable`` (a fault).
+
+Roles are checked before the session is read, so a forbidden route never costs a read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from tokencore.clock import Clock
+from tokencore.config import RoutePattern
+from tokencore.errors import (
+    DeviceMismatch,
+    FingerprintMismatch,
+    Forbidden,
+    MalformedToken,
+    SessionRejected,
+)
+from tokencore.policy import (
+    Policy,
+    RouteDecision,
+    SessionCheckReason,
+    is_sensitive,
+    normalize_path,
+    required_role,
+)
+from tokencore.tokens import (
+    MAX_TOKEN_LENGTH,
+    AccessClaims,
+    KeyLookup,
+    VerifyOptions,
+    fingerprint_matches,
+    verify_access_token,
+)
+
+if TYPE_CHECKING:
+    from tokencore.runtime import Runtime
+    from tokencore.sessions import SessionStore
+
+FINGERPRINT_COOKIE: Final = "__Host-fgp"
+DEVICE_ID_HEADER: Final = "x-device-id"
+# "Bearer " plus the largest token verify would even look at: anything longer is refused
+# before any regular expression runs over it.
+MAX_AUTHORIZATION_LENGTH: Final = len("Bearer ") + MAX_TOKEN_LENGTH
+# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; we accept exactly one space, so a header
+# that two parsers could split differently never reaches the verifier.
+_BEARER: Final = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
+# Bounds on the cookie material we scan; beyond them the request simply has no fingerprint.
+MAX_COOKIE_HEADER_LENGTH: Final = 16_384
+MAX_COOKIES: Final = 100
+
+
+# --- errors (subclasses of the tree in tokencore.errors, with their own short codes) -----------
+
+
+class MissingToken(MalformedToken):
+    """No Authorization header (or an empty one)."""
+
+    code = "missing_token"
+
+
+class MalformedAuthorization(MalformedToken):
+    """An Authorization header that is not exactly ``Bearer <token>``."""
+
+    code = "malformed_authorization"
+
+
+class FingerprintUnavailable(FingerprintMismatch):
+    """The token is bound to a fingerprint cookie, and this kind of request cannot carry
+    cookies (a REST TOKEN authorizer sees one header only): fail closed."""
+
+    code = "fingerprint_unavailable"
+
+
+class SessionUserMismatch(SessionRejected):
+    """The token names a session that belongs to someone else."""
+
+    code = "session_user_mismatch"
+
+
+class RouteForbidden(Forbidden):
+    """A valid token whose holder may not call this route. ``code`` is the policy's reason
+    (``insufficient_role``, ``malformed_path``); ``claims`` name the principal."""
+
+    def __init__(self, reason: str, claims: AccessClaims) -> None:
+        super().__init__(f"route denied ({reason})")
+        self.code = reason
+        self.claims = claims
+
+
+# --- the request and the answer ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzRequest:
+    """What the authorizer needs from one request, whatever the event shape.
+
+    ``authorization`` is the raw header value as received (anything but a string is malformed).
+    ``route_path`` is the route template API Gateway matched (``/admin/users/{user_id}/revoke``)
+    when it names one: the policy is applied to it as well, so a path that API Gateway routes
+    differently from how it reads here can only make the decision stricter.
+    ``cookies_visible`` is False where the event cannot carry cookies at all.
+    """
+
+    authorization: object = field(repr=False)
+    method: str
+    path: str
+    route_path: str | None = None
+    fingerprint: str | None = field(default=None, repr=False)
+    cookies_visible: bool = True
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An allowed request: who, and why the session store was (or was not) consulted."""
+
+    claims: AccessClaims
+    session_check: SessionCheckReason | None
+
+    @property
+    def session_checked(self) -> bool:
+        return self.session_check is not None
+
+
+@dataclass(slots=True)
+class AuthzTrace:
+    """Filled in as ``authorize`` progresses, so the caller can log and count what happened
+    even when it ends in an error (the claims once verified, the session check once started)."""
+
+    claims: AccessClaims | None = None
+    session_check: SessionCheckReason | None = None
+
+
+ContextValue = str | int | bool
+
+
+def authorizer_context(grant: Grant) -> dict[str, ContextValue]:
+    """The flat context API Gateway hands to the integration (strings, numbers, booleans)."""
+    claims = grant.claims
+    return {
+        "user_id": claims.subject,
+        "email": claims.email or "",
+        "roles": ",".join(claims.roles),
+        "session_id": claims.session_id,
+        "token_id": claims.token_id,
+        "expires_at": claims.expires_at,
+        "session_checked": grant.session_checked,
+    }
+
+
+# --- parsing helpers ----------------------------------------------------------------------------
+
+
+def bearer_token(authorization: object) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value."""
+    if authorization is None or authorization == "":
+        raise MissingToken("no bearer token")
+    if not isinstance(authorization, str):
+        raise MalformedAuthorization("authorization header is not one string")
+    if len(authorization) > MAX_AUTHORIZATION_LENGTH:
+        raise MalformedAuthorization("authorization header is too long")
+    match = _BEARER.fullmatch(authorization)
+    if match is None:
+        raise MalformedAuthorization("authorization header is not 'Bearer <token>'")
+    return match.group(1)
+
+
+def cookie_pairs_from_header(header: object) -> list[str]:
+    """The ``name=value`` pairs of a ``Cookie`` header (empty when absent or unreasonably big)."""
+    if not isinstance(header, str) or len(header) > MAX_COOKIE_HEADER_LENGTH:
+        return []
+    return header.split(";", MAX_COOKIES)[:MAX_COOKIES]
+
+
+def find_cookie(pairs: Iterable[object], name: str) -> str | None:
+    """The value of cookie ``name``, or None when it is absent or present more than once.
+
+    A repeated ``__Host-`` cookie cannot come from an honest browser (the prefix forbids
+    Domain and requires Path=/), so an ambiguous fingerprint counts as no fingerprint.
+    """
+    found: str | None = None
+    for count, pair in enumerate(pairs):
+        if count >= MAX_COOKIES:
+            break
+        if not isinstance(pair, str):
+            continue
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            if found is not None:
+                return None
+            found = value.strip()
+    return found
+
+
+# --- the authorizer -----------------------------------------------------------------------------
+
+
+class Authorizer:
+    """One per container: keys, options, policy and patterns are fixed; calls are independent.
+
+    ``sessions`` is a provider, called only when a session check is due, so the fast path never
+    builds the store (nor imports boto3).
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: KeyLookup,
+        options: VerifyOptions,
+        policy: Policy,
+        sessions: Callable[[], SessionStore],
+        sensitive_routes: Sequence[RoutePattern],
+        clock: Clock,
+    ) -> None:
+        self._keys = keys
+        self._options = options
+        self._policy = policy
+        self._sessions = sessions
+        self._sensitive_routes = tuple(sensitive_routes)
+        self._clock = clock
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> Authorizer:
+        settings = runtime.settings
+        return cls(
+            keys=runtime.access_keys,
+            options=VerifyOptions.for_access(settings),
+            policy=runtime.policy,
+            sessions=lambda: runtime.sessions,
+            sensitive_routes=settings.sensitive_routes,
+            clock=runtime.clock,
+        )
+
+    def authorize(self, request: AuthzRequest, trace: AuthzTrace | None = None) -> Grant:
+        """A Grant, or the error that says why not (a Rejected or a ServiceFault)."""
+        trace = trace if trace is not None else AuthzTrace()
+        token = bearer_token(request.authorization)
+        claims = verify_access_token(token, self._keys, self._options, self._clock.now())
+        trace.claims = claims
+        _check_fingerprint(claims, request)
+        decision = self._decide(claims, request)
+        if decision.session_check is not None:
+            trace.session_check = decision.session_check
+            self._check_session(claims, request, decision.session_check)
+        return Grant(claims, decision.session_check)
+
+    def _decide(self, claims: AccessClaims, request: AuthzRequest) -> RouteDecision:
+        decision = self._policy.decide(claims, request.method, request.path)
+        if not decision.allowed:
+            raise RouteForbidden(decision.deny_reason or "forbidden", claims)
+        template = request.route_path
+        if template is None or template == request.path:
+            return decision
+        # The route template API Gateway matched can only make the decision stricter. Only the
+        # pure parts of the policy are applied to it: the sampler is drawn once per request.
+        normalized = normalize_path(template)
+        if normalized is None:
+            raise RouteForbidden("malformed_path", claims)
+        role = required_role(normalized)
+        if role is not None and not claims.has_role(role):
+            raise RouteForbidden("insufficient_role", claims)
+        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and is_sensitive(
+            self._sensitive_routes, request.method, normalized
+        ):
+            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
+        return decision
+
+    def _check_session(
+        self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
+    ) -> None:
+        # One strongly consistent GetItem; revoked, expired and missing sessions raise here.
+        session = self._sessions().get_session(claims.session_id)
+        if session.user_id != claims.subject:
+            raise SessionUserMismatch("session belongs to another user")
+        if (
+            reason is SessionCheckReason.SENSITIVE_ROUTE
+            and session.device_id is not None
+            and request.device_id != session.device_id
+        ):
+            raise DeviceMismatch("device does not match the session")
+
+
+def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:
+    expected = claims.fingerprint_hash
+    if expected is None:
+        return
+    if not request.cookies_visible:
+        raise FingerprintUnavailable("token is bound to a cookie this request cannot carry")
+    if not fingerprint_matches(expected, request.fingerprint):
+        raise FingerprintMismatch("fingerprint cookie is missing or does not match")
+
+
+__all__ = [
+    "DEVICE_ID_HEADER",
+    "FINGERPRINT_COOKIE",
+    "MAX_AUTHORIZATION_LENGTH",
+    "Authorizer",
+    "AuthzRequest",
+    "AuthzTrace",
+    "FingerprintUnavailable",
+    "Grant",
+    "MalformedAuthorization",
+    "MissingToken",
+    "RouteForbidden",
+    "SessionUserMismatch",
+    "authorizer_context",
+    "bearer_token",
+    "cookie_pairs_from_header",
+    "find_cookie",
+]
