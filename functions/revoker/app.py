@@ -1,0 +1,178 @@
+"""Revoker: logout (public) and session management (behind the Lambda authorizer).
+
+* ``POST /auth/logout``: revoke the session named by the refresh token (cookie or body, per
+  REFRESH_TOKEN_TRANSPORT) or by ``Authorization: Bearer``; 204 and both cookies cleared, even
+  for an invalid or expired token (idempotent, no oracle). A store fault is 503 and keeps the
+  cookies, so the client can retry a logout that did not happen.
+* ``GET /auth/sessions``: the caller's active sessions; times are ISO-8601 UTC strings.
+* ``DELETE /auth/sessions/{session_id}``: one of the caller's own sessions (anyone else's is
+  404, exactly like an unknown id); 204, idempotent.
+* ``POST /auth/sessions/revoke-all``: every session of the caller, the current one included.
+* ``POST /admin/users/{user_id}/revoke``: every session of a user; role ``admin`` only,
+  checked here again although the authorizer already did (defence in depth).
+
+The caller is whoever the authorizer put in ``requestContext.authorizer.lambda``; without a
+valid context a protected route answers 401, never 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tokencore.audit import hash_identifier, security_event
+from tokencore.errors import Forbidden, SessionNotFound, UserNotFound
+from tokencore.http import (
+    REFRESH_COOKIE,
+    HttpEdge,
+    HttpResponse,
+    NotFound,
+    Request,
+    RouteKind,
+    clearing_cookies,
+    count,
+    endpoint,
+    json_response,
+    new_router,
+    no_content,
+    route_library_logs,
+    to_iso8601,
+)
+from tokencore.policy import ADMIN_ROLE
+from tokencore.runtime import get_runtime
+from tokencore.sessions import REASON_ADMIN, REASON_LOGOUT, REASON_REVOKE_ALL
+from tokencore.users.base import is_valid_user_id
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+router = new_router()
+edge = HttpEdge(router, logger)
+route_library_logs(logger)
+
+# The caller ended one of their own sessions from the session list.
+REASON_USER_REVOKED = "user_revoked"
+REFRESH_TOKEN_MAX_CHARS = 8192
+
+
+@router.post("/auth/logout")
+@endpoint(RouteKind.PUBLIC, clear_cookies_on_rejection=True)
+def logout() -> HttpResponse:
+    runtime = get_runtime()
+    settings = runtime.settings
+    request = Request(router.current_event.raw_event)
+    refresh_token: str | None = None
+    if settings.refresh_body_in_use and request.has_body():
+        body = request.json_body()
+        refresh_token = body.optional_string("refresh_token", max_chars=REFRESH_TOKEN_MAX_CHARS)
+    if refresh_token is None and settings.refresh_cookie_in_use:
+        refresh_token = request.cookie(REFRESH_COOKIE)
+    revoked = runtime.auth.logout(refresh_token=refresh_token, access_token=request.bearer_token())
+    if revoked:
+        count(metrics, "Revocation", reason=REASON_LOGOUT)
+    return no_content(cookies=clearing_cookies())
+
+
+@router.get("/auth/sessions")
+@endpoint(RouteKind.BEARER)
+def list_sessions() -> HttpResponse:
+    runtime = get_runtime()
+    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    sessions = [
+        {
+            "session_id": session.session_id,
+            "created_at": to_iso8601(session.created_at),
+            "last_activity": to_iso8601(session.last_activity),
+            "device_id": session.device_id,
+            "current": session.session_id == caller.session_id,
+        }
+        for session in runtime.sessions.list_sessions(caller.user_id)
+    ]
+    return json_response(200, {"sessions": sessions})
+
+
+@router.delete("/auth/sessions/<session_id>")
+@endpoint(RouteKind.BEARER)
+def delete_session(session_id: str) -> HttpResponse:
+    runtime = get_runtime()
+    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    try:
+        revoked = runtime.sessions.revoke(session_id, REASON_USER_REVOKED, user_id=caller.user_id)
+    except SessionNotFound as exc:
+        raise NotFound("no such session for this user") from exc
+    if revoked:
+        count(metrics, "Revocation", reason=REASON_USER_REVOKED)
+        security_event(
+            "session_revoked",
+            level=logging.INFO,
+            reason=REASON_USER_REVOKED,
+            user_id=caller.user_id,
+            session_id=session_id,
+        )
+    # Ending the current session is a logout: clear this browser's cookies too.
+    current = session_id == caller.session_id
+    return no_content(cookies=clearing_cookies() if current else ())
+
+
+@router.post("/auth/sessions/revoke-all")
+@endpoint(RouteKind.BEARER)
+def revoke_all() -> HttpResponse:
+    runtime = get_runtime()
+    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    revoked = runtime.sessions.revoke_all(caller.user_id, REASON_REVOKE_ALL)
+    # The user index is eventually consistent: make sure the calling session itself is gone.
+    with contextlib.suppress(SessionNotFound):
+        revoked += runtime.sessions.revoke(
+            caller.session_id, REASON_REVOKE_ALL, user_id=caller.user_id
+        )
+    if revoked:
+        count(metrics, "Revocation", value=revoked, reason=REASON_REVOKE_ALL)
+    security_event(
+        "sessions_revoked",
+        level=logging.INFO,
+        reason=REASON_REVOKE_ALL,
+        count=revoked,
+        user_id=caller.user_id,
+    )
+    return no_content(cookies=clearing_cookies())
+
+
+@router.post("/admin/users/<user_id>/revoke")
+@endpoint(RouteKind.BEARER)
+def admin_revoke(user_id: str) -> HttpResponse:
+    runtime = get_runtime()
+    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    if not caller.has_role(ADMIN_ROLE):
+        security_event("admin_denied", user_id=caller.user_id, session_id=caller.session_id)
+        raise Forbidden("admin role required")
+    if not is_valid_user_id(user_id):
+        raise NotFound("no such user")
+    try:
+        runtime.users.get_user(user_id, include_disabled=True)
+    except UserNotFound as exc:
+        raise NotFound("no such user") from exc
+    revoked = runtime.sessions.revoke_all(user_id, REASON_ADMIN)
+    if revoked:
+        count(metrics, "Revocation", value=revoked, reason=REASON_ADMIN)
+    security_event(
+        "sessions_revoked",
+        reason=REASON_ADMIN,
+        count=revoked,
+        user_id=user_id,
+        admin=hash_identifier(caller.user_id),
+    )
+    return no_content()
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return edge.handle(event, context)
