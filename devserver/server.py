@@ -1,0 +1,394 @@
+"""``python -m devserver`` (what `make dev` runs): the whole API on 127.0.0.1 without Docker or
+an AWS account, built from template.yaml.
+
+Start: bind both ports (a busy one is a one-line error naming it), start moto's server in a
+thread, put its endpoint and fake credentials in the environment (boto3 reads
+AWS_ENDPOINT_URL itself, so the functions' code is unchanged), create what the template
+declares (the table, the key secrets and their keys via the template's own KeySetup custom
+resource, the public JWKS parameter, the KMS key in KMS mode), seed the users, import every
+function (a cold start each), then serve. SIGINT and SIGTERM stop both servers and exit 0.
+
+One process runs every function, so they share one ``tokencore.runtime.Runtime`` (one set of
+Settings: the template gives all functions the same environment). When the key secrets
+change (``make ctl ARGS=rotate-keys``), the next request gets a fresh Runtime, as
+if Lambda had replaced its containers; a deployed warm container keeps its keys until it is
+recycled.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any, Final
+
+from devserver.gateway import ApiRequestHandler, ApiServer, Gateway
+from devserver.lambdas import LocalFunction
+from devserver.seed import (
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+    SeedUser,
+    create_users,
+    parse_seed_users,
+    with_demo,
+)
+from devserver.settings import (
+    HOST,
+    LOCAL_DEFAULTS,
+    DevError,
+    Ports,
+    aws_environment,
+    developer_settings,
+    ports_from,
+    scrubbed,
+)
+from devserver.stack import ApiSpec, LocalStack
+from devserver.template import TemplateError, load_template
+
+EXIT_FAILED: Final = 1
+
+
+class _Stop(BaseException):
+    """Raised in the main thread by SIGINT or SIGTERM."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv:
+        print("usage: python -m devserver  (settings come from the environment)", file=sys.stderr)
+        return 2
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, _on_signal)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log
+    stack: DevStack | None = None
+    try:
+        stack = DevStack(dict(os.environ))
+        stack.start()
+        print(stack.banner(), flush=True)
+        stack.serve()  # after the banner: whoever gets an answer has seen it printed
+        threading.Event().wait()  # until a signal raises _Stop
+    except _Stop:
+        pass
+    except (DevError, TemplateError) as exc:
+        print(f"devserver: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        for name in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(name, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+    print("devserver: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+class DevStack:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self.ports: Ports = ports_from(env)
+        self._api_server: ApiServer | None = None
+        self._moto: Any = None
+        self._serving: threading.Thread | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.api: ApiSpec | None = None
+        self.users: list[tuple[SeedUser, str]] = []
+        self._keys: KeyWatch | None = None
+
+    # --- start and stop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._api_server = _bind_api(self.ports.http)
+        self._moto = _start_moto(self.ports.aws)
+        environment = scrubbed(self._env)
+        environment.update(aws_environment(self.ports))
+        for name, value in LOCAL_DEFAULTS.items():
+            environment.setdefault(name, value)
+        _replace_environ(environment)
+
+        template = load_template()
+        stack = LocalStack(
+            template,
+            developer_settings(self._env, self.ports),
+            create=True,
+            invoke_custom=self._invoke,
+        )
+        # The functions' environment first (it may name resources, which creates them), so
+        # that a custom resource's function runs with the same environment as the others.
+        os.environ.update(stack.settings_environment())
+        self.stack = stack
+
+        from tokencore.config import Settings, reset_settings
+        from tokencore.errors import ConfigError
+        from tokencore.runtime import Runtime, set_runtime
+
+        reset_settings()
+        try:  # before creating anything: a bad setting is a one-line error, at once
+            settings = Settings.from_env()
+        except ConfigError as exc:
+            raise DevError(exc.message) from exc
+        seeds = with_demo(parse_seed_users(self._env.get("SEED_USERS", "")))
+        stack.provision()
+        runtime = Runtime(settings)
+        set_runtime(runtime)
+        self.settings = settings
+        self._keys = KeyWatch(settings)
+        self._keys.changed()  # the baseline
+
+        self.users = [(seed, user.user_id) for seed, user in create_users(runtime.users, seeds)]
+
+        self.api = stack.api()
+        wanted = {route.function for route in self.api.routes}
+        wanted |= {authorizer.function for authorizer in self.api.authorizers.values()}
+        for logical_id in sorted(wanted):
+            self._function(logical_id).load()
+
+        self._api_server.gateway = Gateway(
+            self.api, self._invoke, before_request=self._before_request
+        )
+
+    def serve(self) -> None:
+        """Answer requests (the socket has been listening since start: early ones queue)."""
+        server = self._api_server
+        if server is None:
+            raise DevError("the stack is not started")
+        self._serving = threading.Thread(target=server.serve_forever, name="api", daemon=True)
+        self._serving.start()
+
+    def stop(self) -> None:
+        if self._api_server is not None:
+            if self._serving is not None:
+                self._api_server.shutdown()
+                self._serving.join(timeout=5)
+            self._api_server.server_close()
+        if self._moto is not None:
+            self._moto.stop()
+
+    # --- functions ---------------------------------------------------------------------------
+
+    def _function(self, logical_id: str) -> LocalFunction:
+        function = self.functions.get(logical_id)
+        if function is None:
+            function = self.functions[logical_id] = LocalFunction(
+                self.stack.function_spec(logical_id)
+            )
+        return function
+
+    def _invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        return self._function(logical_id).invoke(event)
+
+    def _before_request(self) -> None:
+        """A new Runtime (new containers, as after a deployment) once the key secrets change,
+        so `make ctl ARGS=rotate-keys` takes effect at the next request."""
+        keys = self._keys
+        if keys is not None and keys.changed():
+            from tokencore.runtime import Runtime, set_runtime
+
+            set_runtime(Runtime(self.settings))
+            print("devserver: the key secrets changed; functions start fresh", file=sys.stderr)
+
+    # --- what to tell the developer ------------------------------------------------------------
+
+    def banner(self) -> str:
+        api = self.ports.api_url
+        settings = self.settings
+        keys = (
+            f"{settings.access_token_alg} access key in KMS"
+            if settings.key_backend == "kms"
+            else f"{settings.access_token_alg} access key set in Secrets Manager"
+        )
+        lines = [
+            "",
+            "tokencore local stack: template.yaml on moto, no Docker, no AWS account",
+            "",
+            f"  API            {api}",
+            f"  AWS endpoint   {self.ports.endpoint_url}  (moto)",
+            f"  discovery      {api}/.well-known/openid-configuration",
+            f"  keys           {keys}; refresh HMAC key set in Secrets Manager",
+            f"  table          {settings.sessions_table_name}",
+        ]
+        for position, (seed, _user_id) in enumerate(self.users):
+            label = "users" if position == 0 else ""
+            roles = ",".join(seed.roles) or "no roles"
+            shown = (
+                f"{seed.username} / {seed.password}"
+                if seed.username == DEMO_USERNAME and seed.password == DEMO_PASSWORD
+                else seed.username
+            )
+            lines.append(f"  {label:<14} {shown}  ({roles})")
+        lines += ["", "  routes (template.yaml):"]
+        for route in self.api.routes if self.api is not None else ():
+            guard = "authorizer" if route.authorizer else "public"
+            lines.append(f"    {route.route_key:<38} {route.function}  [{guard}]")
+        lines += [
+            "",
+            '  operator CLI   make ctl ARGS="list-sessions demo"   (make ctl ARGS=--help)',
+            "",
+        ]
+        lines += walkthrough(self.ports, settings, self.users)
+        lines += ["", "Ctrl-C stops the stack (everything is in memory and goes with it).", ""]
+        return "\n".join(lines)
+
+
+def walkthrough(ports: Ports, settings: Any, users: list[tuple[SeedUser, str]]) -> list[str]:
+    """The curl session printed at start; every line runs as printed (bash, curl 7.79+)."""
+    demo = next((seed for seed, _ in users if seed.username == DEMO_USERNAME), None)
+    if demo is None:
+        return ["(no demo user: SEED_USERS names its own demo)"]
+    credentials = shlex.quote(
+        json.dumps({"username": demo.username, "password": demo.password}, separators=(",", ":"))
+    )
+    login = (
+        f"curl -s -c jar -b jar -H 'Content-Type: application/json' -d {credentials} "
+        "$API/auth/login"
+    )
+    token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+    show = "curl -s -w ' %{http_code}\\n'"  # the body, then the status
+    lines = [
+        "Try it (curl 7.79+ sends the Secure refresh cookie to 127.0.0.1 over http; the jar",
+        "file keeps the cookies between calls):",
+        "",
+        f"  API={ports.api_url}",
+        "  # 1. log in: the access token in the body; refresh token and fingerprint in cookies",
+        f"  TOKEN=$({login} | {token})",
+        "  # 2. a protected route: the bearer token plus the fingerprint cookie it is bound to",
+        f'  {show} -b jar -H "Authorization: Bearer $TOKEN" $API/me',
+    ]
+    if not settings.refresh_cookie_in_use:
+        lines += [
+            "  # REFRESH_TOKEN_TRANSPORT=body: the refresh token is in the login response body;",
+            '  # send it as {"refresh_token": "..."} to /auth/refresh and /auth/logout',
+        ]
+        return lines
+    grace = settings.refresh_reuse_grace_seconds
+    lines += [
+        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it)",
+        "  cp jar jar.old",
+        f"  {show} -c jar -b jar -X POST $API/auth/refresh",
+    ]
+    if grace > 0:
+        lines += [
+            f"  # 4. reuse detection: after the {grace} s grace window, replaying the old refresh",
+            "  #    token revokes the whole session: 401 for it, then 401 for the new one",
+            f"  sleep {grace + 1}",
+        ]
+    else:
+        lines += [
+            "  # 4. reuse detection: replaying the old refresh token revokes the whole session:",
+            "  #    401 for it, then 401 for the new one",
+        ]
+    lines += [
+        f"  {show} -b jar.old -X POST $API/auth/refresh",
+        f"  {show} -b jar -X POST $API/auth/refresh",
+        "  # 5. log in again, then log out: 204 and both cookies cleared",
+        f"  {login.replace('curl -s', show, 1)}",
+        "  curl -s -i -c jar -b jar -X POST $API/auth/logout",
+    ]
+    return lines
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def _in_use(port: int, variable: str) -> DevError:
+    return DevError(
+        f"port {port} ({variable}) is already in use; stop whatever listens there or choose "
+        f"another, e.g. {variable}={port + 1} make dev"
+    )
+
+
+def _bind_api(port: int) -> ApiServer:
+    try:
+        return ApiServer((HOST, port), ApiRequestHandler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise _in_use(port, "PORT") from None
+        raise DevError(f"cannot listen on {HOST}:{port} (PORT): {exc.strerror}") from None
+
+
+def _start_moto(port: int) -> Any:
+    from moto.server import ThreadedMotoServer
+
+    class MotoServer(ThreadedMotoServer):
+        """Reports a bind failure instead of leaving start() waiting forever (werkzeug exits
+        its thread with SystemExit when the port is taken)."""
+
+        bind_failed: bool = False
+
+        def _server_entry(self) -> None:
+            try:
+                super()._server_entry()
+            except (OSError, SystemExit):
+                self.bind_failed = True
+                self._server_ready_event.set()
+
+    _probe(port, "AWS_PORT")  # a clean message before werkzeug prints its own
+    server = MotoServer(ip_address=HOST, port=port, verbose=False)
+    server.start()
+    if server.bind_failed:
+        raise _in_use(port, "AWS_PORT")
+    return server
+
+
+def _probe(port: int, variable: str) -> None:
+    """Bind and release ``port`` the way the servers will (SO_REUSEADDR, as http.server and
+    werkzeug do), so a port in use is reported by name."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _in_use(port, variable) from None
+            raise DevError(f"cannot listen on {HOST}:{port} ({variable}): {exc.strerror}") from None
+
+
+def _replace_environ(environment: Mapping[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(environment)
+
+
+class KeyWatch:
+    """Notices a change of the key secrets: one ListSecrets per HTTP request (a few ms)."""
+
+    def __init__(self, settings: Any) -> None:
+        import boto3
+
+        self._client = boto3.session.Session().client("secretsmanager")
+        self._names = [settings.refresh_keys_secret_id]
+        if settings.key_backend == "secretsmanager":
+            self._names.append(settings.signing_keys_secret_id)
+        self._lock = threading.Lock()
+        self._marker: tuple[str, ...] | None = None
+
+    def _read(self) -> tuple[str, ...] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            listed = self._client.list_secrets(Filters=[{"Key": "name", "Values": self._names}])
+        except (BotoCoreError, ClientError):
+            return None  # the functions will meet the same failure and answer for it
+        marker: list[str] = []
+        for secret in sorted(listed.get("SecretList", []), key=lambda item: item["Name"]):
+            if secret["Name"] in self._names:
+                stages = secret.get("SecretVersionsToStages") or {}
+                marker += sorted(v for v, names in stages.items() if "AWSCURRENT" in names)
+        return tuple(marker)
+
+    def changed(self) -> bool:
+        marker = self._read()
+        with self._lock:
+            if marker is None or marker == self._marker:
+                return False
+            first = self._marker is None
+            self._marker = marker
+            return not first

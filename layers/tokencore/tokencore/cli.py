@@ -1,0 +1,354 @@
+"""tokenctl: the operator CLI, for what no HTTP route should do.
+
+Accounts (create-user, set-roles, disable-user), sessions (list-sessions, revoke-session,
+revoke-user), keys (rotate-keys, show-jwks) and one diagnostic (decode). Wiring comes from
+``tokencore.runtime.Runtime`` and Settings from the environment, exactly as in the functions:
+with ``AWS_ENDPOINT_URL`` set (``make ctl`` sets it to the local stack) every call goes there;
+unset, boto3 uses the normal credential chain and the real AWS endpoints.
+
+Output is one JSON document on stdout. Errors are one line on stderr
+(``tokenctl: <code>: <message>``) and a non-zero exit: 1 for a failed operation, 2 for bad
+usage. tokencore's messages never carry key material, tokens or passwords, and this module
+prints nothing else: a token given to ``decode`` is never echoed, and neither is a password.
+
+``rotate-keys`` is the simple rotation: a new active key, the old one kept as retired (still
+published, still verifying); the public JWKS is published BEFORE the secret changes, so
+verifiers know the new key before anything is signed with it. Running functions pick the new
+key up when their container starts (a cached signer is not re-read); the full key lifecycle
+(next -> active -> retired -> removed, with timing) is a later issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from tokencore.errors import InvalidRequest, TokenCoreError, UserNotFound
+
+if TYPE_CHECKING:
+    from tokencore.runtime import Runtime
+    from tokencore.sessions.base import Session
+    from tokencore.users import User
+
+PROG: Final = "tokenctl"
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+UNVERIFIED_WARNING: Final = (
+    "UNVERIFIED: the signature, issuer, audience and expiry were NOT checked; "
+    "never use this output to make a decision"
+)
+ADMIN_REASON: Final = "admin"
+
+
+class CliError(Exception):
+    """A failure worth one line to the operator (no secrets in the message)."""
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _runtime() -> Runtime:
+    from tokencore.runtime import Runtime
+
+    return Runtime()
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _roles(text: str) -> list[str]:
+    return [role.strip() for role in text.split(",") if role.strip()]
+
+
+def _user_view(user: User) -> dict[str, Any]:
+    return {
+        "user_id": user.user_id,
+        "username": user.username,
+        "email": user.email,
+        "roles": list(user.roles),
+        "disabled": user.disabled,
+        "created_at": _iso(user.created_at),
+    }
+
+
+def _session_view(session: Session) -> dict[str, Any]:
+    return {
+        "session_id": session.session_id,
+        "created_at": _iso(session.created_at),
+        "last_activity": _iso(session.last_activity),
+        "expires_at": _iso(session.refresh_expires_at),
+        "generation": session.generation,
+        "device_id": session.device_id,
+        "source_ip": session.source_ip,
+        "user_agent": session.user_agent,
+    }
+
+
+def _find_user(runtime: Runtime, reference: str) -> User:
+    """A user by id, else by username (as typed: the store normalizes it)."""
+    from tokencore.users import DynamoDBUserStore
+    from tokencore.users.base import is_valid_user_id
+
+    store = DynamoDBUserStore(runtime.settings.sessions_table_name, runtime.clock)
+    if is_valid_user_id(reference):
+        try:
+            return store.get(reference)
+        except UserNotFound:
+            pass
+    try:
+        return store.get_by_username(reference)
+    except (UserNotFound, InvalidRequest):
+        raise CliError(f"no user with the id or username {reference!r}") from None
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password is not None:
+        return str(args.password)
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Repeat password: "):
+            raise CliError("the passwords do not match")
+        return first
+    line = sys.stdin.readline()
+    password = line[:-1] if line.endswith("\n") else line
+    password = password.removesuffix("\r")
+    if not password:
+        raise CliError("no password on stdin (give --password, or type it at the prompt)")
+    return password
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_create_user(args: argparse.Namespace) -> Any:
+    password = _read_password(args)
+    user = _runtime().users.create_user(
+        args.username, password, email=args.email, roles=_roles(args.roles)
+    )
+    return _user_view(user)
+
+
+def cmd_set_roles(args: argparse.Namespace) -> Any:
+    runtime = _runtime()
+    user = _find_user(runtime, args.user)
+    return _user_view(runtime.users.set_roles(user.user_id, _roles(args.roles)))
+
+
+def cmd_disable_user(args: argparse.Namespace) -> Any:
+    runtime = _runtime()
+    user = _find_user(runtime, args.user)
+    revoked = runtime.users.disable_user(user.user_id)
+    return {"user_id": user.user_id, "disabled": True, "sessions_revoked": revoked}
+
+
+def cmd_list_sessions(args: argparse.Namespace) -> Any:
+    runtime = _runtime()
+    user = _find_user(runtime, args.user)
+    sessions = runtime.sessions.list_sessions(user.user_id)
+    return {"user_id": user.user_id, "sessions": [_session_view(s) for s in sessions]}
+
+
+def cmd_revoke_session(args: argparse.Namespace) -> Any:
+    from tokencore.errors import SessionNotFound
+
+    try:
+        revoked = _runtime().sessions.revoke(args.session_id, ADMIN_REASON)
+    except SessionNotFound:
+        raise CliError("no such session") from None
+    return {"session_id": args.session_id, "revoked": True, "already_revoked": not revoked}
+
+
+def cmd_revoke_user(args: argparse.Namespace) -> Any:
+    runtime = _runtime()
+    user = _find_user(runtime, args.user)
+    return {
+        "user_id": user.user_id,
+        "sessions_revoked": runtime.sessions.revoke_all(user.user_id, ADMIN_REASON),
+    }
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> Any:
+    from tokencore.awsclient import LazyClient
+    from tokencore.keys import KeyPurpose, KeySet, KeyStatus, generate_key, put_key_set_secret
+    from tokencore.keys.secretsmanager import SecretsManagerKeySource
+    from tokencore.keys.ssm import publish_public_jwks
+
+    settings = _runtime().settings
+    purpose: KeyPurpose = "refresh" if args.refresh else "access"
+    if purpose == "access" and settings.key_backend == "kms":
+        raise CliError(
+            "KEY_BACKEND is kms: rotate the access key by creating a new KMS key, pointing "
+            "KMS_SIGNING_KEY_ID at it and listing the old one in KMS_VERIFY_KEY_IDS "
+            "(rotate-keys --refresh rotates the refresh key)"
+        )
+    secret_id = settings.refresh_keys_secret_id if args.refresh else settings.signing_keys_secret_id
+    secrets = LazyClient("secretsmanager")
+    current = SecretsManagerKeySource(secret_id, purpose, boto3_client=secrets.get()).key_set()
+    new_key = generate_key("HS256" if args.refresh else settings.access_token_alg)
+    entries = [
+        dataclasses.replace(entry, status=KeyStatus.RETIRED)
+        if entry.status is KeyStatus.ACTIVE
+        else entry
+        for entry in current.entries
+    ]
+    rotated = KeySet([*entries, new_key], purpose)
+    if purpose == "access":
+        # Verifiers learn the new key before anything is signed with it.
+        publish_public_jwks(LazyClient("ssm").get(), settings.public_jwks_parameter, rotated)
+    put_key_set_secret(secrets.get(), secret_id, rotated)
+    return {
+        "key_set": purpose,
+        "active_kid": new_key.kid,
+        "alg": new_key.alg,
+        "retired_kids": [e.kid for e in rotated.entries if e.status is KeyStatus.RETIRED],
+        "published": purpose == "access",
+    }
+
+
+def cmd_show_jwks(args: argparse.Namespace) -> Any:
+    from tokencore.keys import jwks_document
+
+    runtime = _runtime()
+    return jwks_document(runtime.public_key_source.load_verification_keys())
+
+
+def cmd_decode(args: argparse.Namespace) -> Any:
+    from tokencore.tokens import MAX_TOKEN_LENGTH
+    from tokencore.tokens.codec import b64url_decode, json_object
+
+    token = args.token if args.token not in (None, "-") else sys.stdin.read()
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise CliError(f"give one token of 1 to {MAX_TOKEN_LENGTH} characters")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise CliError("not a JWS in compact form (three dot-separated parts)")
+    try:
+        header = json_object(b64url_decode(parts[0]))
+        claims = json_object(b64url_decode(parts[1]))
+    except (TokenCoreError, ValueError):
+        raise CliError("the header or payload is not base64url-encoded JSON") from None
+    times = {
+        name: _iso(claims[name])
+        for name in ("iat", "nbf", "exp")
+        if isinstance(claims.get(name), int | float) and not isinstance(claims[name], bool)
+    }
+    print(f"{PROG}: {UNVERIFIED_WARNING}", file=sys.stderr)
+    return {
+        "verified": False,
+        "warning": UNVERIFIED_WARNING,
+        "header": header,
+        "claims": claims,
+        "times": times,
+    }
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+Command = Callable[[argparse.Namespace], Any]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Operator CLI for tokencore. Settings come from the environment (the functions' "
+            "names); AWS_ENDPOINT_URL selects a local stack, unset means real AWS."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = add("create-user", cmd_create_user, "create a user (password from a prompt or stdin)")
+    sub.add_argument("username")
+    sub.add_argument(
+        "--password",
+        help="the password (visible in shell history and ps: prefer the prompt or stdin)",
+    )
+    sub.add_argument("--email")
+    sub.add_argument("--roles", default="", help="comma-separated, e.g. admin,user")
+
+    sub = add("set-roles", cmd_set_roles, "replace a user's roles (effective at next refresh)")
+    sub.add_argument("user", help="user id or username")
+    sub.add_argument("--roles", required=True, help='comma-separated; "" removes every role')
+
+    sub = add("disable-user", cmd_disable_user, "disable a user and revoke their sessions")
+    sub.add_argument("user", help="user id or username")
+
+    sub = add("list-sessions", cmd_list_sessions, "a user's active sessions")
+    sub.add_argument("user", help="user id or username")
+
+    sub = add("revoke-session", cmd_revoke_session, "revoke one session")
+    sub.add_argument("session_id")
+
+    sub = add("revoke-user", cmd_revoke_user, "revoke every session of a user")
+    sub.add_argument("user", help="user id or username")
+
+    sub = add(
+        "rotate-keys",
+        cmd_rotate_keys,
+        "new active access key (old one retired, still published); --refresh for the refresh key",
+    )
+    sub.add_argument("--refresh", action="store_true", help="rotate the refresh HMAC key set")
+
+    add("show-jwks", cmd_show_jwks, "the public access-token keys verifiers use")
+
+    sub = add(
+        "decode",
+        cmd_decode,
+        "show a token's header and claims, UNVERIFIED (diagnostics only, never a decision)",
+    )
+    sub.add_argument("token", nargs="?", help="the token, or - (default) to read it from stdin")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    handler: Command = args.handler
+    try:
+        result = handler(args)
+    except CliError as exc:
+        return _fail(str(exc))
+    except TokenCoreError as exc:
+        return _fail(f"{exc.code}: {exc.message}")
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, and never a message that may echo input
+        return _fail(f"unexpected {type(exc).__name__}")
+    try:
+        json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tokenctl ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    return 0
+
+
+def _fail(message: str) -> int:
+    first_line = message.splitlines()[0] if message else "failed"
+    print(f"{PROG}: {first_line}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The operator CLI (``python -m devserver.ctl``, i.e. `make ctl`) against the running stack,
+checked through the HTTP API like a client would."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import DEMO_PASSWORD, DEMO_USER, RunningStack
+from tests.e2e.test_flows import claims_of, header_of, logged_in
+
+pytestmark = pytest.mark.e2e
+
+
+def ctl_json(stack: RunningStack, *args: str, stdin: str | None = None) -> Any:
+    result = stack.ctl(*args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_create_user_then_manage_their_sessions(stack: RunningStack) -> None:
+    password = "a passphrase with spaces"  # test-only
+    created = ctl_json(
+        stack,
+        "create-user",
+        "carol",
+        "--email",
+        "carol@example.com",
+        "--roles",
+        "user",
+        stdin=password + "\n",
+    )
+    assert created["username"] == "carol"
+    assert created["roles"] == ["user"]
+    assert password not in json.dumps(created)
+
+    client, grant = logged_in(stack, "carol", password)
+    assert claims_of(grant["access_token"])["sub"] == created["user_id"]
+
+    changed = ctl_json(stack, "set-roles", "carol", "--roles", "admin,user")
+    assert changed["roles"] == ["admin", "user"]
+    refreshed = client.refresh()
+    assert refreshed.status == 200
+    assert claims_of(refreshed.json()["access_token"])["roles"] == ["admin", "user"]
+
+    listing = ctl_json(stack, "list-sessions", "carol")
+    assert [s["session_id"] for s in listing["sessions"]] == [grant["session_id"]]
+    by_id = ctl_json(stack, "list-sessions", created["user_id"])
+    assert by_id == listing
+
+    revoked = ctl_json(stack, "revoke-session", grant["session_id"])
+    assert revoked["revoked"] is True
+    assert revoked["already_revoked"] is False
+    assert client.refresh().status == 401
+    assert ctl_json(stack, "list-sessions", "carol")["sessions"] == []
+
+    again = ctl_json(stack, "revoke-session", grant["session_id"])
+    assert again["already_revoked"] is True
+
+
+def test_revoke_user_and_disable_user(stack: RunningStack) -> None:
+    ctl_json(stack, "create-user", "dave", "--password", "dave-password")
+    first, _ = logged_in(stack, "dave", "dave-password")
+    second, _ = logged_in(stack, "dave", "dave-password")
+    assert ctl_json(stack, "revoke-user", "dave")["sessions_revoked"] == 2
+    assert first.refresh().status == 401
+    assert second.refresh().status == 401
+
+    third, _ = logged_in(stack, "dave", "dave-password")
+    disabled = ctl_json(stack, "disable-user", "dave")
+    assert disabled["disabled"] is True
+    assert disabled["sessions_revoked"] == 1
+    assert third.refresh().status == 401
+    assert stack.client().login("dave", "dave-password").status == 401
+
+
+def test_errors_are_one_line_and_non_zero(stack: RunningStack) -> None:
+    missing = stack.ctl("list-sessions", "nobody-here")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().count("\n") == 0
+    assert missing.stderr.startswith("tokenctl: ")
+    assert missing.stdout == ""
+
+    duplicate = stack.ctl("create-user", DEMO_USER, "--password", "whatever")
+    assert duplicate.returncode != 0
+    assert "user_exists" in duplicate.stderr
+    assert "whatever" not in duplicate.stderr
+
+    usage = stack.ctl("no-such-command")
+    assert usage.returncode == 2
+
+
+def test_decode_is_marked_unverified_and_never_echoes_the_token(stack: RunningStack) -> None:
+    _, grant = logged_in(stack, DEMO_USER, DEMO_PASSWORD)
+    token = grant["access_token"]
+    result = stack.ctl("decode", stdin=token + "\n")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["verified"] is False
+    assert shown["warning"].startswith("UNVERIFIED")
+    assert "UNVERIFIED" in result.stderr
+    assert shown["claims"]["sid"] == grant["session_id"]
+    assert shown["header"]["typ"] == "at+jwt"
+    signature = token.rsplit(".", 1)[1]
+    assert signature not in result.stdout
+    assert signature not in result.stderr
+
+    garbage = stack.ctl("decode", "definitely-not-a-token")
+    assert garbage.returncode != 0
+    assert "definitely-not-a-token" not in garbage.stderr
+
+
+def test_rotate_keys_new_logins_use_the_new_key_old_tokens_still_verify(
+    stack: RunningStack,
+) -> None:
+    old_client, old_grant = logged_in(stack, DEMO_USER, DEMO_PASSWORD)
+    old_kid = header_of(old_grant["access_token"])["kid"]
+    published = ctl_json(stack, "show-jwks")
+    assert old_kid in [key["kid"] for key in published["keys"]]
+
+    rotated = ctl_json(stack, "rotate-keys")
+    assert rotated["key_set"] == "access"
+    assert rotated["published"] is True
+    new_kid = rotated["active_kid"]
+    assert new_kid != old_kid
+    assert old_kid in rotated["retired_kids"]
+    assert {old_kid, new_kid} <= {key["kid"] for key in ctl_json(stack, "show-jwks")["keys"]}
+
+    new_client, new_grant = logged_in(stack, DEMO_USER, DEMO_PASSWORD)
+    assert header_of(new_grant["access_token"])["kid"] == new_kid
+    assert new_client.request("GET", "/me", bearer=new_grant["access_token"]).status == 200
+    # The retired key still verifies what it signed, through the authorizer and the JWKS.
+    assert old_client.request("GET", "/me", bearer=old_grant["access_token"]).status == 200
+    jwks = stack.client().request("GET", "/.well-known/jwks.json").json()
+    assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
+
+    refresh_rotation = ctl_json(stack, "rotate-keys", "--refresh")
+    assert refresh_rotation["key_set"] == "refresh"
+    assert refresh_rotation["published"] is False
+    # A refresh token signed by the retired refresh key still refreshes (once, rotating it).
+    assert old_client.refresh().status == 200
