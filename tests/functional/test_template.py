@@ -27,9 +27,9 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml  # type: ignore[import-untyped,unused-ignore]
 from moto import mock_aws
 
+from devserver.template import load_template as devserver_load_template
 from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.sessions import DynamoDBSessionStore
@@ -58,35 +58,9 @@ FUNCTIONS = (
 # --- loading the template ---------------------------------------------------------------------
 
 
-class CfnLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
-    """SafeLoader that reads CloudFormation's short-form intrinsic tags."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "Condition":
-        return {"Condition": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        resource, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [resource, attribute]}
-    return {f"Fn::{suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=CfnLoader)  # noqa: S506
-    assert isinstance(document, dict)
-    return document
+    # One loader for the tests and the local stack: devserver reads the same template.
+    return devserver_load_template(path)
 
 
 @cache
