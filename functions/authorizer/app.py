@@ -51,24 +51,31 @@ source, and applies it to OTHER routes of the same caller):
   (our recommendation), OR accept that revocation takes up to the TTL on sensitive routes and
   put ``method.request.header.Cookie`` and ``X-Device-Id`` in the identity sources.
 * HTTP API (our template): caching is disabled (TTL 0). An in-container cache of verified
-  claims (a later issue) gives the speed without the revocation hazard.
+  claims (``tokencore.claimscache``) gives the speed without the revocation hazard.
 
 Observability: Powertools Logger (service from POWERTOOLS_SERVICE_NAME) never sees the event,
 headers, cookies or tokens: it logs codes, the event kind, and a hash of the session id. Metrics:
-``AuthorizerAllow``; ``AuthorizerDeny`` with dimension ``reason`` (an error code, a bounded set);
+``AuthorizerAllow``; ``AuthorizerDeny`` with dimension ``reason`` (an error code, a bounded set),
+and ``AuthorizerFault`` (same dimension) when the deny was our fault, which the template alarms on;
 ``SessionCheck`` with dimension ``reason`` (sensitive_route, high_security, sampled), emitted on
-its own because one EMF document carries one dimension set. Metrics are flushed by hand after
-every answer instead of by ``@metrics.log_metrics``: the decorator flushes in a ``finally`` and a
-flush error (a missing namespace raises SchemaValidationError) would replace our answer with an
-exception. Observability failures never change an answer. No Tracer: Lambda's active tracing
-already records the invocation, and the SDK's auto-patching would load botocore's client stack
-on every cold start for a path that makes no AWS call.
+its own because one EMF document carries one dimension set. The documents are pre-rendered
+(``tokencore.emf.CountMetrics``: the same JSON Powertools Metrics prints, at a tenth of the cost)
+and flushed by hand after every answer, never from a ``finally`` that could replace the answer
+with an exception. The allow log line is DEBUG, and nothing is built for it unless DEBUG is on;
+denials log at INFO and above. Observability failures never change an answer. No Tracer:
+Lambda's active tracing already records the invocation, and the SDK's auto-patching would load
+botocore's client stack on every cold start for a path that makes no AWS call.
+
+Speed (``make bench``, docs/capacity.md): a token seen for the first time costs about its
+signature check plus a few microseconds; the same token again is served from the
+``ClaimsCache`` (verification skipped; binding, policy and session checks still run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import re
 import sys
@@ -77,8 +84,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from aws_lambda_powertools import Logger, Metrics, single_metric
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     DENY_ALL_RESPONSE,
     APIGatewayAuthorizerEventV2,
@@ -93,6 +99,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from tokencore.audit import hash_identifier
 from tokencore.authz import (
     DEVICE_ID_HEADER,
+    DEVICE_ID_MAX_CHARS,
     FINGERPRINT_COOKIE,
     Authorizer,
     AuthzRequest,
@@ -103,10 +110,10 @@ from tokencore.authz import (
     cookie_pairs_from_header,
     find_cookie,
 )
+from tokencore.emf import CountMetrics
 from tokencore.errors import InvalidRequest, Rejected, ServiceFault
 from tokencore.policy import ADMIN_PREFIX, ADMIN_ROLE, SessionCheckReason
 from tokencore.runtime import Runtime, get_runtime
-from tokencore.sessions.base import DEVICE_ID_MAX_CHARS
 from tokencore.tokens import AccessClaims
 
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME") or "tokencore-authorizer"
@@ -115,7 +122,10 @@ UNAUTHORIZED: Final = "Unauthorized"  # API Gateway maps exactly this error mess
 INTERNAL_ERROR: Final = "internal_error"
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+metrics = CountMetrics(namespace=NAMESPACE, service=SERVICE)
+# The standard logger behind Powertools' (same object): asked whether DEBUG is on before the
+# allow line's fields are built.
+_log_target = logging.getLogger(logger.name)
 
 _MAX_PATH_LENGTH: Final = 8192
 _MAX_ARN_LENGTH: Final = 2048
@@ -192,7 +202,7 @@ def _respond(kind: EventKind, event: Any, context: Any) -> dict[str, Any] | None
     except Exception as exc:  # noqa: BLE001 - a response we cannot build is a denial
         outcome = Outcome(Verdict.FAULT, INTERNAL_ERROR, claims=outcome.claims, where=_where(exc))
         response = _fail_closed(kind)
-    _observe(kind, outcome, _correlation(event, context))
+    _observe(kind, outcome, event, context)
     return response
 
 
@@ -478,11 +488,12 @@ def _fail_closed(kind: EventKind) -> dict[str, Any] | None:
 # --- observability ----------------------------------------------------------------------------
 
 
-def _observe(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None:
+def _observe(kind: EventKind, outcome: Outcome, event: Any, context: Any) -> None:
     """Log and count one answer. Never raises: a broken log line must not change an answer."""
     try:
         _count(outcome)
-        _log(kind, outcome, correlation)
+        if outcome.verdict is not Verdict.ALLOW or _log_target.isEnabledFor(logging.DEBUG):
+            _log(kind, outcome, _correlation(event, context))
     except Exception as exc:  # noqa: BLE001 - reported on stderr, answer unchanged
         _observability_failed("observe", exc)
 
@@ -490,19 +501,15 @@ def _observe(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> 
 def _count(outcome: Outcome) -> None:
     if outcome.session_check is not None:
         # Its own EMF document: one document carries one dimension set.
-        with single_metric(
-            name="SessionCheck",
-            unit=MetricUnit.Count,
-            value=1,
-            namespace=NAMESPACE,
-            default_dimensions={"service": SERVICE},
-        ) as metric:
-            metric.add_dimension(name="reason", value=outcome.session_check.value)
+        metrics.add("SessionCheck", "reason", outcome.session_check.value)
     if outcome.verdict is Verdict.ALLOW:
-        metrics.add_metric(name="AuthorizerAllow", unit=MetricUnit.Count, value=1)
+        metrics.add("AuthorizerAllow")
     else:
-        metrics.add_dimension(name="reason", value=_metric_reason(outcome.reason))
-        metrics.add_metric(name="AuthorizerDeny", unit=MetricUnit.Count, value=1)
+        metrics.add("AuthorizerDeny", "reason", _metric_reason(outcome.reason))
+    if outcome.verdict is Verdict.FAULT:
+        # Our failure (a bug, the key source, the session store): answered with a deny, never
+        # a Lambda error, so the AuthorizerFaultAlarm counts these, not AWS/Lambda Errors.
+        metrics.add("AuthorizerFault", "reason", _metric_reason(outcome.reason))
 
 
 def _log(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None:
@@ -512,6 +519,9 @@ def _log(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None
         "verdict": outcome.verdict.value,
         "reason": _metric_reason(outcome.reason),
     }
+    if outcome.verdict is not Verdict.ALLOW:
+        # Denies are security events (by reason), like tokencore.audit's lines.
+        fields["security_event"] = "authorizer_denied"
     if outcome.claims is not None:
         fields["session_hash"] = hash_identifier(outcome.claims.session_id)
     if outcome.session_check is not None:
@@ -541,8 +551,7 @@ def _correlation(event: Any, context: Any) -> dict[str, str]:
 
 def _flush_metrics() -> None:
     try:
-        if metrics.metric_set:
-            metrics.flush_metrics()
+        metrics.flush_metrics()
     except Exception as exc:  # noqa: BLE001 - metrics must never change an answer
         metrics.clear_metrics()
         _observability_failed("metrics", exc)

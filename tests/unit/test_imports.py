@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 # Every package a handler or the authorizer imports on its fast path.
 PACKAGES = (
@@ -55,5 +56,28 @@ def test_building_the_aws_backends_loads_neither_boto3_nor_botocore() -> None:
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_authorizer_loads_neither_pyjwt_nor_the_serialization_module() -> None:
+    """Most of a PyJWT-based verifier's cold start is ``import jwt`` (X.509, the JWKS client,
+    http.client, ssl) and cryptography's serialization module; the authorizer verifies with
+    cryptography's primitives and needs neither (``make bench``, budget 3)."""
+    code = (
+        "import sys\n"
+        "import functions.authorizer.app\n"
+        "heavy = ('jwt', 'cryptography.hazmat.primitives.serialization', 'boto3', "
+        "'botocore.session', 'tokencore.sessions')\n"
+        "loaded = sorted(m for m in heavy if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,10 @@ the same code. The steps, cheapest first, each raising one error of ``tokencore.
 1. the ``Authorization`` header: exactly ``Bearer <token>`` (scheme case-insensitive, one
    space, one RFC 6750 b64token, bounded length) -> ``MissingToken`` / ``MalformedAuthorization``;
 2. the access token: signature and claims (``tokens.verify``), no network while the key ring
-   holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault);
+   holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault). A token
+   seen before on this container is taken from the ``ClaimsCache`` instead (exact string,
+   never past its ``exp``, only while the key ring still serves the key that verified it):
+   only this step is skipped, never the ones below;
 3. the fingerprint binding: a token carrying ``fgp`` needs the ``__Host-fgp`` cookie whose
    SHA-256 matches; a request kind that cannot carry cookies fails closed
    (``FingerprintUnavailable``) -> ``FingerprintMismatch``;
@@ -28,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from tokencore.claimscache import DEFAULT_MAX_AGE_SECONDS, ClaimsCache
 from tokencore.clock import Clock
 from tokencore.config import RoutePattern
 from tokencore.errors import (
@@ -51,7 +55,7 @@ from tokencore.tokens import (
     KeyLookup,
     VerifyOptions,
     fingerprint_matches,
-    verify_access_token,
+    verify_access_token_and_key,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +64,9 @@ if TYPE_CHECKING:
 
 FINGERPRINT_COOKIE: Final = "__Host-fgp"
 DEVICE_ID_HEADER: Final = "x-device-id"
+# The longest X-Device-Id a session stores (sessions.base.DEVICE_ID_MAX_CHARS, kept equal by a
+# test): stated here so the authorizer's fast path never imports the session package.
+DEVICE_ID_MAX_CHARS: Final = 128
 # "Bearer " plus the largest token verify would even look at: anything longer is refused
 # before any regular expression runs over it.
 MAX_AUTHORIZATION_LENGTH: Final = len("Bearer ") + MAX_TOKEN_LENGTH
@@ -221,7 +228,8 @@ class Authorizer:
     """One per container: keys, options, policy and patterns are fixed; calls are independent.
 
     ``sessions`` is a provider, called only when a session check is due, so the fast path never
-    builds the store (nor imports boto3).
+    builds the store (nor imports boto3). ``claims_cache`` (None: none) remembers verified
+    tokens; see ``tokencore.claimscache`` for what bounds it.
     """
 
     def __init__(
@@ -233,6 +241,7 @@ class Authorizer:
         sessions: Callable[[], SessionStore],
         sensitive_routes: Sequence[RoutePattern],
         clock: Clock,
+        claims_cache: ClaimsCache | None = None,
     ) -> None:
         self._keys = keys
         self._options = options
@@ -240,6 +249,7 @@ class Authorizer:
         self._sessions = sessions
         self._sensitive_routes = tuple(sensitive_routes)
         self._clock = clock
+        self.claims_cache = claims_cache
 
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> Authorizer:
@@ -251,13 +261,17 @@ class Authorizer:
             sessions=lambda: runtime.sessions,
             sensitive_routes=settings.sensitive_routes,
             clock=runtime.clock,
+            # Never trusted longer than the key ring trusts its keys without a refetch.
+            claims_cache=ClaimsCache(
+                max_age_seconds=min(DEFAULT_MAX_AGE_SECONDS, settings.jwks_cache_ttl_seconds)
+            ),
         )
 
     def authorize(self, request: AuthzRequest, trace: AuthzTrace | None = None) -> Grant:
         """A Grant, or the error that says why not (a Rejected or a ServiceFault)."""
         trace = trace if trace is not None else AuthzTrace()
         token = bearer_token(request.authorization)
-        claims = verify_access_token(token, self._keys, self._options, self._clock.now())
+        claims = self.verified_claims(token)
         trace.claims = claims
         _check_fingerprint(claims, request)
         decision = self._decide(claims, request)
@@ -265,6 +279,20 @@ class Authorizer:
             trace.session_check = decision.session_check
             self._check_session(claims, request, decision.session_check)
         return Grant(claims, decision.session_check)
+
+    def verified_claims(self, token: str) -> AccessClaims:
+        """The token's claims: from the claims cache when this container verified this exact
+        string before (and may still trust that), otherwise verified now (and cached)."""
+        now = self._clock.now()
+        cache = self.claims_cache
+        if cache is not None:
+            claims = cache.lookup(token, self._keys, now)
+            if claims is not None:
+                return claims
+        claims, key = verify_access_token_and_key(token, self._keys, self._options, now)
+        if cache is not None:
+            cache.store(token, claims, key, now)
+        return claims
 
     def _decide(self, claims: AccessClaims, request: AuthzRequest) -> RouteDecision:
         decision = self._policy.decide(claims, request.method, request.path)
@@ -314,6 +342,7 @@ def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:
 
 __all__ = [
     "DEVICE_ID_HEADER",
+    "DEVICE_ID_MAX_CHARS",
     "FINGERPRINT_COOKIE",
     "MAX_AUTHORIZATION_LENGTH",
     "Authorizer",

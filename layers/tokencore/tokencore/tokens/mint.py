@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tokencore.keys.model import Signer
+from tokencore.errors import SigningKeyChanged
+from tokencore.keys.model import Signer, pinned
 from tokencore.tokens.claims import (
     CLAIM_FINGERPRINT,
     CLAIM_GENERATION,
@@ -45,9 +46,19 @@ def new_token_id() -> str:
 
 
 def _compact(signer: Signer, use: TokenUse, claims: dict[str, Any]) -> str:
-    header = {"alg": signer.alg, "kid": signer.kid, "typ": TYP_BY_USE[use]}
-    signing_input = f"{b64url_encode(json_compact(header))}.{b64url_encode(json_compact(claims))}"
-    signature = signer.sign(signing_input.encode("ascii"))
+    """One key for the whole token: the kid in the header is the key that signs. A signer whose
+    key rotates is pinned first; if its key changed while signing, the token starts over once."""
+    payload = b64url_encode(json_compact(claims))
+    try:
+        return _signed(pinned(signer), use, payload)
+    except SigningKeyChanged:
+        return _signed(pinned(signer), use, payload)
+
+
+def _signed(key: Signer, use: TokenUse, payload: str) -> str:
+    header = {"alg": key.alg, "kid": key.kid, "typ": TYP_BY_USE[use]}
+    signing_input = f"{b64url_encode(json_compact(header))}.{payload}"
+    signature = key.sign(signing_input.encode("ascii"))
     return f"{signing_input}.{b64url_encode(signature)}"
 
 

@@ -48,7 +48,7 @@ from tokencore.tokens.claims import (
     RefreshClaims,
     TokenUse,
 )
-from tokencore.tokens.codec import b64url_decode, json_object
+from tokencore.tokens.codec import decode_segment, json_object
 from tokencore.tokens.signature import SIGNATURE_ALGORITHMS, verify_signature
 
 # Our access tokens are under 1 KB; 8 KB leaves room for many roles and refuses abuse early.
@@ -121,12 +121,11 @@ def _verify_jws(
         raise TokenTooLarge("token is too large")
     if not _COMPACT_JWS.fullmatch(token):
         raise MalformedToken("token is not a compact JWS")
+    # The whole token is in the base64url alphabet now: each segment only needs the length
+    # and trailing-bit checks of a canonical encoding (codec.decode_segment).
     header_segment, payload_segment, signature_segment = token.split(".")
 
-    header = json_object(b64url_decode(header_segment))
-    unexpected = header.keys() - allowed_header
-    if unexpected:
-        raise UnsupportedHeader("header has unsupported parameters")
+    header = _parsed_header(header_segment, allowed_header)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
         raise AlgorithmNotAllowed("algorithm is not allowed")
@@ -139,20 +138,55 @@ def _verify_jws(
         # The key decides the algorithm; a header that disagrees is an attack (RFC 8725 §3.1).
         raise AlgorithmNotAllowed("algorithm does not match the key")
 
-    signature = b64url_decode(signature_segment)
-    signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+    signature = decode_segment(signature_segment)
+    signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
     verify_signature(key, signing_input, signature)
-    return VerifiedJws(header, b64url_decode(payload_segment), key)
+    return VerifiedJws(header, decode_segment(payload_segment), key)
+
+
+# Every token a key signs carries the same header segment, so its parse is remembered: the
+# strict decode, the duplicate-member check and the allow-list run once per (segment, allowed
+# parameters) instead of once per token. Only headers that passed are kept, the cache is
+# bounded (cleared when full: a flood of distinct headers only costs their parse), and callers
+# get a copy, never the cached dict.
+_HEADER_CACHE: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
+_HEADER_CACHE_SIZE = 64
+_HEADER_CACHE_MAX_SEGMENT = 512  # ours are under 150 characters
+
+
+def _parsed_header(segment: str, allowed_header: Collection[str]) -> dict[str, Any]:
+    allowed = allowed_header if isinstance(allowed_header, frozenset) else frozenset(allowed_header)
+    cache_key = (segment, allowed)
+    cached = _HEADER_CACHE.get(cache_key)
+    if cached is not None:
+        return dict(cached)
+    header = json_object(decode_segment(segment))
+    unexpected = header.keys() - allowed
+    if unexpected:
+        raise UnsupportedHeader("header has unsupported parameters")
+    if len(segment) <= _HEADER_CACHE_MAX_SEGMENT:
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[cache_key] = header
+    return dict(header)
 
 
 def verify_access_token(
     token: object, keys: KeyLookup, options: VerifyOptions, now: float
 ) -> AccessClaims:
     """Verify an access token: asymmetric key, typ at+jwt, token_use access, every claim."""
+    return verify_access_token_and_key(token, keys, options, now)[0]
+
+
+def verify_access_token_and_key(
+    token: object, keys: KeyLookup, options: VerifyOptions, now: float
+) -> tuple[AccessClaims, VerificationKey]:
+    """``verify_access_token``, plus the key that verified it (for ``tokencore.claimscache``,
+    which must notice when the key ring stops serving that key)."""
     verified = verify_jws(token, keys, algorithms=_ASYMMETRIC)
     claims = _verified_claims(verified, TokenUse.ACCESS, options, now)
     try:
-        return AccessClaims(
+        access = AccessClaims(
             subject=claims["sub"],
             session_id=claims["sid"],
             token_id=claims["jti"],
@@ -169,6 +203,7 @@ def verify_access_token(
         raise
     except Exception as exc:
         raise InvalidClaim("claims are malformed") from exc
+    return access, verified.key
 
 
 def verify_refresh_token(

@@ -1,0 +1,131 @@
+"""A bounded cache of verified access-token claims, keyed on the exact token string.
+
+A warm authorizer sees the same access token many times (a browser calls the API with one
+token for its whole lifetime, ``ACCESS_TOKEN_TTL_SECONDS``). Verifying it again proves nothing
+new: the signature of a given string either verifies with a given key or not, and the claims
+are the bytes that were signed. So the second time, only the verification (signature, header
+and claim checks) is skipped; everything that depends on the request still runs on every
+call: the fingerprint binding, the route policy, the sampled or sensitive session check.
+
+What bounds an entry (``lookup`` refuses it, and it is dropped):
+
+* **The token's own ``exp``.** An entry is served while ``now < exp``: never longer than the
+  token is valid, and without the leeway ``verify`` grants on ``exp``. In the last
+  ``CLOCK_SKEW_LEEWAY_SECONDS`` the token is simply verified again, so the leeway is applied
+  by exactly one piece of code.
+* **Its age.** At most ``max_age_seconds`` (60 s by default, never more than
+  ``JWKS_CACHE_TTL_SECONDS``) after it was verified, it is verified again.
+* **The key that verified it.** Every hit asks the key ring for the token's ``kid`` again: a
+  key removed from the key set (rotation done, emergency revocation) or a ring that can no
+  longer vouch for its keys (expired and unreachable) makes the entry a miss, and ``verify``
+  then gives the same answer it would have given without the cache (UnknownKey,
+  KeyUnavailable).
+* **The clock going backwards** (a test's ManualClock, never the wall clock in practice): an
+  entry stored "in the future" is a miss, so ``iat`` and ``nbf`` are re-checked by ``verify``.
+* **Size.** At most ``max_entries`` (1024 by default), least recently used evicted first;
+  every operation is O(1). Only tokens that verified are stored, so hostile input cannot fill
+  it: a forged token costs a full verification every time, as without the cache.
+
+Two different strings never share an entry, even when they carry the same claims (an ES256
+signature and its high-s twin both verify; each is cached on its own, which is harmless).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from tokencore.errors import TokenCoreError
+from tokencore.keys.model import VerificationKey
+from tokencore.tokens.claims import AccessClaims
+from tokencore.tokens.verify import KeyLookup
+
+DEFAULT_MAX_ENTRIES: Final = 1024
+DEFAULT_MAX_AGE_SECONDS: Final = 60
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    claims: AccessClaims
+    key: VerificationKey
+    stored_at: float
+    expires_at: float
+
+
+class ClaimsCache:
+    """LRU of verified claims by token string. Thread-safe (the local stack serves requests in
+    threads; a Lambda container runs one request at a time, so the lock is never contended)."""
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+    ) -> None:
+        if max_entries < 0:
+            raise ValueError("max_entries must not be negative")
+        if max_age_seconds < 0:
+            raise ValueError("max_age_seconds must not be negative")
+        self.max_entries = max_entries
+        self.max_age_seconds = float(max_age_seconds)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, token: str, keys: KeyLookup, now: float) -> AccessClaims | None:
+        """The claims verified earlier for exactly this string, if they may still be used."""
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                self.misses += 1
+                return None
+            if not entry.stored_at <= now < entry.expires_at:
+                del self._entries[token]
+                self.misses += 1
+                return None
+            self._entries.move_to_end(token)
+        # Outside the lock: the key ring may refetch (its own lock, a network call).
+        if not _still_served(entry.key, keys):
+            with self._lock:
+                if self._entries.get(token) is entry:
+                    del self._entries[token]
+                self.misses += 1
+            return None
+        self.hits += 1
+        return entry.claims
+
+    def store(self, token: str, claims: AccessClaims, key: VerificationKey, now: float) -> None:
+        """Remember claims that ``verify`` has just accepted for ``token`` with ``key``."""
+        if self.max_entries == 0:
+            return
+        expires_at = min(float(claims.expires_at), now + self.max_age_seconds)
+        if not now < expires_at:
+            return
+        entry = _Entry(claims, key, now, expires_at)
+        with self._lock:
+            self._entries[token] = entry
+            self._entries.move_to_end(token)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _still_served(key: VerificationKey, keys: KeyLookup) -> bool:
+    """True when the ring still verifies this kid with this very key (or an equal one)."""
+    try:
+        current = keys.get(key.kid)
+    except TokenCoreError:
+        return False  # gone, or the ring cannot tell: let verify give its own answer
+    return current is key or current == key
+
+
+__all__ = ["DEFAULT_MAX_AGE_SECONDS", "DEFAULT_MAX_ENTRIES", "ClaimsCache"]
