@@ -9,10 +9,11 @@ resource, the public JWKS parameter, the KMS key in KMS mode), seed the users, i
 function (a cold start each), then serve. SIGINT and SIGTERM stop both servers and exit 0.
 
 One process runs every function, so they share one ``tokencore.runtime.Runtime`` (one set of
-Settings: the template gives all functions the same environment). When the key secrets
-change (``make ctl ARGS=rotate-keys``), the next request gets a fresh Runtime, as
-if Lambda had replaced its containers; a deployed warm container keeps its keys until it is
-recycled.
+Settings: the template gives all functions the same environment), kept for the life of the
+stack like a warm Lambda container. A key rotation or revocation (``make ctl ARGS=rotate-keys``,
+``revoke-key``) therefore reaches it exactly as it reaches a deployed warm container: signers
+and key caches follow within JWKS_CACHE_TTL_SECONDS (``tokencore.runtime``). To see it sooner,
+start the stack with a smaller JWKS_CACHE_TTL_SECONDS.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from devserver.settings import (
     scrubbed,
 )
 from devserver.stack import ApiSpec, LocalStack
+from devserver.static import static_response
 from devserver.template import TemplateError, load_template
 
 EXIT_FAILED: Final = 1
@@ -102,7 +104,6 @@ class DevStack:
         self.functions: dict[str, LocalFunction] = {}
         self.api: ApiSpec | None = None
         self.users: list[tuple[SeedUser, str]] = []
-        self._keys: KeyWatch | None = None
 
     # --- start and stop --------------------------------------------------------------------
 
@@ -141,8 +142,6 @@ class DevStack:
         runtime = Runtime(settings)
         set_runtime(runtime)
         self.settings = settings
-        self._keys = KeyWatch(settings)
-        self._keys.changed()  # the baseline
 
         self.users = [(seed, user.user_id) for seed, user in create_users(runtime.users, seeds)]
 
@@ -152,9 +151,8 @@ class DevStack:
         for logical_id in sorted(wanted):
             self._function(logical_id).load()
 
-        self._api_server.gateway = Gateway(
-            self.api, self._invoke, before_request=self._before_request
-        )
+        self._api_server.gateway = Gateway(self.api, self._invoke)
+        self._api_server.pages = static_response  # the browser demo at /demo, same origin
 
     def serve(self) -> None:
         """Answer requests (the socket has been listening since start: early ones queue)."""
@@ -186,16 +184,6 @@ class DevStack:
     def _invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         return self._function(logical_id).invoke(event)
 
-    def _before_request(self) -> None:
-        """A new Runtime (new containers, as after a deployment) once the key secrets change,
-        so `make ctl ARGS=rotate-keys` takes effect at the next request."""
-        keys = self._keys
-        if keys is not None and keys.changed():
-            from tokencore.runtime import Runtime, set_runtime
-
-            set_runtime(Runtime(self.settings))
-            print("devserver: the key secrets changed; functions start fresh", file=sys.stderr)
-
     # --- what to tell the developer ------------------------------------------------------------
 
     def banner(self) -> str:
@@ -211,6 +199,7 @@ class DevStack:
             "tokencore local stack: template.yaml on moto, no Docker, no AWS account",
             "",
             f"  API            {api}",
+            f"  browser demo   {api}/demo  (web/tokencore.js, the reference client)",
             f"  AWS endpoint   {self.ports.endpoint_url}  (moto)",
             f"  discovery      {api}/.well-known/openid-configuration",
             f"  keys           {keys}; refresh HMAC key set in Secrets Manager",
@@ -355,40 +344,3 @@ def _probe(port: int, variable: str) -> None:
 def _replace_environ(environment: Mapping[str, str]) -> None:
     os.environ.clear()
     os.environ.update(environment)
-
-
-class KeyWatch:
-    """Notices a change of the key secrets: one ListSecrets per HTTP request (a few ms)."""
-
-    def __init__(self, settings: Any) -> None:
-        import boto3
-
-        self._client = boto3.session.Session().client("secretsmanager")
-        self._names = [settings.refresh_keys_secret_id]
-        if settings.key_backend == "secretsmanager":
-            self._names.append(settings.signing_keys_secret_id)
-        self._lock = threading.Lock()
-        self._marker: tuple[str, ...] | None = None
-
-    def _read(self) -> tuple[str, ...] | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            listed = self._client.list_secrets(Filters=[{"Key": "name", "Values": self._names}])
-        except (BotoCoreError, ClientError):
-            return None  # the functions will meet the same failure and answer for it
-        marker: list[str] = []
-        for secret in sorted(listed.get("SecretList", []), key=lambda item: item["Name"]):
-            if secret["Name"] in self._names:
-                stages = secret.get("SecretVersionsToStages") or {}
-                marker += sorted(v for v, names in stages.items() if "AWSCURRENT" in names)
-        return tuple(marker)
-
-    def changed(self) -> bool:
-        marker = self._read()
-        with self._lock:
-            if marker is None or marker == self._marker:
-                return False
-            first = self._marker is None
-            self._marker = marker
-            return not first

@@ -6,6 +6,7 @@ helpers. Nothing here logs the event, a header, a cookie, a body or a token.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokencore.audit import hash_identifier, security_event
-from tokencore.errors import InvalidCredentials, RateLimited
+from tokencore.errors import InvalidCredentials, RateLimited, UserDisabled
 from tokencore.http import (
     HttpEdge,
     HttpResponse,
@@ -40,8 +41,10 @@ route_library_logs(logger)
 
 USERNAME_MAX_CHARS = 256  # the user store refuses names over 64 after normalizing
 PASSWORD_MAX_CHARS = 1024  # the same bound as users.passwords: bounds the Argon2 work
-# Verifiers may cache the key set for at most this long (and never longer than they trust
-# their own cache: JWKS_CACHE_TTL_SECONDS is the bound on emergency key revocation).
+# Verifiers may cache the key set for at most this long, and never longer than our own
+# verifiers trust theirs (JWKS_CACHE_TTL_SECONDS): the bound on emergency key revocation, and
+# the time a next key is published before it signs (docs/keys.md), so a verifier that honours
+# max-age never meets a new kid and never keeps a revoked key longer than ours do.
 JWKS_MAX_AGE_SECONDS = 300
 DISCOVERY_MAX_AGE_SECONDS = 3600
 
@@ -61,26 +64,38 @@ def login() -> HttpResponse:
         device_id=request.device_id(),
         user_agent=request.user_agent,
     )
+    user = _username_label(username)
     try:
         grant = runtime.auth.login(login_request)
-    except InvalidCredentials:
+    except InvalidCredentials as failed:
+        # The client sees one answer; the log tells a disabled account from a bad password.
+        reason = UserDisabled.code if isinstance(failed.__cause__, UserDisabled) else failed.code
         count(metrics, "LoginFailed")
-        security_event("login_failed", user=_username_label(username), source_ip=request.source_ip)
+        security_event("login_failed", reason=reason, user=user, source_ip=request.source_ip)
         raise
-    except RateLimited:
-        count(metrics, "RateLimited")
-        security_event("login_rate_limited", user=_username_label(username))
+    except RateLimited as limited:
+        scope = limited.scope or "login"
+        count(metrics, "RateLimited", scope=scope)
+        security_event("login_rate_limited", scope=scope, user=user, source_ip=request.source_ip)
         raise
     count(metrics, "LoginSucceeded")
+    security_event(
+        "login_succeeded",
+        level=logging.INFO,
+        user=user,
+        session_id=grant.session_id,
+        source_ip=request.source_ip,
+    )
     return grant_response(grant, runtime.settings, runtime.clock.now())
 
 
 @router.get("/.well-known/jwks.json")
 @endpoint(RouteKind.PUBLIC)
 def jwks() -> HttpResponse:
-    """Public access-token keys only (``jwks_document`` drops anything symmetric)."""
+    """Public access-token keys only (``jwks_document`` drops anything symmetric): next, active
+    and retired, as published, at most a few seconds old (``Runtime.jwks_endpoint_keys``)."""
     runtime = get_runtime()
-    document = jwks_document(runtime.access_keys.keys())
+    document = jwks_document(runtime.jwks_endpoint_keys.keys())
     max_age = min(JWKS_MAX_AGE_SECONDS, runtime.settings.jwks_cache_ttl_seconds)
     return json_response(200, document, headers={"Cache-Control": f"public, max-age={max_age}"})
 

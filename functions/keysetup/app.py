@@ -6,9 +6,15 @@ holding an empty JWKS. On Create and Update this function:
 - fills the refresh key-set secret with a fresh HS256 key set if it still holds the
   placeholder, and keeps a valid refresh key set as it is;
 - in Secrets Manager mode, does the same for the access key-set secret with a fresh
-  ``AccessTokenAlg`` key, then publishes that set's public JWKS to the parameter;
-- in KMS mode, publishes the public keys of the KMS signing key (and of KmsVerifyKeyIds) to the
-  parameter, after checking that the signing key fits ``AccessTokenAlg``.
+  ``AccessTokenAlg`` key set, then publishes that set's public JWKS to the parameter;
+- in KMS mode, publishes the public keys of the KMS signing key, of the next key
+  (``<alias>-next``, after a ``tokenctl rotate-keys``), of the retired keys still needed and of
+  KmsVerifyKeyIds to the parameter, after checking that the signing key fits ``AccessTokenAlg``.
+
+A fresh key set holds an active key and a ``next`` key: the next key is published from the
+start, so the first scheduled rotation already promotes a key verifiers have had for a whole
+rotation period (docs/keys.md). Publishing keeps the stamps the parameter already holds
+(``keys.ssm``), so a deployment never makes a key look newer or older than it is.
 
 It never overwrites a valid key set (an Update, or a re-run after a rotation, changes nothing),
 and it refuses to touch a secret that holds anything else (neither the placeholder nor a valid
@@ -29,6 +35,7 @@ Plain Python and urllib: no crhelper, nothing beyond the tokencore layer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -162,8 +169,7 @@ def setup(request: Request, clients: Clients) -> dict[str, str]:
         data["AccessKeysCreated"] = _flag(access_created)
         data["ActiveAccessKeyAlg"] = access.active.alg
     else:
-        keys = kms_public_keys(clients.kms, request)
-        publish_keys(clients.ssm, request.public_jwks_parameter, keys)
+        keys = kms_publish(clients, request)
         data["AccessKeysCreated"] = "false"
         data["ActiveAccessKeyAlg"] = keys[0].alg
     data["AccessKeyIds"] = ",".join(key.kid for key in keys)
@@ -175,21 +181,28 @@ def ensure_key_set(client: Any, secret_id: str, purpose: str, alg: str) -> tuple
     placeholder (then True). Anything else in the secret is refused, never replaced."""
     from tokencore.awsclient import aws_errors, error_code
     from tokencore.errors import TokenCoreError
-    from tokencore.keys import KeySet, generate_key, put_key_set_secret
+    from tokencore.keys import KeySet, KeyStatus, generate_key, put_key_set_secret
     from tokencore.keys.keyset import check_purpose
 
     key_purpose = check_purpose(purpose)
     try:
-        response = client.get_secret_value(SecretId=secret_id)
+        response = client.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
     except aws_errors() as exc:
         raise KeySetupError(f"could not read the {purpose} key secret ({error_code(exc)})") from exc
     text = response.get("SecretString")
     if not isinstance(text, str):
         raise KeySetupError(f"the {purpose} key secret has no SecretString; refusing to touch it")
     if is_placeholder(text):
-        key_set = KeySet([generate_key(alg)], key_purpose)
+        now = int(time.time())
+        key_set = KeySet(
+            [
+                dataclasses.replace(generate_key(alg), created_at=now),
+                dataclasses.replace(generate_key(alg, KeyStatus.NEXT), created_at=now),
+            ],
+            key_purpose,
+        )
         put_key_set_secret(client, secret_id, key_set)
-        logger.info("filled the %s key secret with a fresh %s key", purpose, alg)
+        logger.info("filled the %s key secret with a fresh %s key and a next key", purpose, alg)
         return key_set, True
     try:
         return KeySet.from_secret_document(text, key_purpose), False
@@ -212,40 +225,33 @@ def is_placeholder(text: str) -> bool:
     return isinstance(document, dict) and document.get("keys") in (None, [])
 
 
-def kms_public_keys(client: Any, request: Request) -> list[VerificationKey]:
-    """The signing key's public key (checked against AccessTokenAlg) and the older ones."""
-    from tokencore.keys.kms import KmsKeySource
+def kms_publish(clients: Clients, request: Request) -> list[VerificationKey]:
+    """Publish the KMS public keys (``keys.kmsrotation``): the signing key (checked against
+    AccessTokenAlg), the next key, the retired keys still needed and KmsVerifyKeyIds."""
+    from tokencore.config import get_settings
+    from tokencore.errors import InvalidKeyMaterial
+    from tokencore.keys.kmsrotation import KmsRotation
+    from tokencore.keys.lifecycle import LifecyclePolicy
 
-    keys = KmsKeySource(
-        request.kms_signing_key_id, request.kms_verify_key_ids, boto3_client=client
-    ).load_verification_keys()
-    if keys[0].alg != request.access_token_alg:
-        raise KeySetupError(
-            f"the KMS signing key is a {keys[0].alg} key, but AccessTokenAlg is "
-            f"{request.access_token_alg}"
-        )
-    return keys
+    publisher = KmsRotation(
+        kms=clients.kms,
+        ssm=clients.ssm,
+        signing_key_id=request.kms_signing_key_id,
+        parameter_name=request.public_jwks_parameter,
+        alg=request.access_token_alg,
+        policy=LifecyclePolicy.for_purpose(get_settings(), "access"),
+        verify_key_ids=request.kms_verify_key_ids,
+    )
+    try:
+        return [entry.key for entry in publisher.publish()]
+    except InvalidKeyMaterial as exc:
+        raise KeySetupError(exc.message) from exc
 
 
 def publish_key_set(ssm_client: Any, parameter_name: str, key_set: KeySet) -> None:
     from tokencore.keys.ssm import publish_public_jwks
 
     publish_public_jwks(ssm_client, parameter_name, key_set)
-
-
-def publish_keys(ssm_client: Any, parameter_name: str, keys: list[VerificationKey]) -> None:
-    """The KMS counterpart of ``publish_public_jwks`` (which takes a KeySet): the same
-    document, parsed back by the verifiers' strict parser before it is written."""
-    from tokencore.awsclient import aws_errors, error_code
-    from tokencore.keys import jwks_document, parse_jwks
-
-    document = jwks_document(keys)
-    parse_jwks(document)
-    text = json.dumps(document, separators=(",", ":"))
-    try:
-        ssm_client.put_parameter(Name=parameter_name, Value=text, Type="String", Overwrite=True)
-    except aws_errors() as exc:
-        raise KeySetupError(f"could not publish the public JWKS ({error_code(exc)})") from exc
 
 
 def _flag(value: bool) -> str:

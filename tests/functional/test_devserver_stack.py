@@ -78,17 +78,29 @@ def test_key_setup_fills_the_secrets_and_publishes_the_public_keys(
     published = json.loads(
         aws.client("ssm").get_parameter(Name="/tokencore/public-jwks")["Parameter"]["Value"]
     )
-    assert [key["kid"] for key in published["keys"]] == [access.active.kid]
+    # The active key and the next key (published from the start, promoted by the first
+    # rotation), with their publication stamps.
+    assert [key["kid"] for key in published["keys"]] == [entry.kid for entry in access.entries]
+    assert [key["status"] for key in published["keys"]] == ["active", "next"]
+    assert all(isinstance(key["published_at"], int) for key in published["keys"])
     assert all("d" not in key for key in published["keys"])
 
 
 def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) -> None:
     stack = _provisioned(aws, KEY_BACKEND="kms")
     environment = stack.settings_environment()
+    # The functions sign through the template's alias, which a KMS rotation moves.
+    assert environment["KMS_SIGNING_KEY_ID"] == "alias/tokencore-local-access-token-signing"
     key = aws.client("kms").describe_key(KeyId=environment["KMS_SIGNING_KEY_ID"])["KeyMetadata"]
     assert key["KeyUsage"] == "SIGN_VERIFY"
     assert key["KeySpec"] == "RSA_2048"
-    assert environment["KMS_SIGNING_KEY_ID"] == key["Arn"]
+    published = json.loads(
+        aws.client("ssm").get_parameter(Name="/tokencore/public-jwks")["Parameter"]["Value"]
+    )
+    (entry,) = published["keys"]
+    assert entry["status"] == "active"
+    # GetPublicKey names the key by ARN (moto: by key id); either lets revocation disable it.
+    assert entry["kms_key_id"] in (key["Arn"], key["KeyId"])
     names = aws.client("secretsmanager").list_secrets()["SecretList"]
     assert [secret["Name"] for secret in names] == ["tokencore/refresh-keys"]
     # `make ctl` finds the same key through the template's alias, creating nothing.
@@ -98,4 +110,4 @@ def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) 
         create=False,
         session=aws,
     )
-    assert lookup.settings_environment()["KMS_SIGNING_KEY_ID"] == key["Arn"]
+    assert lookup.settings_environment()["KMS_SIGNING_KEY_ID"] == environment["KMS_SIGNING_KEY_ID"]

@@ -359,7 +359,7 @@ def test_the_jwks_is_a_503_when_keys_cannot_be_loaded(
     def unavailable() -> Any:
         raise KeyUnavailable("ssm throttled")
 
-    monkeypatch.setattr(stack.runtime.access_keys, "keys", unavailable)
+    monkeypatch.setattr(stack.runtime.jwks_endpoint_keys, "keys", unavailable)
     result = send("issuer/jwks.json")
     assert result.status == 503
     assert_no_store(result)  # an error is never cached publicly

@@ -221,14 +221,21 @@ def test_create_fills_both_secrets_and_publishes_the_public_keys(
     assert access.active.alg == alg
     assert refresh.active.alg == "HS256"
 
+    # A fresh set: an active key and a next key, both published from the start (the first
+    # rotation promotes a key verifiers have had for a whole period), and stamped.
+    assert [entry.status.value for entry in access.entries] == ["active", "next"]
+    assert [entry.status.value for entry in refresh.entries] == ["active", "next"]
+    assert all(entry.created_at is not None for entry in access.entries + refresh.entries)
+    kids = [entry.kid for entry in access.entries]
     jwks = published(aws)
-    assert [key["kid"] for key in jwks["keys"]] == [access.active.kid]
-    assert [key.kid for key in parse_jwks(jwks)] == [access.active.kid]
+    assert [key["kid"] for key in jwks["keys"]] == kids
+    assert [key.kid for key in parse_jwks(jwks)] == kids
+    assert all(isinstance(key["published_at"], int) for key in jwks["keys"])
     assert response["Data"] == {
         "RefreshKeysCreated": "true",
         "AccessKeysCreated": "true",
         "ActiveAccessKeyAlg": alg,
-        "AccessKeyIds": access.active.kid,
+        "AccessKeyIds": ",".join(kids),
     }
 
     # No private member reaches the response, the public parameter or the logs.
@@ -268,7 +275,9 @@ def test_update_keeps_valid_key_sets_and_republishes(
             aws.secretsmanager.describe_secret(SecretId=name)["VersionIdsToStages"]
             == (versions[name])
         )
-    assert [key["kid"] for key in published(aws)["keys"]] == [created["Data"]["AccessKeyIds"]]
+    assert [key["kid"] for key in published(aws)["keys"]] == (
+        created["Data"]["AccessKeyIds"].split(",")
+    )
 
 
 def test_a_rotated_key_set_is_kept_and_all_its_public_keys_published(

@@ -52,6 +52,7 @@ FUNCTIONS = (
     "MeFunction",
     "AuthorizerFunction",
     "KeySetupFunction",
+    "KeyRotationFunction",
 )
 
 
@@ -190,12 +191,9 @@ DERIVED = {
     "TOKEN_ISSUER": {
         "Fn::If": ["HasTokenIssuer", {"Ref": "TokenIssuer"}, "https://issuer-not-set.invalid"]
     },
+    # The stack's own key is used through its alias, which a KMS rotation moves.
     "KMS_SIGNING_KEY_ID": {
-        "Fn::If": [
-            "CreateKmsKey",
-            {"Fn::GetAtt": ["SigningKey", "Arn"]},
-            {"Ref": "KmsSigningKeyId"},
-        ]
+        "Fn::If": ["CreateKmsKey", {"Ref": "SigningKeyAlias"}, {"Ref": "KmsSigningKeyId"}]
     },
 }
 
@@ -286,15 +284,25 @@ EXPECTED_ACTIONS = {
         "dynamodb:UpdateItem",
         "dynamodb:Query",
         "secretsmanager:GetSecretValue",
-        "kms:GetPublicKey",
         "ssm:GetParameter",
     },
     "MeFunction": set(),
-    "AuthorizerFunction": {"dynamodb:GetItem", "kms:GetPublicKey", "ssm:GetParameter"},
+    # Verifiers read the published JWKS in both key backends: no KMS at all.
+    "AuthorizerFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
     "KeySetupFunction": {
         "secretsmanager:GetSecretValue",
         "secretsmanager:PutSecretValue",
         "kms:GetPublicKey",
+        "ssm:GetParameter",
+        "ssm:PutParameter",
+    },
+    # What Secrets Manager's guide lists for a rotation function, and the public JWKS.
+    "KeyRotationFunction": {
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+        "ssm:GetParameter",
         "ssm:PutParameter",
     },
 }
@@ -321,6 +329,24 @@ def test_no_wildcards_in_actions_or_on_data_and_key_resources(
             for resource in resources_of(statement):
                 assert resource != "*", (name, statement["Sid"])
                 assert not (isinstance(resource, str) and "*" in resource), (name, resource)
+                if _is_any_kms_key(resource):
+                    # The one exception: the keys the stack's alias names, whichever they are
+                    # after rotations, and only for requests made through that alias.
+                    assert services == {"kms"}, (name, statement["Sid"])
+                    aliases = statement["Condition"]["StringEquals"]["kms:RequestAlias"]
+                    aliases = aliases if isinstance(aliases, list) else [aliases]
+                    assert aliases, (name, statement["Sid"])
+                    for alias in aliases:
+                        assert alias == {"Ref": "SigningKeyAlias"} or alias == {
+                            "Fn::Sub": "${SigningKeyAlias}-next"
+                        }, (name, alias)
+                    assert set(statement["Condition"]) == {"StringEquals"}
+
+
+def _is_any_kms_key(resource: Any) -> bool:
+    return resource == {
+        "Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"
+    }
 
 
 def test_the_authorizer_can_never_read_a_secret(template: dict[str, Any]) -> None:
@@ -338,14 +364,15 @@ def test_the_authorizer_can_never_read_a_secret(template: dict[str, Any]) -> Non
             assert leading == [f"{SESSION_PREFIX}*"]
 
 
-def test_only_the_issuer_and_refresher_may_sign_and_only_keysetup_may_write_keys(
+def test_only_the_issuer_and_refresher_may_sign_and_only_keysetup_and_rotation_write_keys(
     template: dict[str, Any],
 ) -> None:
     for name in FUNCTIONS:
         actions = {a for s in statements(template["Resources"][name]) for a in actions_of(s)}
         assert ("kms:Sign" in actions) == (name in ("IssuerFunction", "RefresherFunction"))
         writes = {"secretsmanager:PutSecretValue", "ssm:PutParameter"}
-        assert bool(actions & writes) == (name == "KeySetupFunction"), name
+        writers = ("KeySetupFunction", "KeyRotationFunction")
+        assert bool(actions & writes) == (name in writers), name
 
 
 def test_the_revoker_reads_the_refresh_secret_only(template: dict[str, Any]) -> None:
@@ -558,6 +585,6 @@ def test_the_alarmed_metrics_are_the_ones_the_functions_emit(template: dict[str,
             )
             assert name, query
             queried.append(name.group(1))
-    assert sorted(queried) == ["AuthorizerDeny", "RefreshReuse"]
+    assert sorted(queried) == ["AuthorizerDeny", "AuthorizerFault", "RefreshReuse"]
     for name in queried:
         assert f'"{name}"' in sources, f"no function emits {name}"

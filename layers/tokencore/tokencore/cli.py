@@ -1,7 +1,8 @@
 """tokenctl: the operator CLI, for what no HTTP route should do.
 
 Accounts (create-user, set-roles, disable-user), sessions (list-sessions, revoke-session,
-revoke-user), keys (rotate-keys, show-jwks) and one diagnostic (decode). Wiring comes from
+revoke-user), keys (rotate-keys, revoke-key, list-keys, show-jwks) and one diagnostic (decode).
+Wiring comes from
 ``tokencore.runtime.Runtime`` and Settings from the environment, exactly as in the functions:
 with ``AWS_ENDPOINT_URL`` set (``make ctl`` sets it to the local stack) every call goes there;
 unset, boto3 uses the normal credential chain and the real AWS endpoints.
@@ -11,17 +12,21 @@ Output is one JSON document on stdout. Errors are one line on stderr
 usage. tokencore's messages never carry key material, tokens or passwords, and this module
 prints nothing else: a token given to ``decode`` is never echoed, and neither is a password.
 
-``rotate-keys`` is the simple rotation: a new active key, the old one kept as retired (still
-published, still verifying); the public JWKS is published BEFORE the secret changes, so
-verifiers know the new key before anything is signed with it. Running functions pick the new
-key up when their container starts (a cached signer is not re-read); the full key lifecycle
-(next -> active -> retired -> removed, with timing) is a later issue.
+Keys (docs/keys.md is the runbook):
+
+* ``rotate-keys [--refresh] [--force]`` runs one rotation now: with Secrets Manager keys, the
+  same four protocol steps the rotation function runs on schedule (``keys.rotation``); in KMS
+  mode, a new KMS key and a moved alias (``keys.kmsrotation``). The next key is promoted only
+  once verifiers have had it for JWKS_CACHE_TTL_SECONDS (``--force`` overrides that).
+* ``revoke-key KID`` is the emergency: the key leaves its set and the public JWKS at once (an
+  active key is replaced by the next one, or a fresh one); every verifier refuses its tokens
+  within JWKS_CACHE_TTL_SECONDS.
+* ``list-keys`` shows each key's status and lifecycle times; ``show-jwks`` what verifiers see.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import getpass
 import json
 import os
@@ -177,42 +182,72 @@ def cmd_revoke_user(args: argparse.Namespace) -> Any:
     }
 
 
-def cmd_rotate_keys(args: argparse.Namespace) -> Any:
+def _rotation(runtime: Runtime) -> Any:
     from tokencore.awsclient import LazyClient
-    from tokencore.keys import KeyPurpose, KeySet, KeyStatus, generate_key, put_key_set_secret
-    from tokencore.keys.secretsmanager import SecretsManagerKeySource
-    from tokencore.keys.ssm import publish_public_jwks
+    from tokencore.keys.rotation import SecretsManagerRotation
 
-    settings = _runtime().settings
-    purpose: KeyPurpose = "refresh" if args.refresh else "access"
-    if purpose == "access" and settings.key_backend == "kms":
-        raise CliError(
-            "KEY_BACKEND is kms: rotate the access key by creating a new KMS key, pointing "
-            "KMS_SIGNING_KEY_ID at it and listing the old one in KMS_VERIFY_KEY_IDS "
-            "(rotate-keys --refresh rotates the refresh key)"
+    return SecretsManagerRotation(
+        runtime.settings,
+        secretsmanager=LazyClient("secretsmanager").get(),
+        ssm=LazyClient("ssm").get(),
+        clock=runtime.clock,
+    )
+
+
+def _kms_rotation(runtime: Runtime) -> Any:
+    from tokencore.awsclient import LazyClient
+    from tokencore.keys.kmsrotation import KmsRotation
+
+    return KmsRotation.from_settings(
+        runtime.settings,
+        kms=LazyClient("kms").get(),
+        ssm=LazyClient("ssm").get(),
+        clock=runtime.clock,
+    )
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> Any:
+    runtime = _runtime()
+    if not args.refresh and runtime.settings.key_backend == "kms":
+        report = _kms_rotation(runtime).rotate(force=args.force)
+    else:
+        report = _rotation(runtime).rotate(
+            "refresh" if args.refresh else "access", force=args.force
         )
-    secret_id = settings.refresh_keys_secret_id if args.refresh else settings.signing_keys_secret_id
-    secrets = LazyClient("secretsmanager")
-    current = SecretsManagerKeySource(secret_id, purpose, boto3_client=secrets.get()).key_set()
-    new_key = generate_key("HS256" if args.refresh else settings.access_token_alg)
-    entries = [
-        dataclasses.replace(entry, status=KeyStatus.RETIRED)
-        if entry.status is KeyStatus.ACTIVE
-        else entry
-        for entry in current.entries
-    ]
-    rotated = KeySet([*entries, new_key], purpose)
-    if purpose == "access":
-        # Verifiers learn the new key before anything is signed with it.
-        publish_public_jwks(LazyClient("ssm").get(), settings.public_jwks_parameter, rotated)
-    put_key_set_secret(secrets.get(), secret_id, rotated)
-    return {
-        "key_set": purpose,
-        "active_kid": new_key.kid,
-        "alg": new_key.alg,
-        "retired_kids": [e.kid for e in rotated.entries if e.status is KeyStatus.RETIRED],
-        "published": purpose == "access",
-    }
+    report["signers_follow_within_seconds"] = runtime.settings.jwks_cache_ttl_seconds
+    return report
+
+
+def cmd_revoke_key(args: argparse.Namespace) -> Any:
+    from tokencore.keys import is_valid_kid
+
+    if not is_valid_kid(args.kid):
+        raise CliError("that is not a key id")
+    runtime = _runtime()
+    rotation = _rotation(runtime)
+    purpose = rotation.find(args.kid)
+    try:
+        if purpose is not None:
+            report = rotation.revoke(args.kid, purpose)
+        elif runtime.settings.key_backend == "kms":
+            report = _kms_rotation(runtime).revoke(args.kid)
+        else:
+            raise LookupError(args.kid)
+    except LookupError:
+        raise CliError(f"no key {args.kid!r} in the access or refresh key set") from None
+    report["verifiers_refuse_within_seconds"] = runtime.settings.jwks_cache_ttl_seconds
+    return report
+
+
+def cmd_list_keys(args: argparse.Namespace) -> Any:
+    runtime = _runtime()
+    rotation = _rotation(runtime)
+    access = (
+        _kms_rotation(runtime).describe()
+        if runtime.settings.key_backend == "kms"
+        else rotation.describe("access")
+    )
+    return {"access": access, "refresh": rotation.describe("refresh")}
 
 
 def cmd_show_jwks(args: argparse.Namespace) -> Any:
@@ -302,9 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add(
         "rotate-keys",
         cmd_rotate_keys,
-        "new active access key (old one retired, still published); --refresh for the refresh key",
+        "one rotation now: the next key becomes active, the active one retired, a new next key "
+        "is published, expired retired keys are removed (--refresh: the refresh key set)",
     )
     sub.add_argument("--refresh", action="store_true", help="rotate the refresh HMAC key set")
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="promote the next key even if it was published less than JWKS_CACHE_TTL_SECONDS "
+        "ago (verifiers then refetch on its unknown kid)",
+    )
+
+    sub = add(
+        "revoke-key",
+        cmd_revoke_key,
+        "EMERGENCY: remove a key from its set and the public JWKS now; its tokens are refused "
+        "everywhere within JWKS_CACHE_TTL_SECONDS",
+    )
+    sub.add_argument("kid", help="the key id (list-keys, or the kid of a token: decode)")
+
+    add("list-keys", cmd_list_keys, "kids, statuses and lifecycle times of both key sets")
 
     add("show-jwks", cmd_show_jwks, "the public access-token keys verifiers use")
 

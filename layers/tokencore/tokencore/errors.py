@@ -166,9 +166,13 @@ class Forbidden(Rejected):
 class RateLimited(Rejected):
     code = "rate_limited"
 
-    def __init__(self, retry_after_seconds: int, message: str | None = None) -> None:
+    def __init__(
+        self, retry_after_seconds: int, message: str | None = None, *, scope: str | None = None
+    ) -> None:
         super().__init__(message or "rate limited")
         self.retry_after_seconds = max(1, int(retry_after_seconds))
+        # Which limit (login_user, login_ip, refresh_user): for security events and metrics.
+        self.scope = scope
 
 
 # --- Faults: our side failed -----------------------------------------------------------------
@@ -197,6 +201,20 @@ class InvalidKeyMaterial(KeyUnavailable):
     """A key document (JWK, JWKS, secret) is malformed or unsafe."""
 
     code = "invalid_key"
+
+
+class SigningKeyChanged(KeyUnavailable):
+    """The key behind a signer changed between choosing a token's kid and signing it (a KMS
+    alias moved): the signature would not match the header, so minting starts over once."""
+
+    code = "signing_key_changed"
+
+
+class KeyRotationFailed(KeyUnavailable):
+    """A key rotation or revocation step could not complete (a stale or conflicting pending
+    version, a probe token that did not verify). Nothing the verifiers use was changed."""
+
+    code = "key_rotation_failed"
 
 
 class StoreUnavailable(ServiceFault):

@@ -2,13 +2,21 @@
 
 Everything is built lazily, on first use, from one Settings: a handler that only verifies
 access tokens (the authorizer's fast path) never builds a store, never creates a boto3 client
-and never imports boto3. Signing keys are loaded once per container (the key sources cache the
-parsed key set); verification keys live in a KeyRing that starts from PUBLIC_JWKS when it is set
-(no network call at cold start) and refetches from the public key source on an unknown kid.
+and never imports boto3. Verification keys live in a KeyRing that starts from PUBLIC_JWKS when it
+is set (no network call at cold start), refetches on an unknown kid (rate limited) and forgets
+its keys after JWKS_CACHE_TTL_SECONDS.
 
-Least privilege shapes the sources: verifiers read only public keys (the SSM parameter that
-holds the public JWKS in Secrets Manager mode, ``kms:GetPublicKey`` in KMS mode); only the
-issuer and refresher read the private key set or call ``kms:Sign``.
+Every cache of key material follows the key sets within JWKS_CACHE_TTL_SECONDS, so a warm
+container rides through a rotation and drops a revoked key within that bound: the KeyRings
+expire; the signers (``KeySetSigner``) re-read their key set once it is that old, so a warm
+issuer stops signing with a retired key at most that long after the rotation (the key
+lifecycle keeps retired keys published for that long on top of the token lifetime); a KMS
+signer signs through the alias and notices at once when a rotation moves it.
+
+Least privilege shapes the sources: verifiers read only public keys, from the SSM parameter
+that holds the public JWKS, in both key backends (KMS mode publishes the KMS public keys there
+too), so no verifier calls KMS and a rotation needs no redeployment; only the issuer and
+refresher read the private key set or call ``kms:Sign``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ if TYPE_CHECKING:
     from tokencore.users import UserService
 
 
+# How stale GET /.well-known/jwks.json may be (never more than JWKS_CACHE_TTL_SECONDS).
+JWKS_ENDPOINT_CACHE_SECONDS = 5
+
+
 class Runtime:
     """One per container. Attributes are cached properties: built on first use, then reused."""
 
@@ -44,29 +56,33 @@ class Runtime:
     def _access_key_set_source(self) -> SecretsManagerKeySource:
         from tokencore.keys.secretsmanager import SecretsManagerKeySource
 
-        return SecretsManagerKeySource(self.settings.signing_keys_secret_id, "access")
+        return SecretsManagerKeySource(
+            self.settings.signing_keys_secret_id,
+            "access",
+            clock=self.clock,
+            max_age_seconds=self.settings.jwks_cache_ttl_seconds,
+        )
 
     @cached_property
     def access_signer(self) -> Signer:
-        """The key that signs access tokens (issuer and refresher only)."""
+        """What signs access tokens (issuer and refresher only): the active key of the access
+        set as of at most JWKS_CACHE_TTL_SECONDS ago, or the KMS key the alias names now."""
         settings = self.settings
         if settings.key_backend == "kms":
             from tokencore.keys.kms import KmsSigner
 
             return KmsSigner(settings.kms_signing_key_id, settings.access_token_alg)
-        return self._access_key_set_source.signer()
+        from tokencore.keys.secretsmanager import KeySetSigner
+
+        return KeySetSigner(self._access_key_set_source)
 
     @cached_property
     def public_key_source(self) -> KeySource:
-        """Where verifiers fetch public access-token keys (never the private key set)."""
-        settings = self.settings
-        if settings.key_backend == "kms":
-            from tokencore.keys.kms import KmsKeySource
-
-            return KmsKeySource(settings.kms_signing_key_id, settings.kms_verify_key_ids)
+        """Where verifiers fetch public access-token keys: the published JWKS (SSM), in both
+        key backends. Never the private key set, never KMS."""
         from tokencore.keys.ssm import SsmJwksSource
 
-        return SsmJwksSource(settings.public_jwks_parameter)
+        return SsmJwksSource(self.settings.public_jwks_parameter)
 
     @cached_property
     def access_keys(self) -> KeyRing:
@@ -83,14 +99,34 @@ class Runtime:
         )
 
     @cached_property
+    def jwks_endpoint_keys(self) -> KeyRing:
+        """What GET /.well-known/jwks.json serves: the published JWKS, at most
+        JWKS_ENDPOINT_CACHE_SECONDS old, so a revoked key leaves the endpoint within seconds
+        (one GetParameter per container per interval, however hard the endpoint is hit)."""
+        settings = self.settings
+        return KeyRing(
+            self.public_key_source,
+            self.clock,
+            cache_ttl_seconds=min(JWKS_ENDPOINT_CACHE_SECONDS, settings.jwks_cache_ttl_seconds),
+            refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
+        )
+
+    @cached_property
     def _refresh_key_set_source(self) -> SecretsManagerKeySource:
         from tokencore.keys.secretsmanager import SecretsManagerKeySource
 
-        return SecretsManagerKeySource(self.settings.refresh_keys_secret_id, "refresh")
+        return SecretsManagerKeySource(
+            self.settings.refresh_keys_secret_id,
+            "refresh",
+            clock=self.clock,
+            max_age_seconds=self.settings.jwks_cache_ttl_seconds,
+        )
 
     @cached_property
     def refresh_signer(self) -> Signer:
-        return self._refresh_key_set_source.signer()
+        from tokencore.keys.secretsmanager import KeySetSigner
+
+        return KeySetSigner(self._refresh_key_set_source)
 
     @cached_property
     def refresh_keys(self) -> KeyRing:
@@ -157,8 +193,10 @@ class Runtime:
             users=self.users,
             sessions=self.sessions,
             rate_limiter=self.rate_limiter,
-            access_signer=self.access_signer,
-            refresh_signer=self.refresh_signer,
+            # Providers, not signers: a function that only verifies (logout) never reads a
+            # signing key set, and its IAM policy does not allow it to.
+            access_signer=lambda: self.access_signer,
+            refresh_signer=lambda: self.refresh_signer,
             access_keys=self.access_keys,
             refresh_keys=self.refresh_keys,
             clock=self.clock,

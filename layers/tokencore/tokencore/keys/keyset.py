@@ -15,7 +15,14 @@ The secret document (one per purpose: access tokens, refresh tokens)::
 ``version`` is exactly 1. ``keys`` holds private JWKs (see ``jwk.parse_private_jwk``) with
 ``status`` one of ``next`` (published, not yet signing), ``active`` (signs; exactly one) and
 ``retired`` (verifies until its last token expires). Other top-level members are ignored, so
-an operator may add a note; an unknown ``version`` is refused.
+an operator may add a note (and the rotation records itself in ``rotation``); an unknown
+``version`` is refused.
+
+A key may also carry lifecycle timestamps, whole epoch seconds (``keys.lifecycle`` writes and
+reads them): ``created_at`` (when a rotation created it, as a ``next`` key) and ``retired_at``
+(when it stopped being the active key). They are optional, so a document written before they
+existed stays valid; a retired key without ``retired_at`` is treated as retired at the first
+rotation that sees it, which only ever keeps it longer.
 
 An access set holds asymmetric keys only (RS256, ES256, EdDSA; mixing them is how an algorithm
 migration rotates); a refresh set holds HS256 keys only. Mixing the two would let a refresh

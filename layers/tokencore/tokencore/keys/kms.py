@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
-from tokencore.errors import InvalidKeyMaterial, KeyUnavailable
+from tokencore.errors import InvalidKeyMaterial, KeyUnavailable, SigningKeyChanged
 from tokencore.keys.jwk import verification_key_for
 from tokencore.keys.local import der_to_raw_ecdsa
 from tokencore.keys.model import KeySource, KeyStatus, Signer, VerificationKey
@@ -49,6 +50,29 @@ def fetch_public_key(
     The algorithm follows from the key spec (RSA_2048/3072/4096 -> RS256, ECC_NIST_P256 ->
     ES256); with ``expected_alg`` the spec must give exactly that algorithm.
     """
+    return describe_public_key(
+        client, key_id, expected_alg=expected_alg, status=status, label=label
+    ).key
+
+
+@dataclass(frozen=True, slots=True)
+class KmsPublicKey:
+    """A KMS signing key as GetPublicKey describes it: its public key, ARN and key spec."""
+
+    key: VerificationKey
+    arn: str
+    spec: str
+
+
+def describe_public_key(
+    client: Any,
+    key_id: str,
+    *,
+    expected_alg: str | None = None,
+    status: KeyStatus = KeyStatus.ACTIVE,
+    label: str = "KMS key",
+) -> KmsPublicKey:
+    """``fetch_public_key``, with the key's ARN (an alias resolved) and spec."""
     try:
         response = client.get_public_key(KeyId=key_id)
     except aws_errors() as exc:
@@ -72,7 +96,12 @@ def fetch_public_key(
         raise InvalidKeyMaterial(f"{label} returned an unreadable public key") from exc
     if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise InvalidKeyMaterial(f"{label} returned an unexpected key type")
-    return verification_key_for(public_key, alg, status=status)
+    arn = response.get("KeyId")
+    return KmsPublicKey(
+        verification_key_for(public_key, alg, status=status),
+        str(arn) if isinstance(arn, str) and arn else key_id,
+        str(spec),
+    )
 
 
 def _connect(client: LazyClient, label: str) -> Any:
@@ -88,8 +117,11 @@ class KmsSigner:
 
     ``kid`` needs the public key, so the first use of ``kid`` or ``sign`` calls GetPublicKey;
     later ones do not. Each signature is checked against that public key before it is
-    returned: if the key id is an alias that now points at another key, we fail (and fetch
-    the public key again next time) instead of minting tokens nobody can verify.
+    returned: if the key id is an alias that now points at another key (a rotation moved it),
+    we raise SigningKeyChanged and fetch the public key again next time, instead of minting a
+    token whose header names the old key. ``tokens.mint`` pins one key per token
+    (``current()``) and starts that token over once on SigningKeyChanged, so an alias move
+    costs one extra Sign call per warm container, and no failed request.
     """
 
     def __init__(
@@ -134,13 +166,20 @@ class KmsSigner:
                 public = self._public
         return public
 
+    def current(self) -> Signer:
+        """A signer pinned to the key the id names now (its kid), for one token."""
+        return _PinnedKmsSigner(self, self.verification_key())
+
     def sign(self, signing_input: bytes) -> bytes:
+        return self.sign_as(self.verification_key(), signing_input)
+
+    def sign_as(self, public: VerificationKey, signing_input: bytes) -> bytes:
+        """Sign, and fail with SigningKeyChanged unless ``public``'s key made the signature."""
         if not 0 < len(signing_input) <= MAX_RAW_MESSAGE_BYTES:
             raise KeyUnavailable(
                 f"KMS signs RAW messages of 1 to {MAX_RAW_MESSAGE_BYTES} bytes; "
                 f"this signing input has {len(signing_input)}"
             )
-        public = self.verification_key()
         try:
             response = self._client.get().sign(
                 KeyId=self._key_id,
@@ -157,12 +196,40 @@ class KmsSigner:
             _verify(public, signing_input, signature)
         except InvalidSignature as exc:
             with self._lock:
-                self._public = None
-            raise KeyUnavailable("KMS signature does not match the cached public key") from exc
+                if self._public is public:
+                    self._public = None
+            raise SigningKeyChanged(
+                "KMS signature does not match the cached public key (the key id now names "
+                "another key)"
+            ) from exc
         return der_to_raw_ecdsa(signature) if self._alg == "ES256" else signature
 
     def __repr__(self) -> str:
         return f"KmsSigner(alg={self._alg!r})"
+
+
+class _PinnedKmsSigner:
+    """One KMS key for one token: its kid, and signatures checked against its public key."""
+
+    __slots__ = ("_owner", "_public")
+
+    def __init__(self, owner: KmsSigner, public: VerificationKey) -> None:
+        self._owner = owner
+        self._public = public
+
+    @property
+    def kid(self) -> str:
+        return self._public.kid
+
+    @property
+    def alg(self) -> str:
+        return self._owner.alg
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._owner.sign_as(self._public, signing_input)
+
+    def __repr__(self) -> str:
+        return f"KmsSigner(alg={self._owner.alg!r}, pinned)"
 
 
 def _verify(public: VerificationKey, message: bytes, signature: bytes) -> None:
@@ -224,4 +291,5 @@ class KmsKeySource:
 
 if TYPE_CHECKING:  # mypy checks that these classes implement the protocols
     _SIGNER: type[Signer] = KmsSigner
+    _PINNED: type[Signer] = _PinnedKmsSigner
     _SOURCE: type[KeySource] = KmsKeySource

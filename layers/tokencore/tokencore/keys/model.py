@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -66,6 +66,22 @@ class Signer(Protocol):
     def alg(self) -> str: ...
 
     def sign(self, signing_input: bytes) -> bytes: ...
+
+
+@runtime_checkable
+class RotatingSigner(Protocol):
+    """A signer whose key may change (a key set that rotates, a KMS alias that moves).
+
+    ``current()`` returns a signer pinned to one key: a token's header names the kid of that key
+    and that key signs it, even if a rotation lands in between.
+    """
+
+    def current(self) -> Signer: ...
+
+
+def pinned(signer: Signer) -> Signer:
+    """The signer to use for one token: ``signer.current()`` if it rotates, else ``signer``."""
+    return signer.current() if isinstance(signer, RotatingSigner) else signer
 
 
 class KeySource(Protocol):

@@ -13,21 +13,38 @@ keys stays well under the Standard tier's 4 KB.
 decides when to load (on expiry, or on an unknown kid with a rate limit). Read failures are
 KeyUnavailable; a document that does not parse strictly is InvalidKeyMaterial. Messages name
 the parameter's role and the AWS error code, never the parameter name or its value.
+
+The parameter is also the record of when verifiers could first see a key. Each published JWK
+carries, besides the public members verifiers use:
+
+* ``status``: next, active or retired (verifiers read it; it only orders keys);
+* ``published_at``: when the kid first appeared in the parameter. A key is promoted to active
+  only once every verifier cache (``JWKS_CACHE_TTL_SECONDS``) has had the chance to see it;
+* ``retired_at``: when a publication first showed the key as retired, which is never before it
+  stopped signing. A retired key is removed only once every token it signed has expired;
+* ``kms_key_id`` (KMS mode): the ARN of the KMS key, so revocation can disable it.
+
+``publish_keys`` carries these stamps over from the previous document by kid, so publishing is
+idempotent. GET /.well-known/jwks.json never shows them: it is rebuilt from the parsed keys.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
 from tokencore.keys.jwk import parse_json_document, parse_jwks
-from tokencore.keys.jwks import jwks_document
+from tokencore.keys.jwks import jwks_document, sort_by_status
 from tokencore.keys.keyset import KeySet
-from tokencore.keys.model import KeySource, VerificationKey
+from tokencore.keys.model import KeySource, KeyStatus, VerificationKey
 
 _WHAT: Final = "public JWKS parameter"
+_MAX_STAMP: Final = 2**40
 
 
 class SsmJwksSource:
@@ -62,29 +79,153 @@ class SsmJwksSource:
         return "SsmJwksSource()"
 
 
-def public_jwks_text(key_set: KeySet) -> str:
-    """The JWKS of ``key_set``'s public keys as compact JSON, as verifiers will read it.
-
-    ``jwks_document`` builds public JWKs from public keys only. The document is parsed back
-    with the verifiers' own strict parser before it leaves, which refuses any private member:
-    a guard for text that every verifier, and anyone who may read the parameter, can see; and
-    a bad rotation fails here, at the publisher, rather than in every authorizer.
-    """
+def publish_public_jwks(
+    ssm_client: Any, parameter_name: str, key_set: KeySet, now: float | None = None
+) -> list[PublishedKey]:
+    """Write the public half of ``key_set`` to ``parameter_name`` (String, overwritten), keeping
+    the stamps of keys already published (see the module doc)."""
     if key_set.purpose != "access":
+        # A refresh set holds HMAC secrets; jwks_document would drop them anyway.
         raise InvalidKeyMaterial("only the access key set has a public JWKS")
-    document = jwks_document(key_set.verification_keys())  # an access set is never empty
+    previous = read_published_keys_or_none(ssm_client, parameter_name)
+    return publish_keys(
+        ssm_client,
+        parameter_name,
+        key_set.verification_keys(),
+        time.time() if now is None else now,
+        previous=previous,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    """A key as the parameter holds it: the public key and its publication stamps."""
+
+    key: VerificationKey
+    published_at: int | None = None
+    retired_at: int | None = None
+    kms_key_id: str | None = None
+
+    @property
+    def kid(self) -> str:
+        return self.key.kid
+
+    @property
+    def status(self) -> KeyStatus:
+        return self.key.status
+
+
+def _stamp(jwk: Mapping[str, Any], name: str) -> int | None:
+    value = jwk.get(name)
+    return value if type(value) is int and 0 <= value < _MAX_STAMP else None
+
+
+def parse_published(text: str) -> list[PublishedKey]:
+    """The keys of a published document with their stamps. The keys are parsed by the
+    verifiers' strict parser; a stamp that is not a sane epoch is read as absent (which only
+    makes the lifecycle more careful: a key looks freshly published and freshly retired)."""
+    document = parse_json_document(text, _WHAT)
+    keys = {key.kid: key for key in parse_jwks(document)}
+    found: list[PublishedKey] = []
+    for jwk in document["keys"]:
+        kms_key_id = jwk.get("kms_key_id")
+        found.append(
+            PublishedKey(
+                keys[jwk["kid"]],
+                published_at=_stamp(jwk, "published_at"),
+                retired_at=_stamp(jwk, "retired_at"),
+                kms_key_id=kms_key_id if isinstance(kms_key_id, str) and kms_key_id else None,
+            )
+        )
+    return found
+
+
+def read_published_keys(ssm_client: Any, parameter_name: str) -> list[PublishedKey]:
+    """The published keys; ``[]`` when the parameter is missing or still the template's empty
+    placeholder. Raises KeyUnavailable on a read failure, InvalidKeyMaterial on a bad document."""
+    try:
+        response = ssm_client.get_parameter(Name=parameter_name)
+    except aws_errors() as exc:
+        if error_code(exc) == "ParameterNotFound":
+            return []
+        raise KeyUnavailable(f"could not read the {_WHAT} ({error_code(exc)})") from exc
+    value = (response.get("Parameter") or {}).get("Value")
+    if not isinstance(value, str):
+        raise InvalidKeyMaterial(f"{_WHAT} has no value")
+    document = parse_json_document(value, _WHAT)
+    if document.get("keys") == []:
+        return []
+    return parse_published(value)
+
+
+def read_published_keys_or_none(ssm_client: Any, parameter_name: str) -> list[PublishedKey]:
+    """``read_published_keys``, or ``[]`` if the document cannot be read or parsed: publishing
+    then stamps every key as published and retired now, the careful direction."""
+    try:
+        return read_published_keys(ssm_client, parameter_name)
+    except KeyUnavailable:
+        return []
+
+
+def published_document(
+    keys: Sequence[VerificationKey],
+    now: float,
+    *,
+    previous: Sequence[PublishedKey] = (),
+    kms_key_ids: Mapping[str, str] | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], list[PublishedKey]]:
+    """The document to publish for ``keys`` and what it records, stamps carried over from
+    ``previous`` by kid: ``published_at`` from the kid's first publication, ``retired_at``
+    from the first publication that showed it retired."""
+    stamp_now = int(now)
+    before = {entry.kid: entry for entry in previous}
+    entries: list[dict[str, Any]] = []
+    recorded: list[PublishedKey] = []
+    base = jwks_document(keys)  # public members only; refuses symmetric keys and twins
+    by_kid = {key.kid: key for key in keys}
+    for jwk in base["keys"]:
+        key = by_kid[jwk["kid"]]
+        old = before.get(key.kid)
+        published_at = old.published_at if old and old.published_at is not None else stamp_now
+        retired_at = None
+        if key.status is KeyStatus.RETIRED:
+            was_retired = old is not None and old.status is KeyStatus.RETIRED
+            kept = old.retired_at if old is not None and was_retired else None
+            retired_at = kept if kept is not None else stamp_now
+        kms_key_id = (kms_key_ids or {}).get(key.kid) or (old.kms_key_id if old else None)
+        entry: dict[str, Any] = {**jwk, "status": key.status.value, "published_at": published_at}
+        if retired_at is not None:
+            entry["retired_at"] = retired_at
+        if kms_key_id:
+            entry["kms_key_id"] = kms_key_id
+        entries.append(entry)
+        recorded.append(PublishedKey(key, published_at, retired_at, kms_key_id))
+    return {"keys": entries}, recorded
+
+
+def publish_keys(
+    ssm_client: Any,
+    parameter_name: str,
+    keys: Sequence[VerificationKey],
+    now: float,
+    *,
+    previous: Sequence[PublishedKey] = (),
+    kms_key_ids: Mapping[str, str] | None = None,
+) -> list[PublishedKey]:
+    """Publish ``keys`` (public only; active, then next, then retired) with their stamps, after
+    parsing the document back with the verifiers' strict parser. Returns what was recorded."""
+    document, recorded = published_document(
+        sort_by_status(keys), now, previous=previous, kms_key_ids=kms_key_ids
+    )
+    # public_jwk wrote the key members, so nothing private is here; the verifiers' strict
+    # parser reads it back, so a bad rotation fails at the publisher, not in every verifier.
     parse_jwks(document)
-    return json.dumps(document, separators=(",", ":"))
-
-
-def publish_public_jwks(ssm_client: Any, parameter_name: str, key_set: KeySet) -> None:
-    """Write the public half of ``key_set`` to ``parameter_name`` (String, overwritten): the
-    rotation step that follows each change of the access key secret."""
-    text = public_jwks_text(key_set)
+    text = json.dumps(document, separators=(",", ":"))
     try:
         ssm_client.put_parameter(Name=parameter_name, Value=text, Type="String", Overwrite=True)
     except aws_errors() as exc:
         raise KeyUnavailable(f"could not publish the {_WHAT} ({error_code(exc)})") from exc
+    return recorded
 
 
 if TYPE_CHECKING:  # mypy checks that the class implements the protocol

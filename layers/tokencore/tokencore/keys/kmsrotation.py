@@ -1,0 +1,398 @@
+"""Rotating and revoking the access-token signing key in KMS mode (``tokenctl rotate-keys`` and
+``revoke-key`` with ``KEY_BACKEND=kms``; KeySetup republishes with it on every deployment).
+
+A KMS private key never leaves KMS, so a rotation is a new KMS key and a moved alias. The state:
+
+* ``KMS_SIGNING_KEY_ID`` is an alias (the stack's own: ``alias/<stack>-access-token-signing``).
+  The issuer and refresher sign through it, so moving it changes the signing key for every
+  container at once (``KmsSigner`` notices the move at its next signature, and ``tokens.mint``
+  starts that token over: no signer ever signs with a key after the alias left it);
+* ``<alias>-next`` names the next key: created and published one rotation before it signs;
+* retired keys need no KMS state at all: their public keys stay in the published JWKS (the SSM
+  parameter, with the stamps of ``keys.ssm``) until their tokens have expired.
+
+Verifiers never call KMS: in both modes they read the public JWKS from the SSM parameter, so
+they learn a new key without a redeployment and the functions need no permission on old keys.
+
+A rotation (the same lifecycle as ``keys.lifecycle``): if there is no next key, create one and
+publish it (nothing is promoted; the next rotation promotes it). Otherwise, once the next key
+has been published for ``JWKS_CACHE_TTL_SECONDS``: create a new next key, publish the new state
+(the old next active, the old active retired, the new next), then move the alias to the old next
+key and ``<alias>-next`` to the new one. Expired retired keys are dropped from the JWKS; the KMS
+keys themselves are left to the operator (schedule their deletion once you are sure: the report
+lists them).
+
+Revocation publishes the JWKS without the key first, then moves the alias if it was the active
+key (to the next key, or a fresh one) and disables the revoked KMS key, so nothing can sign with
+it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from tokencore.awsclient import aws_errors, error_code
+from tokencore.clock import SYSTEM_CLOCK, Clock
+from tokencore.errors import InvalidKeyMaterial, KeyRotationFailed, KeyUnavailable
+from tokencore.keys.kms import KmsPublicKey, describe_public_key
+from tokencore.keys.lifecycle import LifecyclePolicy
+from tokencore.keys.model import KeyStatus, VerificationKey
+from tokencore.keys.ssm import PublishedKey, publish_keys, read_published_keys
+
+if TYPE_CHECKING:
+    from tokencore.config import Settings
+
+NEXT_SUFFIX: Final = "-next"
+KEY_SPECS: Final = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
+KEY_DESCRIPTION: Final = "tokencore access-token signing key (created by tokenctl)"
+
+
+def alias_name(key_id: str) -> str | None:
+    """``alias/name`` for an alias name or alias ARN; None for a key id or key ARN."""
+    if key_id.startswith("alias/"):
+        return key_id
+    if key_id.startswith("arn:") and ":alias/" in key_id:
+        return "alias/" + key_id.split(":alias/", 1)[1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class KmsState:
+    active: KmsPublicKey
+    next: KmsPublicKey | None
+    published: list[PublishedKey]
+
+
+class KmsRotation:
+    def __init__(
+        self,
+        *,
+        kms: Any,
+        ssm: Any,
+        signing_key_id: str,
+        parameter_name: str,
+        alg: str,
+        policy: LifecyclePolicy,
+        verify_key_ids: Sequence[str] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._kms = kms
+        self._ssm = ssm
+        self._signing_key_id = signing_key_id
+        self._alias = alias_name(signing_key_id)
+        self._parameter = parameter_name
+        self._alg = alg
+        self._policy = policy
+        self._verify_key_ids = tuple(key_id for key_id in verify_key_ids if key_id)
+        self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, kms: Any, ssm: Any, clock: Clock = SYSTEM_CLOCK
+    ) -> KmsRotation:
+        return cls(
+            kms=kms,
+            ssm=ssm,
+            signing_key_id=settings.kms_signing_key_id,
+            parameter_name=settings.public_jwks_parameter,
+            alg=settings.access_token_alg,
+            policy=LifecyclePolicy.for_purpose(settings, "access"),
+            verify_key_ids=settings.kms_verify_key_ids,
+            clock=clock,
+        )
+
+    @property
+    def next_alias(self) -> str | None:
+        return None if self._alias is None else self._alias + NEXT_SUFFIX
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def state(self) -> KmsState:
+        active = describe_public_key(
+            self._kms, self._signing_key_id, status=KeyStatus.ACTIVE, label="KMS signing key"
+        )
+        following = None
+        if self.next_alias is not None:
+            try:
+                following = describe_public_key(
+                    self._kms, self.next_alias, status=KeyStatus.NEXT, label="next KMS key"
+                )
+            except KeyUnavailable as exc:
+                if "NotFoundException" not in exc.message:
+                    raise
+        return KmsState(active, following, read_published_keys(self._ssm, self._parameter))
+
+    # --- publishing -------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        active: KmsPublicKey,
+        following: KmsPublicKey | None,
+        previous: list[PublishedKey],
+        *,
+        drop: Iterable[str] = (),
+        retiring: KmsPublicKey | None = None,
+    ) -> tuple[list[PublishedKey], list[PublishedKey]]:
+        """Publish active + next + ``retiring`` + the retired keys still needed and
+        KMS_VERIFY_KEY_IDS (never dropped while listed); returns (recorded, pruned)."""
+        now = int(self._clock.now())
+        dropped = set(drop)
+        keys: list[VerificationKey] = [_with_status(active.key, KeyStatus.ACTIVE)]
+        arns = {active.key.kid: active.arn}
+        if following is not None and following.key.kid != active.key.kid:
+            keys.append(_with_status(following.key, KeyStatus.NEXT))
+            arns[following.key.kid] = following.arn
+        if retiring is not None and retiring.key.kid not in {key.kid for key in keys}:
+            keys.append(_with_status(retiring.key, KeyStatus.RETIRED))
+            arns[retiring.key.kid] = retiring.arn
+        listed = {key.kid for key in keys}
+        for index, key_id in enumerate(self._verify_key_ids, start=1):
+            older = describe_public_key(
+                self._kms, key_id, status=KeyStatus.RETIRED, label=f"KMS verify key {index}"
+            )
+            if older.key.kid not in listed and older.key.kid not in dropped:
+                keys.append(older.key)
+                arns[older.key.kid] = older.arn
+                listed.add(older.key.kid)
+        pruned: list[PublishedKey] = []
+        for entry in previous:
+            if entry.kid in listed or entry.kid in dropped:
+                continue
+            if entry.status is KeyStatus.NEXT:
+                continue  # a next key that never became active signed nothing: drop it
+            expired = (
+                entry.status is KeyStatus.RETIRED
+                and entry.retired_at is not None
+                and now >= entry.retired_at + self._policy.retired_keep_seconds
+            )
+            if expired:
+                pruned.append(entry)
+                continue
+            # Retired, or active until now (the alias moved elsewhere): keep it, retired.
+            keys.append(_with_status(entry.key, KeyStatus.RETIRED))
+            listed.add(entry.kid)
+        recorded = publish_keys(
+            self._ssm, self._parameter, keys, now, previous=previous, kms_key_ids=arns
+        )
+        return recorded, pruned
+
+    def publish(self) -> list[PublishedKey]:
+        """Publish the keys as they are (KeySetup, on every deployment): the alias's key, the
+        next key, the retired keys still needed and KMS_VERIFY_KEY_IDS."""
+        state = self.state()
+        if state.active.key.alg != self._alg:
+            raise InvalidKeyMaterial(
+                f"the KMS signing key is a {state.active.key.alg} key, but the access-token "
+                f"algorithm is {self._alg}"
+            )
+        recorded, _ = self._publish(state.active, state.next, state.published)
+        return recorded
+
+    # --- rotation ---------------------------------------------------------------------------
+
+    def rotate(self, *, force: bool = False) -> dict[str, Any]:
+        alias, next_alias = self._require_alias()
+        state = self.state()
+        now = int(self._clock.now())
+        published = {entry.kid: entry for entry in state.published}
+        report: dict[str, Any] = {
+            "key_set": "access",
+            "backend": "kms",
+            "promoted": False,
+            "newly_retired_kid": None,
+            "added_next_kid": None,
+            "deferred_until": None,
+            "deferred_reason": None,
+            "published": True,
+        }
+        if state.next is None:
+            created = self._create_key()
+            _, pruned = self._publish(state.active, created, state.published)
+            self._point(next_alias, created.arn, exists=False)
+            report.update(
+                active_kid=state.active.key.kid,
+                added_next_kid=created.key.kid,
+                deferred_reason="there was no next key: this one is promoted by the next "
+                "rotation, once verifiers have had it for JWKS_CACHE_TTL_SECONDS",
+            )
+        else:
+            seen = published.get(state.next.key.kid)
+            ready_at = (
+                None
+                if seen is None or seen.published_at is None
+                else seen.published_at + self._policy.next_min_age_seconds
+            )
+            if not force and (seen is None or (ready_at is not None and now < ready_at)):
+                _, pruned = self._publish(state.active, state.next, state.published)
+                report.update(
+                    active_kid=state.active.key.kid,
+                    deferred_until=ready_at,
+                    deferred_reason="verifiers may not have seen the next key yet",
+                )
+            else:
+                created = self._create_key()
+                _, pruned = self._publish(
+                    state.next, created, state.published, retiring=state.active
+                )
+                self._point(alias, state.next.arn, exists=True)
+                self._point(next_alias, created.arn, exists=True)
+                report.update(
+                    promoted=True,
+                    active_kid=state.next.key.kid,
+                    newly_retired_kid=state.active.key.kid,
+                    added_next_kid=created.key.kid,
+                )
+        report["pruned_kids"] = [entry.kid for entry in pruned]
+        report["pruned_kms_key_ids"] = [entry.kms_key_id for entry in pruned if entry.kms_key_id]
+        report["retired_kids"] = [
+            entry.kid
+            for entry in read_published_keys(self._ssm, self._parameter)
+            if entry.status is KeyStatus.RETIRED
+        ]
+        report["alg"] = self._alg
+        return report
+
+    def revoke(self, kid: str) -> dict[str, Any]:
+        state = self.state()
+        report: dict[str, Any] = {
+            "key_set": "access",
+            "backend": "kms",
+            "revoked_kid": kid,
+            "replacement_kid": None,
+            "replacement_was_published": False,
+            "added_next_kid": None,
+            "published": True,
+        }
+        if kid == state.active.key.kid:
+            alias, next_alias = self._require_alias()
+            if state.next is not None:
+                replacement, report["replacement_was_published"] = state.next, True
+            else:
+                replacement = self._create_key()
+            following = self._create_key()
+            self._publish(replacement, following, state.published, drop=[kid])
+            self._point(alias, replacement.arn, exists=True)
+            self._point(next_alias, following.arn, exists=state.next is not None)
+            self._disable(state.active.arn)
+            report.update(
+                revoked_status="active",
+                active_kid=replacement.key.kid,
+                replacement_kid=replacement.key.kid,
+                added_next_kid=following.key.kid,
+                disabled_kms_key_id=state.active.arn,
+            )
+        elif state.next is not None and kid == state.next.key.kid:
+            _, next_alias = self._require_alias()
+            self._publish(state.active, None, state.published, drop=[kid])
+            self._delete_alias(next_alias)
+            self._disable(state.next.arn)
+            report.update(
+                revoked_status="next",
+                active_kid=state.active.key.kid,
+                disabled_kms_key_id=state.next.arn,
+            )
+        else:
+            entry = next((e for e in state.published if e.kid == kid), None)
+            if entry is None:
+                raise LookupError(kid)
+            self._publish(state.active, state.next, state.published, drop=[kid])
+            if entry.kms_key_id:
+                self._disable(entry.kms_key_id)
+            report.update(
+                revoked_status=entry.status.value,
+                active_kid=state.active.key.kid,
+                disabled_kms_key_id=entry.kms_key_id,
+            )
+        return report
+
+    def describe(self) -> dict[str, Any]:
+        state = self.state()
+        keys = []
+        for entry in state.published:
+            removable = (
+                entry.retired_at + self._policy.retired_keep_seconds
+                if entry.status is KeyStatus.RETIRED and entry.retired_at is not None
+                else None
+            )
+            promotable = (
+                entry.published_at + self._policy.next_min_age_seconds
+                if entry.status is KeyStatus.NEXT and entry.published_at is not None
+                else None
+            )
+            keys.append(
+                {
+                    "kid": entry.kid,
+                    "alg": entry.key.alg,
+                    "status": entry.status.value,
+                    "kms_key_id": entry.kms_key_id,
+                    "published_at": entry.published_at,
+                    "retired_at": entry.retired_at,
+                    "promotable_at": promotable,
+                    "removable_at": removable,
+                }
+            )
+        return {
+            "key_set": "access",
+            "backend": "kms",
+            "signing_key": state.active.key.kid,
+            "next_key": state.next.key.kid if state.next else None,
+            "keys": keys,
+        }
+
+    # --- KMS calls --------------------------------------------------------------------------
+
+    def _require_alias(self) -> tuple[str, str]:
+        if self._alias is None or self.next_alias is None:
+            raise KeyRotationFailed(
+                "KMS_SIGNING_KEY_ID names a key, not an alias: rotate by redeploying with "
+                "KmsSigningKeyId=<new key> and KmsVerifyKeyIds=<old key> (docs/keys.md), or "
+                "sign through an alias"
+            )
+        return self._alias, self.next_alias
+
+    def _call(self, what: str, operation: str, **arguments: Any) -> Any:
+        try:
+            return getattr(self._kms, operation)(**arguments)
+        except aws_errors() as exc:
+            raise KeyUnavailable(f"could not {what} ({error_code(exc)})") from exc
+
+    def _create_key(self) -> KmsPublicKey:
+        spec = KEY_SPECS.get(self._alg)
+        if spec is None:
+            raise KeyRotationFailed(f"KMS cannot sign {self._alg}")
+        created = self._call(
+            "create a KMS key",
+            "create_key",
+            KeyUsage="SIGN_VERIFY",
+            KeySpec=spec,
+            Description=KEY_DESCRIPTION,
+            Tags=[{"TagKey": "tokencore:purpose", "TagValue": "access-token-signing"}],
+        )
+        arn = str(created["KeyMetadata"]["Arn"])
+        return describe_public_key(
+            self._kms, arn, expected_alg=self._alg, status=KeyStatus.NEXT, label="new KMS key"
+        )
+
+    def _point(self, alias: str, key_arn: str, *, exists: bool) -> None:
+        name = alias_name(alias) or alias
+        if exists:
+            try:
+                self._kms.update_alias(AliasName=name, TargetKeyId=key_arn)
+            except aws_errors() as exc:
+                if error_code(exc) != "NotFoundException":
+                    raise KeyUnavailable(f"could not move a KMS alias ({error_code(exc)})") from exc
+            else:
+                return
+        self._call("create a KMS alias", "create_alias", AliasName=name, TargetKeyId=key_arn)
+
+    def _delete_alias(self, alias: str) -> None:
+        self._call("delete a KMS alias", "delete_alias", AliasName=alias_name(alias) or alias)
+
+    def _disable(self, key_arn: str) -> None:
+        self._call("disable the revoked KMS key", "disable_key", KeyId=key_arn)
+
+
+def _with_status(key: VerificationKey, status: KeyStatus) -> VerificationKey:
+    return VerificationKey(kid=key.kid, alg=key.alg, key=key.key, status=status)
