@@ -557,6 +557,8 @@ class ApiServer(ThreadingHTTPServer):
 
     daemon_threads = True
     gateway: Gateway | None = None
+    # Pages served before API routing (the browser demo, devserver.static); None: API only.
+    pages: Callable[[HttpRequest], HttpResponse | None] | None = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-answer is one line, not a traceback."""
@@ -595,7 +597,11 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             protocol=self.request_version,
         )
         gateway = self.server.gateway
-        if gateway is None:
+        pages = self.server.pages
+        page = pages(request) if pages is not None else None
+        if page is not None:
+            response = page
+        elif gateway is None:
             response = gateway_message(503, "Service Unavailable")
         else:
             response = gateway.handle(request)
@@ -660,3 +666,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         print(f"devserver: {format % args}", file=sys.stderr)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """http.server's own refusals (a malformed request line, an oversized header): the
+        status only. Its message quotes the raw request line, which may hold a token."""
+        code = args[0] if args and isinstance(args[0], int) else "-"
+        print(f"devserver: refused a malformed request ({code})", file=sys.stderr)
