@@ -52,3 +52,34 @@ def vectors_dir() -> Path:
     if not VECTORS_DIR.is_dir():
         pytest.fail(f"test vectors not found at {VECTORS_DIR} (shared/ must lie beside the repo)")
     return VECTORS_DIR
+
+
+# --- the security tier's whole-run hooks (tests/security/run_hooks.py) -------------------------
+# Every log line of the run is captured and every secret the run produces is registered, from
+# session start; the log-hygiene check (marked run_last) scans them after every other test, and
+# the summary prints the attack table and the number of lines scanned.
+from tests.security import run_hooks as _security  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _security.configure(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _security.session_start()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _security.order_last(items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _security.log_report(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _security.session_finish(session)
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    _security.terminal_summary(terminalreporter)

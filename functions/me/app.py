@@ -32,7 +32,10 @@ route_library_logs(logger)
 @router.get("/me")
 @endpoint(RouteKind.BEARER)
 def me() -> HttpResponse:
-    caller = Request(router.current_event.raw_event).caller(get_runtime().clock.now())
+    runtime = get_runtime()
+    caller = Request(router.current_event.raw_event).caller(
+        runtime.clock.now(), leeway_seconds=runtime.settings.clock_skew_leeway_seconds
+    )
     return json_response(
         200,
         {

@@ -69,9 +69,11 @@ def refresh() -> HttpResponse:
         count(metrics, "RefreshReuse", classification=classification)
         count(metrics, "Revocation", reason="refresh_reuse")
         raise
-    except RateLimited:
-        count(metrics, "RateLimited")
-        security_event("refresh_rate_limited", source_ip=request.source_ip)
+    except RateLimited as limited:
+        count(metrics, "RateLimited", scope=limited.scope or "refresh")
+        security_event(
+            "refresh_rate_limited", scope=limited.scope or "refresh", source_ip=request.source_ip
+        )
         raise
     return grant_response(grant, settings, runtime.clock.now())
 

@@ -29,6 +29,7 @@ from tokencore.audit import hash_identifier, security_event
 from tokencore.errors import Forbidden, SessionNotFound, UserNotFound
 from tokencore.http import (
     REFRESH_COOKIE,
+    Caller,
     HttpEdge,
     HttpResponse,
     NotFound,
@@ -44,7 +45,7 @@ from tokencore.http import (
     to_iso8601,
 )
 from tokencore.policy import ADMIN_ROLE
-from tokencore.runtime import get_runtime
+from tokencore.runtime import Runtime, get_runtime
 from tokencore.sessions import REASON_ADMIN, REASON_LOGOUT, REASON_REVOKE_ALL
 from tokencore.users.base import is_valid_user_id
 
@@ -58,6 +59,13 @@ route_library_logs(logger)
 # The caller ended one of their own sessions from the session list.
 REASON_USER_REVOKED = "user_revoked"
 REFRESH_TOKEN_MAX_CHARS = 8192
+
+
+def _caller(runtime: Runtime) -> Caller:
+    """Who the authorizer allowed, with the leeway it allowed them under."""
+    return Request(router.current_event.raw_event).caller(
+        runtime.clock.now(), leeway_seconds=runtime.settings.clock_skew_leeway_seconds
+    )
 
 
 @router.post("/auth/logout")
@@ -82,7 +90,7 @@ def logout() -> HttpResponse:
 @endpoint(RouteKind.BEARER)
 def list_sessions() -> HttpResponse:
     runtime = get_runtime()
-    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    caller = _caller(runtime)
     sessions = [
         {
             "session_id": session.session_id,
@@ -100,7 +108,7 @@ def list_sessions() -> HttpResponse:
 @endpoint(RouteKind.BEARER)
 def delete_session(session_id: str) -> HttpResponse:
     runtime = get_runtime()
-    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    caller = _caller(runtime)
     try:
         revoked = runtime.sessions.revoke(session_id, REASON_USER_REVOKED, user_id=caller.user_id)
     except SessionNotFound as exc:
@@ -123,7 +131,7 @@ def delete_session(session_id: str) -> HttpResponse:
 @endpoint(RouteKind.BEARER)
 def revoke_all() -> HttpResponse:
     runtime = get_runtime()
-    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    caller = _caller(runtime)
     revoked = runtime.sessions.revoke_all(caller.user_id, REASON_REVOKE_ALL)
     # The user index is eventually consistent: make sure the calling session itself is gone.
     with contextlib.suppress(SessionNotFound):
@@ -146,7 +154,7 @@ def revoke_all() -> HttpResponse:
 @endpoint(RouteKind.BEARER)
 def admin_revoke(user_id: str) -> HttpResponse:
     runtime = get_runtime()
-    caller = Request(router.current_event.raw_event).caller(runtime.clock.now())
+    caller = _caller(runtime)
     if not caller.has_role(ADMIN_ROLE):
         security_event("admin_denied", user_id=caller.user_id, session_id=caller.session_id)
         raise Forbidden("admin role required")

@@ -27,6 +27,7 @@ from tests.contract._user_fixtures import (
     scan_items,
     transaction_canceled,
 )
+from tokencore.audit import hash_identifier
 from tokencore.clock import ManualClock
 from tokencore.errors import (
     InvalidCredentials,
@@ -563,7 +564,9 @@ def test_nothing_secret_reaches_logs_errors_or_reprs(
         "$argon2",
     ]:
         assert secret not in text
-    assert user.user_id in "\n".join(extras)  # the logs do name the account, by id
+    # The logs do name the account, by the hash of its id (as security events do).
+    assert hash_identifier(user.user_id) in "\n".join(extras)
+    assert user.user_id not in "\n".join(extras)
 
 
 # --- rehash ----------------------------------------------------------------------------------

@@ -303,7 +303,9 @@ def _damaged(stack: Stack, relative: str, grant: TokenGrant, damage: str) -> dic
     elif damage == "malformed_session_id":
         context["session_id"] = "a b"
     elif damage == "expired":
-        context["expires_at"] = str(int(stack.clock.now()))
+        # Expired past the leeway the authorizer allows (CLOCK_SKEW_LEEWAY_SECONDS).
+        leeway = stack.settings.clock_skew_leeway_seconds
+        context["expires_at"] = str(int(stack.clock.now()) - leeway)
     elif damage == "expires_at_garbage":
         context["expires_at"] = "tomorrow"
     return event

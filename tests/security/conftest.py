@@ -1,11 +1,21 @@
-"""Keys and key lookups for the attack tests: generated once per session, never committed."""
+"""Keys and key lookups for the attack tests: generated once per session, never committed.
+And the two local stacks the HTTP attack suite runs against (``edges``), started once per
+session, together, with the e2e tier's helpers."""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from tests.e2e.conftest import launch_stack, wait_until_ready
+from tests.functional.conftest import (  # noqa: F401  (the functional stack, as fixtures here)
+    generated_keys,
+    stack,
+)
+from tests.security.http_kit import Edge
 from tokencore.errors import UnknownKey
 from tokencore.keys.jwk import PrivateKeyEntry
 from tokencore.keys.local import LocalSigner, generate_key
@@ -77,3 +87,70 @@ def all_keys(keys: Keys) -> KeyLookup:
     still never cross, because the verify functions restrict the algorithms themselves."""
     entries = (*keys.access_entries, keys.refresh)
     return KeyLookup(*(entry.verification_key() for entry in entries))
+
+
+# --- the local stacks of the HTTP attack suite ---------------------------------------------------
+
+ALLOWED_ORIGIN = "https://app.example.com"
+SEC_ADMIN = "sec-root"
+SEC_ADMIN_PASSWORD = "sec-root-password-for-the-attack-suite"  # throwaway local stack only
+
+# "sec": the template's defaults where they matter to an attacker (RS256, a 30 s grace window,
+# sampling off so ordinary routes take the fast path), tight login limits, CORS for one origin,
+# a 2 s key cache (emergency key revocation is bounded by it) and DEBUG logs for the hygiene
+# check. "strict": ES256 (psychic signatures, EC key confusion), no grace window, every request
+# checks its session, a low refresh limit, no CORS at all.
+EDGE_SETTINGS: dict[str, dict[str, str]] = {
+    "sec": {
+        "SEED_USERS": f"{SEC_ADMIN}:{SEC_ADMIN_PASSWORD}:admin,user",
+        "SESSION_CHECK_SAMPLE_RATE": "0",
+        "LOGIN_RATE_LIMIT": "5/300",
+        "LOGIN_IP_RATE_LIMIT": "12/300",
+        "REFRESH_RATE_LIMIT": "100/60",
+        "ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+        "JWKS_CACHE_TTL_SECONDS": "2",
+        "JWKS_REFETCH_MIN_INTERVAL_SECONDS": "0",
+        "POWERTOOLS_LOG_LEVEL": "DEBUG",
+    },
+    "strict": {
+        "ACCESS_TOKEN_ALG": "ES256",
+        "REFRESH_REUSE_GRACE_SECONDS": "0",
+        "SESSION_CHECK_SAMPLE_RATE": "1",
+        "REFRESH_RATE_LIMIT": "3/60",
+        "LOGIN_RATE_LIMIT": "50/300",
+        "LOGIN_IP_RATE_LIMIT": "200/300",
+        "POWERTOOLS_LOG_LEVEL": "DEBUG",
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Edge]]:
+    """Both stacks, started together; stopped with SIGTERM at the end of the session, and each
+    must exit 0 without a traceback in its log (no attack crashed anything)."""
+    stacks = {
+        name: launch_stack(tmp_path_factory.mktemp(f"security-{name}"), **settings)
+        for name, settings in EDGE_SETTINGS.items()
+    }
+    try:
+        for stack in stacks.values():
+            wait_until_ready(stack)
+        yield {name: Edge(name, stack) for name, stack in stacks.items()}
+    finally:
+        failures = []
+        for name, stack in stacks.items():
+            code = stack.stop(signal.SIGTERM)
+            logs = stack.logs()
+            if code != 0 or "Traceback" in logs:
+                failures.append(f"{name} stack: exit {code}\n{logs[-3000:]}")
+        assert not failures, "\n".join(failures)
+
+
+@pytest.fixture(scope="session")
+def sec(edges: dict[str, Edge]) -> Edge:
+    return edges["sec"]
+
+
+@pytest.fixture(scope="session")
+def strict(edges: dict[str, Edge]) -> Edge:
+    return edges["strict"]

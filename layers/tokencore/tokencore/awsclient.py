@@ -15,6 +15,7 @@ code only: AWS messages may quote ARNs, keys and values (a username, a secret id
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class LazyClient:
         return client
 
     def _create(self) -> Any:
+        quiet_aws_debug_logging()
         config = default_boto_config()
         if self._config is not None:
             config = config.merge(self._config)
@@ -90,6 +92,18 @@ class LazyClient:
 
     def __repr__(self) -> str:
         return f"LazyClient({self._service!r}, created={self._client is not None})"
+
+
+# botocore logs whole request and response bodies at DEBUG, and ours hold the private key sets
+# (GetSecretValue) and session items. A root logger turned up to DEBUG from outside (Lambda's
+# ApplicationLogLevel / AWS_LAMBDA_LOG_LEVEL, logging.basicConfig) must not print them, so the
+# AWS libraries log at WARNING at most once tokencore creates a client (as KeySetup does).
+AWS_LIBRARY_LOGGERS = ("boto3", "botocore", "urllib3", "s3transfer")
+
+
+def quiet_aws_debug_logging() -> None:
+    for name in AWS_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 _loader_lock = threading.Lock()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tokencore.audit import security_event
@@ -80,6 +81,10 @@ class LoginRequest:
 
 
 class AuthService:
+    """The flows. The signers may be given as providers (called on first use), so a function
+    that never signs (the revoker's logout) never loads a signing key, which its IAM policy
+    would refuse anyway, and one that does loads each key set once per container."""
+
     def __init__(
         self,
         settings: Settings,
@@ -87,8 +92,8 @@ class AuthService:
         users: UserService,
         sessions: SessionStore,
         rate_limiter: RateLimiter,
-        access_signer: Signer,
-        refresh_signer: Signer,
+        access_signer: Signer | Callable[[], Signer],
+        refresh_signer: Signer | Callable[[], Signer],
         access_keys: KeyLookup,
         refresh_keys: KeyLookup,
         clock: Clock = SYSTEM_CLOCK,
@@ -138,7 +143,10 @@ class AuthService:
     def _discard(self, session: Session) -> None:
         """Revoke a session whose tokens could not be minted, so nothing half-issued lingers."""
         try:
-            self.sessions.revoke(session.session_id, REASON_ISSUE_FAILED)
+            if self.sessions.revoke(session.session_id, REASON_ISSUE_FAILED):
+                _revoked(
+                    REASON_ISSUE_FAILED, session_id=session.session_id, user_id=session.user_id
+                )
         except ServiceFault as exc:
             # The session's refresh token never left this process, so it cannot be used; the
             # record expires on its own. Say so and carry on with the original error.
@@ -177,7 +185,10 @@ class AuthService:
         if user.password_changed_at > session.created_at:
             # revoke_all reads an eventually consistent index and may have missed a session
             # created moments before the password change; this check closes that gap.
-            self.sessions.revoke(session.session_id, REASON_PASSWORD_CHANGED)
+            if self.sessions.revoke(session.session_id, REASON_PASSWORD_CHANGED):
+                _revoked(
+                    REASON_PASSWORD_CHANGED, session_id=session.session_id, user_id=user.user_id
+                )
             raise SessionRevoked("session predates the password change")
         rotated_at = session.previous_rotated_at if session.previous_rotated_at else now
         return self._grant(
@@ -205,9 +216,12 @@ class AuthService:
             return False
         session_id, user_id = named
         try:
-            return self.sessions.revoke(session_id, REASON_LOGOUT, user_id=user_id)
+            revoked = self.sessions.revoke(session_id, REASON_LOGOUT, user_id=user_id)
         except SessionNotFound:
             return False
+        if revoked:
+            _revoked(REASON_LOGOUT, session_id=session_id, user_id=user_id)
+        return revoked
 
     def _session_named_by(
         self, refresh_token: object, access_token: object
@@ -268,7 +282,7 @@ class AuthService:
         level = session.security_level
         try:
             access = mint_access_token(
-                self._access_signer,
+                _resolve(self._access_signer),
                 issuer=settings.token_issuer,
                 audience=settings.token_audience,
                 subject=user.user_id,
@@ -281,7 +295,7 @@ class AuthService:
                 security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
             )
             refresh = mint_refresh_token(
-                self._refresh_signer,
+                _resolve(self._refresh_signer),
                 issuer=settings.token_issuer,
                 subject=user.user_id,
                 session_id=session.session_id,
@@ -304,6 +318,20 @@ class AuthService:
             fingerprint=fingerprint,
             grace_replay=grace_replay,
         )
+
+
+def _resolve(signer: Signer | Callable[[], Signer]) -> Signer:
+    """A signer, or the provider of one (a Runtime's cached property: built once)."""
+    if hasattr(signer, "sign"):
+        return signer  # type: ignore[return-value]  # a Signer (a Protocol: no isinstance)
+    return signer()
+
+
+def _revoked(reason: str, *, session_id: str, user_id: str) -> None:
+    """The security event of one revocation made here (ids hashed by ``security_event``)."""
+    security_event(
+        "session_revoked", level=logging.INFO, reason=reason, session_id=session_id, user_id=user_id
+    )
 
 
 def _rate_key_for(username: str) -> str:

@@ -261,12 +261,14 @@ class Request:
 
     # --- the authorizer's context -------------------------------------------------------------
 
-    def caller(self, now: float) -> Caller:
+    def caller(self, now: float, *, leeway_seconds: float = 0) -> Caller:
         """The caller named by the Lambda authorizer (payload 2.0 simple response context,
         ``requestContext.authorizer.lambda``). Any missing or malformed identity is 401: a
         protected route reached without the authorizer (a template mistake) refuses, never
         crashes. ``expires_at``, when present, is enforced again here, so an authorizer result
-        cached by API Gateway never outlives the token it was computed from."""
+        cached by API Gateway never outlives the token it was computed from; with the same
+        leeway the authorizer gave it (CLOCK_SKEW_LEEWAY_SECONDS), so a token inside the leeway
+        is not allowed by the authorizer and then refused by the route."""
         context = _get(self._event, "requestContext", "authorizer", "lambda")
         if not isinstance(context, Mapping):
             raise Unauthenticated("no authorizer context")
@@ -279,7 +281,7 @@ class Request:
         expires_at = context.get("expires_at")
         if expires_at is not None:
             deadline = _number(expires_at)
-            if deadline is None or now >= deadline:
+            if deadline is None or now >= deadline + leeway_seconds:
                 raise Unauthenticated("authorizer context has expired")
         email = context.get("email")
         return Caller(

@@ -64,7 +64,7 @@ class RateLimiter(ABC):
         window_end = window_start + window
         count = self._increment(scope, digest, window_start, window_end + TTL_MARGIN_SECONDS, now)
         if count > limit.count:
-            raise RateLimited(math.ceil(window_end - now))
+            raise RateLimited(math.ceil(window_end - now), scope=scope)
 
     def key_digest(self, key: str) -> str:
         """The hex digest that stands for ``key`` in the store."""

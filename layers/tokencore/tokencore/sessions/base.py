@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from tokencore.audit import security_event
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import (
@@ -383,7 +384,15 @@ class SessionStore(ABC):
         ]
         excess = len(others) + 1 - self.settings.max_sessions_per_user
         for oldest in others[: max(0, excess)]:
-            self._write_revocation(Revocation(oldest.session_id, REASON_EVICTED, now))
+            outcome = self._write_revocation(Revocation(oldest.session_id, REASON_EVICTED, now))
+            if outcome.applied:
+                security_event(
+                    "session_revoked",
+                    level=logging.INFO,
+                    reason=REASON_EVICTED,
+                    session_id=oldest.session_id,
+                    user_id=oldest.user_id,
+                )
 
     def get_session(self, session_id: str, *, active_only: bool = True) -> Session:
         """One strongly consistent read (the authorizer's sensitive-path check).

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from argon2 import PasswordHasher
 
+from tokencore.audit import hash_identifier, security_event
 from tokencore.clock import Clock
 from tokencore.errors import (
     InvalidCredentials,
@@ -119,7 +120,9 @@ class UserService:
             created_at=now,
         )
         self._store.create(user)
-        logger.info("user created", extra={"user_id": user.user_id, "code": "user_created"})
+        logger.info(
+            "user created", extra={"user_id_hash": _h(user.user_id), "code": "user_created"}
+        )
         return user
 
     def authenticate(self, username: str, password: str) -> User:
@@ -141,7 +144,7 @@ class UserService:
 
         if user.disabled:
             logger.warning(
-                "login refused", extra={"user_id": user.user_id, "code": UserDisabled.code}
+                "login refused", extra={"user_id_hash": _h(user.user_id), "code": UserDisabled.code}
             )
             raise InvalidCredentials(INVALID_CREDENTIALS_MESSAGE) from UserDisabled()
 
@@ -162,7 +165,7 @@ class UserService:
         """Replace the user's roles. Tokens already issued keep their roles until they expire;
         the next refresh picks up the new set (no revocation: a role change is not a breach)."""
         user = self._store.set_roles(user_id, roles)
-        logger.info("roles changed", extra={"user_id": user_id, "code": "roles_changed"})
+        logger.info("roles changed", extra={"user_id_hash": _h(user_id), "code": "roles_changed"})
         return user
 
     def disable_user(self, user_id: str) -> int:
@@ -170,13 +173,23 @@ class UserService:
         Write first, revoke second: if revocation fails the account stays disabled and the
         error propagates (retry the call)."""
         self._store.set_disabled(user_id, True)
-        logger.info("user disabled", extra={"user_id": user_id, "code": REASON_USER_DISABLED})
-        return self._revoker.revoke_user_sessions(user_id, REASON_USER_DISABLED)
+        logger.info(
+            "user disabled", extra={"user_id_hash": _h(user_id), "code": REASON_USER_DISABLED}
+        )
+        revoked = self._revoker.revoke_user_sessions(user_id, REASON_USER_DISABLED)
+        security_event(
+            "sessions_revoked",
+            level=logging.INFO,
+            reason=REASON_USER_DISABLED,
+            count=revoked,
+            user_id=user_id,
+        )
+        return revoked
 
     def enable_user(self, user_id: str) -> User:
         """Re-enable the account. Sessions revoked by disabling stay revoked."""
         user = self._store.set_disabled(user_id, False)
-        logger.info("user enabled", extra={"user_id": user_id, "code": "user_enabled"})
+        logger.info("user enabled", extra={"user_id_hash": _h(user_id), "code": "user_enabled"})
         return user
 
     def change_password(self, user_id: str, new_password: str) -> User:
@@ -185,8 +198,17 @@ class UserService:
         changes it themselves, is the caller's job (``authenticate`` first)."""
         password_hash = self._passwords.hash(new_password)
         user = self._store.set_password(user_id, password_hash, self._clock.now())
-        logger.info("password changed", extra={"user_id": user_id, "code": REASON_PASSWORD_CHANGED})
-        self._revoker.revoke_user_sessions(user_id, REASON_PASSWORD_CHANGED)
+        logger.info(
+            "password changed", extra={"user_id_hash": _h(user_id), "code": REASON_PASSWORD_CHANGED}
+        )
+        revoked = self._revoker.revoke_user_sessions(user_id, REASON_PASSWORD_CHANGED)
+        security_event(
+            "sessions_revoked",
+            level=logging.INFO,
+            reason=REASON_PASSWORD_CHANGED,
+            count=revoked,
+            user_id=user_id,
+        )
         return user
 
     def _rehash(self, user: User, password: str) -> User:
@@ -199,7 +221,7 @@ class UserService:
         except StoreUnavailable:
             logger.warning(
                 "password rehash postponed",
-                extra={"user_id": user.user_id, "code": StoreUnavailable.code},
+                extra={"user_id_hash": _h(user.user_id), "code": StoreUnavailable.code},
             )
             return user
         if not swapped:
@@ -207,8 +229,15 @@ class UserService:
             # sessions revoked) while we verified the old one. Deny rather than let a login
             # with the superseded password slip in after the revocation.
             raise InvalidCredentials(INVALID_CREDENTIALS_MESSAGE)
-        logger.info("password rehashed", extra={"user_id": user.user_id, "code": "rehashed"})
+        logger.info(
+            "password rehashed", extra={"user_id_hash": _h(user.user_id), "code": "rehashed"}
+        )
         return _with_hash(user, new_hash)
+
+
+def _h(user_id: str) -> str:
+    """User ids in log lines are hashed, as in security events (``audit.hash_identifier``)."""
+    return hash_identifier(user_id)
 
 
 def _with_hash(user: User, password_hash: str) -> User:

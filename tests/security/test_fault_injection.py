@@ -1,0 +1,608 @@
+"""Fault injection: every AWS call of login, refresh, revocation and a sensitive authorization
+fails in turn, in every way AWS fails, and each time the outcome is closed and consistent.
+
+How: the handlers run in-process (``functions/*/app.py`` with real API Gateway events) over
+moto, and ``Injector`` sits at the botocore client boundary (``BaseClient._make_api_call``, what
+a ``before-call`` event hook sees, for every client the Runtime creates, including the ones it
+creates lazily mid-operation). A first run of the operation counts its calls; then, for each
+position 1..N and each fault, the operation runs again with exactly that call failing:
+
+* ``throttling`` and ``access_denied``: the ClientError AWS returns (the service's own code);
+* ``connection``: EndpointConnectionError, the request never left;
+* ``lost_answer``: the request reached AWS and was applied, then ReadTimeoutError: the client
+  cannot know the write happened (the case that makes half-written state possible).
+
+Three key set-ups: ``warm`` (keys already cached: only DynamoDB calls remain), ``cold`` (a fresh
+container: the keys are read from Secrets Manager / SSM during the operation) and ``kms`` (the
+access key in KMS: every login and refresh signs with kms:Sign). Cold and KMS runs inject only
+at the key calls; the warm runs cover every DynamoDB position.
+
+The invariants, for every position and fault:
+
+* the answer is 503 ``temporarily_unavailable`` with Retry-After and no Set-Cookie (the client
+  keeps its cookies and retries), or the authorizer denies (never allows), or the step was a
+  documented best-effort one and the operation succeeded consistently (the session cap);
+* nothing is half-written: no usable session without its tokens (a session created for a
+  failed login is revoked, or was never handed out), no session revoked by a failed write, a
+  failed refresh never revokes (a fault is never reuse) and the same refresh token works on
+  retry; a failed logout is retried and then revokes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from argon2 import PasswordHasher
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from cryptography.hazmat.primitives import serialization
+from moto import mock_aws
+
+from functions.authorizer import app as authorizer_app
+from tests.functional.conftest import (
+    ADMIN_PASSWORD,
+    STACK_ENV,
+    USER_PASSWORD,
+    Stack,
+    load_event,
+)
+from tests.functional.test_http_edge import HttpResult, caller_placeholders, invoke, send
+from tests.security.tally import record
+from tokencore.clock import ManualClock
+from tokencore.config import Settings, reset_settings
+from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
+from tokencore.keys.jwk import verification_key_for
+from tokencore.keys.model import KeyStatus
+from tokencore.keys.secretsmanager import create_key_set_secret
+from tokencore.runtime import Runtime, get_runtime, set_runtime
+from tokencore.service import TokenGrant
+from tokencore.sessions.base import STATUS_REVOKED
+from tokencore.store.table import create_table
+from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+FAULTS = ("throttling", "access_denied", "connection", "lost_answer")
+KEY_SERVICES = frozenset({"secretsmanager", "ssm", "kms"})
+THROTTLING_CODES = {"dynamodb": "ProvisionedThroughputExceededException"}
+# Limits out of the way: the same user logs in once per position and fault.
+FAULT_ENV = {
+    **STACK_ENV,
+    "LOGIN_RATE_LIMIT": "100000/300",
+    "LOGIN_IP_RATE_LIMIT": "100000/300",
+    "REFRESH_RATE_LIMIT": "100000/60",
+    "MAX_SESSIONS_PER_USER": "1000",
+}
+
+
+# --- the injector ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Injector:
+    """Counts every AWS call (``service:Operation``) and fails the ``position``-th one."""
+
+    calls: list[str] = field(default_factory=list)
+    position: int | None = None
+    fault: str | None = None
+    injected: str | None = None
+
+    def arm(self, position: int | None, fault: str | None = None) -> None:
+        self.calls = []
+        self.position, self.fault, self.injected = position, fault, None
+
+    def call(self, original: Callable[..., Any], client: Any, operation: str, params: Any) -> Any:
+        service = client.meta.service_model.service_name
+        self.calls.append(f"{service}:{operation}")
+        if self.position is None or len(self.calls) != self.position:
+            return original(client, operation, params)
+        self.injected = self.calls[-1]
+        endpoint = client.meta.endpoint_url
+        if self.fault == "lost_answer":
+            # The request lands and is applied; its answer, whatever it was, is lost.
+            with contextlib.suppress(ClientError):
+                original(client, operation, params)
+            raise ReadTimeoutError(endpoint_url=endpoint)
+        if self.fault == "connection":
+            raise EndpointConnectionError(endpoint_url=endpoint)
+        code = (
+            THROTTLING_CODES.get(service, "ThrottlingException")
+            if self.fault == "throttling"
+            else "AccessDeniedException"
+        )
+        error = {"Error": {"Code": code, "Message": f"injected {code}"}}
+        raise ClientError(error, operation)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def injector(monkeypatch: pytest.MonkeyPatch) -> Injector:
+    found = Injector()
+    original = BaseClient._make_api_call
+
+    def call(client: Any, operation: str, params: Any) -> Any:
+        return found.call(original, client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    return found
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    stack: Stack
+    kms: bool
+
+    @property
+    def runtime(self) -> Runtime:
+        return get_runtime()
+
+    def fresh_container(self) -> Runtime:
+        """A new Runtime: its keys are read again on first use (a cold start). It shares the
+        DynamoDB client (building one costs more than the whole operation under test)."""
+        runtime = Runtime(self.stack.settings, self.stack.clock)
+        runtime.__dict__["dynamodb_client"] = self.stack.runtime.dynamodb_client
+        runtime.__dict__["users"] = _users(runtime, self.stack.clock)
+        set_runtime(runtime)
+        return runtime
+
+    def after_key_fault(self) -> None:
+        """After a failed key read a container refuses to refetch for
+        JWKS_REFETCH_MIN_INTERVAL_SECONDS (a key outage must not become a flood of reads): a
+        retry succeeds once that has passed."""
+        self.stack.clock.advance(self.stack.settings.jwks_refetch_min_interval_seconds + 1)
+
+    def session(self, session_id: str) -> Any:
+        return self.stack.runtime.sessions.get_session(session_id, active_only=False)
+
+    def active_sessions(self, user_id: str) -> set[str]:
+        return {s.session_id for s in self.stack.runtime.sessions.list_sessions(user_id)}
+
+
+def _users(runtime: Runtime, clock: ManualClock) -> UserService:
+    """Cheap Argon2 parameters: the suite logs in hundreds of times."""
+    return UserService(
+        DynamoDBUserStore(
+            runtime.settings.sessions_table_name, clock, boto3_client=runtime.dynamodb_client
+        ),
+        RevokeAllSessions(runtime.sessions),
+        clock,
+        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+
+
+@contextmanager
+def world(
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    *,
+    kms: bool = False,
+) -> Iterator[World]:
+    for name, value in FAULT_ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        if kms:
+            kms_client = boto3.client("kms")
+            key_id = kms_client.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")[
+                "KeyMetadata"
+            ]["KeyId"]
+            monkeypatch.setenv("KEY_BACKEND", "kms")
+            monkeypatch.setenv("KMS_SIGNING_KEY_ID", key_id)
+        reset_settings()
+        settings = Settings.from_env()
+        create_table(boto3.client("dynamodb"), settings.sessions_table_name)
+        access = KeySet([keys[settings.access_token_alg]], "access")
+        secrets = boto3.client("secretsmanager")
+        create_key_set_secret(secrets, settings.signing_keys_secret_id, access)
+        create_key_set_secret(
+            secrets, settings.refresh_keys_secret_id, KeySet([keys["HS256"]], "refresh")
+        )
+        published = access.verification_keys()
+        if kms:
+            der = kms_client.get_public_key(KeyId=key_id)["PublicKey"]
+            public = serialization.load_der_public_key(der)
+            published = [verification_key_for(public, "RS256", status=KeyStatus.ACTIVE)]  # type: ignore[arg-type]
+        boto3.client("ssm").put_parameter(
+            Name=settings.public_jwks_parameter,
+            Type="String",
+            Value=json.dumps(jwks_document(published)),
+            Overwrite=True,
+        )
+        runtime = Runtime(settings, clock)
+        runtime.__dict__["users"] = _users(runtime, clock)
+        user = runtime.users.create_user("alice", USER_PASSWORD, roles=["user"])
+        admin = runtime.users.create_user("root", ADMIN_PASSWORD, roles=["admin", "user"])
+        set_runtime(runtime)
+        try:
+            yield World(Stack(runtime, clock, settings, access, access, user, admin), kms)
+        finally:
+            set_runtime(None)
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, PrivateKeyEntry]:
+    return {alg: generate_key(alg) for alg in ("RS256", "HS256")}
+
+
+# --- the operations and their invariants ----------------------------------------------------------
+
+
+def _assert_unavailable(label: str, result: HttpResult) -> None:
+    assert result.status == 503, f"{label}: {result.status} {result.body}"
+    assert result.json()["error"] == "temporarily_unavailable", label
+    assert int(result.headers["retry-after"]) >= 1, label
+    assert result.cookies == {}, f"{label}: a fault must not set or clear cookies"
+    assert "access_token" not in result.body
+
+
+def _login(w: World) -> HttpResult:
+    return send("issuer/login-valid.json", password=USER_PASSWORD)
+
+
+def _grant_of(result: HttpResult) -> TokenGrant:
+    body = result.json()
+    return TokenGrant(
+        access_token=body["access_token"],
+        refresh_token=result.cookies["__Secure-rt"].value,
+        expires_in=body["expires_in"],
+        session_id=body["session_id"],
+        refresh_expires_at=0,
+        fingerprint=result.cookies["__Host-fgp"].value,
+    )
+
+
+def check_login(
+    w: World, label: str, fault: str, injected: str, result: HttpResult, before: set[str]
+) -> str:
+    """A login under a fault: 503 and no usable new session, or a success that is whole."""
+    user_id = w.stack.user.user_id
+    new = w.active_sessions(user_id) - before
+    if result.status == 200:
+        # Only a best-effort step may fail without failing the login: the session cap's read.
+        assert injected == "dynamodb:Query", f"{label}: succeeded although {injected} failed"
+        grant = _grant_of(result)
+        assert new == {grant.session_id}
+        assert w.stack.runtime.auth.verify_access(grant.access_token).session_id in new
+        return "tolerated"
+    _assert_unavailable(label, result)
+    # No token left the process, so no new session may be usable: it was never written, or it
+    # was revoked when minting failed, or (the write landed, its answer was lost) it exists
+    # with a refresh token nobody holds.
+    if fault != "lost_answer":
+        assert new == set(), f"{label}: a failed login left an active session {new}"
+    else:
+        assert len(new) <= 1, label
+    return "refused"
+
+
+def check_refresh(
+    w: World, label: str, fault: str, result: HttpResult, grant: TokenGrant, before_generation: int
+) -> str:
+    _assert_unavailable(label, result)
+    session = w.session(grant.session_id)
+    assert session.status != STATUS_REVOKED, f"{label}: a fault revoked the session (never reuse)"
+    # The rotation is one conditional write: either it did not happen, or it happened and what
+    # failed came after it (its answer was lost, or signing the new tokens failed).
+    assert session.generation in (before_generation, before_generation + 1), label
+    # The same refresh token works on retry: unchanged, or the lost rotation replays inside the
+    # grace window and gets its successor.
+    w.after_key_fault()
+    retry = send(
+        "refresher/refresh-cookie.json",
+        refresh_token=grant.refresh_token,
+        fingerprint=grant.fingerprint or "",
+    )
+    assert retry.status == 200, f"{label}: the retry failed: {retry.status} {retry.body}"
+    return "refused"
+
+
+def check_logout(w: World, label: str, fault: str, result: HttpResult, grant: TokenGrant) -> str:
+    _assert_unavailable(label, result)
+    session = w.session(grant.session_id)
+    if fault != "lost_answer":
+        assert session.status != STATUS_REVOKED, f"{label}: a failed write revoked the session"
+    retry = send("revoker/logout-cookie.json", refresh_token=grant.refresh_token, fingerprint="")
+    assert retry.status == 204, f"{label}: the retry failed: {retry.status}"
+    assert w.session(grant.session_id).status == STATUS_REVOKED
+    return "refused"
+
+
+def _run_positions(
+    w: World,
+    injector: Injector,
+    operation: str,
+    prepare: Callable[[], Any],
+    act: Callable[[Any], Any],
+    check: Callable[[str, str, str, Any, Any], str],
+    *,
+    cold: bool = False,
+    services: frozenset[str] | None = None,
+) -> list[str]:
+    """Run ``act`` once to count its calls, then once per (position, fault) with that call
+    failing; ``check`` asserts the invariants. Returns the calls of the first run."""
+    if cold:
+        w.fresh_container()
+    else:
+        act(prepare())  # warm the container: every key is cached from here on
+    state = prepare()
+    injector.arm(None)
+    act(state)
+    calls = list(injector.calls)
+    assert calls, f"{operation} made no AWS call"
+    for position, call in enumerate(calls, start=1):
+        if services is not None and call.split(":")[0] not in services:
+            continue
+        for fault in FAULTS:
+            if cold:
+                w.fresh_container()
+            state = prepare()
+            injector.arm(position, fault)
+            result = act(state)
+            injected = injector.injected
+            injector.arm(None)
+            label = f"{operation}: call {position} ({call}) fails with {fault}"
+            assert injected == call, f"{label}: the call sequence changed ({injector.calls})"
+            outcome = check(label, fault, call, result, state)
+            record("faults", label, outcome in ("refused", "tolerated"))
+    return calls
+
+
+# --- login ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["warm", "cold", "kms"])
+def test_login_fails_closed_at_every_call(
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    with world(monkeypatch, clock, keys, kms=mode == "kms") as w:
+        assert _login(w).status == 200  # warm the container (and the user's hash)
+        user_id = w.stack.user.user_id
+
+        def prepare() -> set[str]:
+            return w.active_sessions(user_id)
+
+        calls = _run_positions(
+            w,
+            injector,
+            f"login ({mode})",
+            prepare,
+            lambda before: _login(w),
+            lambda label, fault, call, result, before: check_login(
+                w, label, fault, call, result, before
+            ),
+            cold=mode != "warm",
+            services=None if mode == "warm" else KEY_SERVICES,
+        )
+        if mode == "kms":
+            assert "kms:Sign" in calls
+        if mode == "cold":
+            assert "secretsmanager:GetSecretValue" in calls
+
+
+# --- refresh --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["warm", "cold", "kms"])
+def test_refresh_fails_closed_and_the_same_token_works_on_retry(
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    with world(monkeypatch, clock, keys, kms=mode == "kms") as w:
+
+        def prepare() -> tuple[TokenGrant, int]:
+            injector.arm(None)
+            grant = w.stack.login()
+            return grant, w.session(grant.session_id).generation
+
+        def act(state: tuple[TokenGrant, int]) -> HttpResult:
+            grant, _ = state
+            return send(
+                "refresher/refresh-cookie.json",
+                refresh_token=grant.refresh_token,
+                fingerprint=grant.fingerprint or "",
+            )
+
+        def check(
+            label: str, fault: str, call: str, result: HttpResult, state: tuple[TokenGrant, int]
+        ) -> str:
+            return check_refresh(w, label, fault, result, state[0], state[1])
+
+        calls = _run_positions(
+            w,
+            injector,
+            f"refresh ({mode})",
+            prepare,
+            act,
+            check,
+            cold=mode == "cold",
+            services=None if mode == "warm" else KEY_SERVICES,
+        )
+        assert "dynamodb:UpdateItem" in calls
+        if mode == "kms":
+            assert "kms:Sign" in calls  # signed after the rotation: the grace window saves it
+
+
+@pytest.mark.parametrize("late_fault", ["the rotation's answer is lost", "signing fails after it"])
+def test_without_a_grace_window_a_retry_after_a_late_fault_is_reuse(
+    late_fault: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    """The documented price of REFRESH_REUSE_GRACE_SECONDS=0 (docs/security.md, "known
+    limitations"): when a fault comes after the rotation write landed (its answer is lost, or
+    signing the new tokens fails in a cold container), the client's retry presents the previous
+    token, which is reuse, and the session is revoked: the user logs in again. Nothing is
+    allowed that should not be. With the default grace window the same retry gets the successor
+    (``test_refresh_fails_closed_and_the_same_token_works_on_retry``)."""
+    monkeypatch.setenv("REFRESH_REUSE_GRACE_SECONDS", "0")
+    signing = late_fault.startswith("signing")
+    with world(monkeypatch, clock, keys) as w:
+
+        def refresh(grant: TokenGrant) -> HttpResult:
+            return send(
+                "refresher/refresh-cookie.json", refresh_token=grant.refresh_token, fingerprint=""
+            )
+
+        if signing:
+            w.fresh_container()
+        else:
+            refresh(w.stack.login())  # warm
+        grant = w.stack.login()
+        injector.arm(None)
+        refresh(grant)
+        calls = list(injector.calls)
+        # The rotation is the last UpdateItem (the first one is the rate-limit counter).
+        rotation = len(calls) - calls[::-1].index("dynamodb:UpdateItem")
+        position = rotation
+        if signing:
+            position = calls.index("secretsmanager:GetSecretValue", rotation) + 1
+            w.fresh_container()
+        grant = w.stack.login()
+        injector.arm(position, "lost_answer" if not signing else "throttling")
+        result = refresh(grant)
+        injector.arm(None)
+        _assert_unavailable(late_fault, result)
+        assert w.session(grant.session_id).status != STATUS_REVOKED
+        w.after_key_fault()
+        retry = refresh(grant)
+        assert retry.status == 401
+        assert w.session(grant.session_id).status == STATUS_REVOKED
+
+
+# --- revocation -----------------------------------------------------------------------------------
+
+
+def test_logout_fails_closed_and_revokes_on_retry(
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    with world(monkeypatch, clock, keys) as w:
+
+        def prepare() -> TokenGrant:
+            injector.arm(None)
+            return w.stack.login()
+
+        def act(grant: TokenGrant) -> HttpResult:
+            return send(
+                "revoker/logout-cookie.json", refresh_token=grant.refresh_token, fingerprint=""
+            )
+
+        def check(label: str, fault: str, call: str, result: HttpResult, grant: TokenGrant) -> str:
+            return check_logout(w, label, fault, result, grant)
+
+        _run_positions(w, injector, "logout", prepare, act, check)
+
+
+@pytest.mark.parametrize("route", ["revoke-all", "admin revoke"])
+def test_revoking_every_session_fails_closed_and_finishes_on_retry(
+    route: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    """Three sessions; any call failing part-way: 503, and the retry revokes all three (a 204
+    only ever means every session is revoked)."""
+    with world(monkeypatch, clock, keys) as w:
+        stack = w.stack
+
+        relative = (
+            "revoker/revoke-all.json" if route == "revoke-all" else "revoker/admin-revoke.json"
+        )
+
+        def prepare() -> tuple[list[TokenGrant], dict[str, Any]]:
+            injector.arm(None)
+            grants = [stack.login() for _ in range(3)]
+            caller = grants[0] if route == "revoke-all" else stack.login_admin()
+            return grants, load_event(
+                relative, **caller_placeholders(stack, caller), target_user_id=stack.user.user_id
+            )
+
+        def act(state: tuple[list[TokenGrant], dict[str, Any]]) -> HttpResult:
+            return invoke("revoker", json.loads(json.dumps(state[1])))
+
+        def check(
+            label: str,
+            fault: str,
+            call: str,
+            result: HttpResult,
+            state: tuple[list[TokenGrant], dict[str, Any]],
+        ) -> str:
+            grants, _event = state
+            _assert_unavailable(label, result)
+            retry = act(state)
+            assert retry.status == 204, f"{label}: the retry failed: {retry.status}"
+            assert all(w.session(g.session_id).status == STATUS_REVOKED for g in grants), label
+            return "refused"
+
+        _run_positions(w, injector, route, prepare, act, check)
+
+
+# --- a sensitive authorization ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    function_name: str = "tokencore-authorizer"
+    aws_request_id: str = "5e0f8c1a-0000-4000-8000-000000000002"
+
+
+@pytest.mark.parametrize("mode", ["warm", "cold", "kms"])
+def test_a_sensitive_authorization_denies_at_every_call(
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    with world(monkeypatch, clock, keys, kms=mode == "kms") as w:
+        grant = w.stack.login()
+
+        def event() -> dict[str, Any]:
+            return load_event(
+                "authorizer/http-sensitive-route.json",
+                access_token=grant.access_token,
+                fingerprint=grant.fingerprint or "",
+                device_id="",
+            )
+
+        def act(_: None) -> dict[str, Any]:
+            return authorizer_app.lambda_handler(event(), LambdaContext())
+
+        def check(label: str, fault: str, call: str, result: dict[str, Any], _: None) -> str:
+            assert result == {"isAuthorized": False}, f"{label}: {result}"
+            w.after_key_fault()
+            allowed = act(None)  # faults over: the same request is allowed again
+            assert allowed["isAuthorized"] is True, label
+            return "refused"
+
+        assert act(None)["isAuthorized"] is True  # the control
+        _run_positions(
+            w,
+            injector,
+            f"sensitive authorization ({mode})",
+            lambda: None,
+            act,
+            check,
+            cold=mode != "warm",
+        )
