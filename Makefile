@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build
+.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build e2e-browser
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
 	@echo "make test   set up on first run, then run every test"
+	@echo "make e2e-browser  the browser client (web/) and /demo in headless Chromium"
 	@echo "make lint   ruff and mypy"
 	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
@@ -60,6 +61,10 @@ lint-template: $(SAM_STAMP)
 build: $(SAM_STAMP)
 	@test -n "$(PYTHON312)" || { echo "sam build needs python3.12 (set PYTHON312=/path/to/python3.12)" >&2; exit 1; }
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_ENV) $(SAM) build --parameter-overrides Architecture=$(ARCH)
+	@# Ship bytecode: sam build copies sources only, and Lambda's /opt and /var/task are read-only,
+	@# so without .pyc every cold start compiles every module again (`make bench`: about twice
+	@# the authorizer's cold start). unchecked-hash: the files never change after the build.
+	$(PYTHON312) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -69,9 +74,40 @@ lint: $(STAMP)
 test: lint lint-template build $(NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
+# The browser client (web/tokencore.js) and the /demo page in headless Chromium, against the
+# local stack (tests/browser; screenshots in test-artifacts/browser/). Debian's chromium,
+# installed with apt-get when missing (as root, else through sudo), driven by Playwright's
+# Python driver (requirements-browser.txt); `playwright install` never runs, no browser build
+# is downloaded. CHROMIUM=/path/to/chromium to use another.
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(STAMP) requirements-browser.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-browser.txt
+	@touch $(BROWSER_STAMP)
+
+e2e-browser: $(BROWSER_STAMP)
+	@test -x "$(CHROMIUM)" || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "installing Debian's chromium (apt-get install chromium)"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium >/dev/null; }
+	CHROMIUM="$(CHROMIUM)" $(VENV)/bin/pytest -q tests/browser
+
 # Quick loop while editing: no lint, stop at the first failure.
 test-fast: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/pytest -q -x
+
+# Benchmarks (bench/): every performance budget with its figure and a pass or a miss, as the
+# README shows them. Bench-only peers (jwcrypto, python-jose) go into .venv, never the layer.
+# BENCH_ARGS="--quick" for a smoke run, "--only hotpath coldstart" for some sections.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 # The whole API from template.yaml on 127.0.0.1:$${PORT:-3000}, AWS (moto) on $${AWS_PORT:-4566};
 # settings from the environment (README "Local stack"). Ctrl-C stops it.
