@@ -18,6 +18,7 @@ from moto import mock_aws
 from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
+from tokencore.keys.keyring import KeyRing
 from tokencore.keys.secretsmanager import create_key_set_secret
 from tokencore.runtime import Runtime, set_runtime
 from tokencore.service import LoginRequest, TokenGrant
@@ -58,6 +59,22 @@ class Stack:
 
     def login_admin(self) -> TokenGrant:
         return self.login("root", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def authz(stack: Stack) -> Stack:
+    """The stack with the authorizer's key ring started from the public keys, as PUBLIC_JWKS
+    does in a deployed container: verifying makes no call until the keys' TTL passes."""
+    runtime = stack.runtime
+    settings = runtime.settings
+    runtime.__dict__["access_keys"] = KeyRing(
+        runtime.public_key_source,
+        stack.clock,
+        cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
+        refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
+        initial=stack.access_keys.verification_keys(),
+    )
+    return stack
 
 
 def load_event(relative: str, **replacements: str) -> dict[str, Any]:

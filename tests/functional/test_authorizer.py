@@ -21,7 +21,6 @@ from botocore.client import BaseClient
 
 from functions.authorizer import app
 from tests.functional.conftest import Stack, load_event
-from tokencore.keys import KeyRing
 from tokencore.policy import Policy
 from tokencore.service import TokenGrant
 from tokencore.tokens import fingerprint_hash, mint_access_token, new_fingerprint
@@ -53,22 +52,6 @@ class FakeContext:
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def authz(stack: Stack) -> Stack:
-    """The stack with the authorizer's key ring started from the public keys, as PUBLIC_JWKS
-    does in a deployed container: verifying makes no call until the keys' TTL passes."""
-    runtime = stack.runtime
-    settings = runtime.settings
-    runtime.__dict__["access_keys"] = KeyRing(
-        runtime.public_key_source,
-        stack.clock,
-        cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
-        refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
-        initial=stack.access_keys.verification_keys(),
-    )
-    return stack
 
 
 @pytest.fixture

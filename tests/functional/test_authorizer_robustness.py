@@ -41,27 +41,13 @@ from tests.functional.test_authorizer import (
 )
 from tokencore.authz import Authorizer
 from tokencore.errors import KeyUnavailable
-from tokencore.keys import KeyRing, jwks_document
+from tokencore.keys import jwks_document
 from tokencore.keys.model import VerificationKey
 from tokencore.policy import normalize_path, required_role
 from tokencore.runtime import set_runtime
 from tokencore.service import TokenGrant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def authz(stack: Stack) -> Stack:
-    """As in test_authorizer.py: the key ring starts from the public keys (PUBLIC_JWKS)."""
-    runtime = stack.runtime
-    runtime.__dict__["access_keys"] = KeyRing(
-        runtime.public_key_source,
-        stack.clock,
-        cache_ttl_seconds=300,
-        refetch_min_interval_seconds=10,
-        initial=stack.access_keys.verification_keys(),
-    )
-    return stack
 
 
 @pytest.fixture

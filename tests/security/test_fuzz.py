@@ -38,7 +38,6 @@ from tests.functional.test_authorizer import is_allowed
 from tests.functional.test_http_edge import invoke
 from tests.security.http_kit import forge
 from tests.security.tally import record
-from tokencore.keys import KeyRing
 from tokencore.service import TokenGrant
 from tokencore.tokens import fingerprint_hash
 
@@ -57,20 +56,6 @@ LEEWAY = 30
 class Context:
     function_name: str = "tokencore-authorizer"
     aws_request_id: str = "5e0f8c1a-0000-4000-8000-000000000003"
-
-
-@pytest.fixture
-def authz(stack: Stack) -> Stack:
-    """The authorizer's key ring starts from the public keys, as PUBLIC_JWKS does."""
-    runtime = stack.runtime
-    runtime.__dict__["access_keys"] = KeyRing(
-        runtime.public_key_source,
-        stack.clock,
-        cache_ttl_seconds=300,
-        refetch_min_interval_seconds=10,
-        initial=stack.access_keys.verification_keys(),
-    )
-    return stack
 
 
 @pytest.fixture
