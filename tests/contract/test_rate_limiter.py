@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.concurrency import run_at_once
 from tests.contract._user_fixtures import (
     FAULTS,
     FaultInjector,
     ParamRecorder,
     fresh_table,
     items_as_text,
-    moto_dynamodb,
     scan_items,
 )
 from tests.contract._user_fixtures import TABLE_NAME as TABLE
@@ -45,12 +43,6 @@ class Limiter:
     limiter: RateLimiter
     clock: ManualClock
     client: Any
-
-
-@pytest.fixture(scope="module")
-def moto_client() -> Iterator[Any]:
-    with moto_dynamodb() as client:
-        yield client
 
 
 def _build(name: str, clock: ManualClock, moto_client: Any) -> Iterator[Limiter]:
@@ -192,36 +184,96 @@ def test_bad_arguments_are_refused_before_counting(
         assert scan_items(rl.client) == []
 
 
+# --- check, then count (the login's two steps) ----------------------------------------------
+
+
+def test_full_window_reads_without_counting(rl: Limiter) -> None:
+    rl.clock.set(WINDOW_START + 15)
+    ip = rl.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(2, 60))
+    user = rl.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
+    assert user.retry_after_seconds == 45
+    for _ in range(5):
+        assert rl.limiter.full_window([ip, user]) is None  # reading never fills a window
+    rl.limiter.count([ip, user])
+    assert rl.limiter.full_window([ip, user]) == user
+    assert rl.limiter.full_window([ip]) is None
+    rl.limiter.count([ip])
+    assert rl.limiter.full_window([ip, user]) == ip  # the first full one, in order
+    assert rl.limiter.full_window([]) is None
+
+
+def test_admit_counts_all_windows_or_none(rl: Limiter) -> None:
+    ip = rl.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60))
+    user = rl.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
+    rl.limiter.admit([ip, user])
+    with pytest.raises(RateLimited) as caught:
+        rl.limiter.admit([ip, user])
+    assert caught.value.scope == SCOPE_LOGIN_USER
+    # The refused attempt counted nowhere: the IP window still has two slots.
+    other = rl.limiter.window(SCOPE_LOGIN_USER, "bob", RateLimit(5, 60))
+    rl.limiter.admit([ip, other])
+    rl.limiter.admit([ip, other])
+    with pytest.raises(RateLimited) as caught:
+        rl.limiter.admit([ip, other])
+    assert caught.value.scope == SCOPE_LOGIN_IP
+
+
+def test_count_goes_past_the_limit_and_hit_sees_it(rl: Limiter) -> None:
+    limit = RateLimit(2, 60)
+    window = rl.limiter.window(SCOPE_LOGIN_USER, "alice", limit)
+    for _ in range(4):
+        rl.limiter.count([window])
+    with pytest.raises(RateLimited):
+        rl.limiter.admit([window])
+    with pytest.raises(RateLimited):
+        rl.limiter.hit(SCOPE_LOGIN_USER, "alice", limit)  # the same counter
+    rl.clock.advance(60)
+    fresh = rl.limiter.window(SCOPE_LOGIN_USER, "alice", limit)
+    assert rl.limiter.full_window([fresh]) is None
+    rl.limiter.admit([fresh])
+
+
+def test_concurrent_admits_pass_exactly_the_limit() -> None:
+    limiter = InMemoryRateLimiter(ManualClock())
+    windows = [
+        limiter.window(SCOPE_LOGIN_IP, "203.0.113.1", RateLimit(5, 60)),
+        limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(50, 60)),
+    ]
+
+    def admit() -> bool:
+        try:
+            limiter.admit(windows)
+        except RateLimited:
+            return False
+        return True
+
+    admitted = run_at_once(20, admit)
+    assert admitted.count(True) == 5
+    # All or nothing: the user window counted exactly the admitted attempts.
+    assert limiter._counts(windows) == [5, 5]
+
+
+def test_admit_is_one_conditional_transaction(dynamo: Limiter) -> None:
+    ip = dynamo.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60))
+    user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
+    with ParamRecorder(dynamo.client, "TransactWriteItems") as recorder:
+        dynamo.limiter.admit([ip, user])
+    (params,) = recorder.params
+    conditions = [a["Update"]["ConditionExpression"] for a in params["TransactItems"]]
+    assert conditions == ["attribute_not_exists(#count) OR #count < :limit"] * 2
+    with ParamRecorder(dynamo.client, "BatchGetItem") as recorder:
+        assert dynamo.limiter.full_window([ip, user]) == user
+    (params,) = recorder.params
+    assert params["RequestItems"][TABLE]["ConsistentRead"] is True
+
+
 def test_concurrent_hits_pass_exactly_the_limit() -> None:
     limiter = InMemoryRateLimiter(ManualClock())
-    barrier = threading.Barrier(20)
-    outcomes: list[bool] = []
-    lock = threading.Lock()
-
-    def hit() -> None:
-        barrier.wait()
-        try:
-            limiter.hit(SCOPE_LOGIN_USER, "alice", FIVE_PER_MINUTE)
-            allowed = True
-        except RateLimited:
-            allowed = False
-        with lock:
-            outcomes.append(allowed)
-
-    threads = [threading.Thread(target=hit) for _ in range(20)]
-    # Switch threads as often as the interpreter allows, so an unguarded read-modify-write
-    # would interleave (without this the GIL hides most races).
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
-    assert outcomes.count(True) == 5
-    assert outcomes.count(False) == 15
+    outcomes = run_at_once(
+        20, lambda: _allowed(limiter, 1, SCOPE_LOGIN_USER, "alice", FIVE_PER_MINUTE)
+    )
+    assert outcomes.count(1) == 5
+    assert outcomes.count(0) == 15
 
 
 def test_sustained_concurrent_hits_never_lose_a_count() -> None:
@@ -229,23 +281,7 @@ def test_sustained_concurrent_hits_never_lose_a_count() -> None:
     would let more than the limit through, a stale read fewer."""
     limiter = InMemoryRateLimiter(ManualClock())
     limit = RateLimit(20_000, 60)
-    barrier = threading.Barrier(8)
-    allowed = [0] * 8
-
-    def hammer(index: int) -> None:
-        barrier.wait()
-        allowed[index] = _allowed(limiter, 5000, SCOPE_LOGIN_IP, "203.0.113.1", limit)
-
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(8)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    allowed = run_at_once(8, lambda: _allowed(limiter, 5000, SCOPE_LOGIN_IP, "203.0.113.1", limit))
     assert sum(allowed) == 20_000
 
 

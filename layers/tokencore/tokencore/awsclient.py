@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tokencore.errors import StoreUnavailable
+from tokencore.store.table import PARTITION_KEY, SORT_KEY
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TRANSACTION_CANCELED = "TransactionCanceledException"
@@ -203,3 +204,42 @@ def call_dynamodb(
         raise StoreUnavailable(f"{what}: {operation} failed ({code})") from exc
     except botocore_error as exc:
         raise StoreUnavailable(f"{what}: {operation} failed ({error_code(exc)})") from exc
+
+
+# BatchGetItem may hand back part of a request unprocessed (throttling, size); a few more
+# rounds finish it. Beyond that the store is struggling: fail closed.
+_BATCH_GET_ROUNDS = 3
+
+
+def batch_get_items(
+    client: LazyClient, table_name: str, keys: list[dict[str, Any]], *, what: str
+) -> list[dict[str, Any] | None]:
+    """Strongly consistent BatchGetItem of ``keys`` (at most 100, distinct) on one table: the
+    items in the order of ``keys``, None where an item does not exist. Keys are matched on
+    their partition and sort key values (BatchGetItem returns items in no particular order)."""
+    wanted = {_key_id(key): i for i, key in enumerate(keys)}
+    found: list[dict[str, Any] | None] = [None] * len(keys)
+    pending: list[dict[str, Any]] = keys
+    for _ in range(_BATCH_GET_ROUNDS):
+        response = call_dynamodb(
+            client,
+            "batch_get_item",
+            {"RequestItems": {table_name: {"Keys": pending, "ConsistentRead": True}}},
+            what=what,
+        )
+        for item in response.get("Responses", {}).get(table_name, []):
+            index = wanted.get(_key_id(item))
+            if index is None:
+                raise StoreUnavailable(f"{what}: batch_get_item returned an unrequested item")
+            found[index] = item
+        pending = response.get("UnprocessedKeys", {}).get(table_name, {}).get("Keys", [])
+        if not pending:
+            return found
+    raise StoreUnavailable(f"{what}: batch_get_item left keys unprocessed")
+
+
+def _key_id(item: dict[str, Any]) -> tuple[str, str]:
+    try:
+        return item[PARTITION_KEY]["S"], item[SORT_KEY]["S"]
+    except (KeyError, TypeError) as exc:
+        raise StoreUnavailable("batch_get_item: an item lacks its key") from exc

@@ -22,6 +22,8 @@ import hmac
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tokencore.clock import Clock
 from tokencore.config import RateLimit
@@ -39,10 +41,35 @@ MAX_KEY_CHARS = 8192  # bounds the hashing work; real keys are a username or an 
 _SCOPE_PATTERN = re.compile(r"[a-z0-9_]{1,32}")
 
 
-class RateLimiter(ABC):
-    """``hit(scope, key, limit)``: count one event, raise RateLimited when over the limit.
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """One key's current window under one limit: where its counter lives and when it ends.
+    Holds the key's digest only, never the key."""
 
-    Backends implement ``_increment`` only; it must be atomic under concurrency (exactly
+    scope: str
+    key_digest: str
+    limit: RateLimit
+    start: int
+    expires_at: int  # the counter's TTL: window end plus a margin
+    retry_after_seconds: int
+
+    def refusal(self) -> RateLimited:
+        return RateLimited(self.retry_after_seconds, scope=self.scope)
+
+
+class RateLimiter(ABC):
+    """Two ways to use a limit.
+
+    * ``hit(scope, key, limit)``: count one event, raise RateLimited when over the limit (one
+      write: refresh).
+    * Check, then count (login, whose password check is expensive and whose outcome decides
+      what to write): ``full_window(windows)`` reads the counters and names a window already at
+      its limit, so a refused attempt costs no Argon2 work; ``admit(windows)`` then counts the
+      attempt in every window only if each is still under its limit (all or nothing, so two
+      racing attempts cannot both take the last slot); ``count(windows)`` counts a failed
+      attempt unconditionally.
+
+    Backends implement the I/O; every write must be atomic under concurrency (exactly
     ``limit.count`` of any number of simultaneous hits in one window pass).
     """
 
@@ -55,16 +82,45 @@ class RateLimiter(ABC):
         seconds until the window ends, at least 1) when over the limit, StoreUnavailable when
         the counter cannot be read or written (fail closed: an unknown count is no allowance).
         """
+        window = self.window(scope, key, limit)
+        if self._increment(window) > limit.count:
+            raise window.refusal()
+
+    def window(self, scope: str, key: str, limit: RateLimit) -> RateWindow:
+        """The current window of ``key`` under ``limit`` (validates; no I/O)."""
         _check_scope(scope)
         _check_limit(limit)
         digest = self.key_digest(key)
         now = self._clock.now()
-        window = limit.window_seconds
-        window_start = int(now // window) * window
-        window_end = window_start + window
-        count = self._increment(scope, digest, window_start, window_end + TTL_MARGIN_SECONDS, now)
-        if count > limit.count:
-            raise RateLimited(math.ceil(window_end - now), scope=scope)
+        start = int(now // limit.window_seconds) * limit.window_seconds
+        end = start + limit.window_seconds
+        return RateWindow(
+            scope=scope,
+            key_digest=digest,
+            limit=limit,
+            start=start,
+            expires_at=end + TTL_MARGIN_SECONDS,
+            retry_after_seconds=max(1, math.ceil(end - now)),
+        )
+
+    def full_window(self, windows: Sequence[RateWindow]) -> RateWindow | None:
+        """The first of ``windows`` whose counter has reached its limit, or None (reads only)."""
+        if not windows:
+            return None
+        return first_full(windows, self._counts(windows))
+
+    def admit(self, windows: Sequence[RateWindow]) -> None:
+        """Count one attempt in every window, all or nothing, only while each is under its
+        limit. Raises the first full window's RateLimited (and counts nothing) otherwise."""
+        if windows:
+            refused = self._increment_below(windows)
+            if refused is not None:
+                raise refused.refusal()
+
+    def count(self, windows: Sequence[RateWindow]) -> None:
+        """Count one attempt in every window, whatever the counts (a failed login)."""
+        if windows:
+            self._increment_all(windows)
 
     def key_digest(self, key: str) -> str:
         """The hex digest that stands for ``key`` in the store."""
@@ -78,11 +134,30 @@ class RateLimiter(ABC):
         return hashlib.sha256(data).hexdigest()
 
     @abstractmethod
-    def _increment(
-        self, scope: str, key_digest: str, window_start: int, expires_at: int, now: float
-    ) -> int:
-        """Atomically add one to the counter of (scope, key_digest, window_start), creating it
-        with ``expires_at`` if needed; return the count after the increment."""
+    def _increment(self, window: RateWindow) -> int:
+        """Atomically add one to the window's counter, creating it with ``window.expires_at``
+        if needed; return the count after the increment."""
+
+    @abstractmethod
+    def _counts(self, windows: Sequence[RateWindow]) -> list[int]:
+        """Each window's count (0 for a counter not yet written), in order."""
+
+    @abstractmethod
+    def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
+        """Atomically: if every window is under its limit add one to each and return None;
+        otherwise change nothing and return the first full window."""
+
+    @abstractmethod
+    def _increment_all(self, windows: Sequence[RateWindow]) -> None:
+        """Add one to every window's counter (atomically per counter)."""
+
+
+def first_full(windows: Sequence[RateWindow], counts: Sequence[int]) -> RateWindow | None:
+    """The first window whose count has reached its limit."""
+    for window, count in zip(windows, counts, strict=True):
+        if count >= window.limit.count:
+            return window
+    return None
 
 
 def _check_scope(scope: str) -> None:

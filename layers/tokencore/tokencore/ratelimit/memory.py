@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from tokencore.clock import Clock
-from tokencore.ratelimit.base import RateLimiter
+from tokencore.ratelimit.base import RateLimiter, RateWindow, first_full
 
 # Expired windows are dropped when the table grows past this, so memory stays bounded by the
 # number of keys active within one window rather than growing forever.
@@ -19,16 +20,40 @@ class InMemoryRateLimiter(RateLimiter):
         # (scope, key digest, window start) -> [count, expires_at]
         self._counters: dict[tuple[str, str, int], list[int]] = {}
 
-    def _increment(
-        self, scope: str, key_digest: str, window_start: int, expires_at: int, now: float
-    ) -> int:
+    def _increment(self, window: RateWindow) -> int:
         with self._lock:
-            if len(self._counters) >= _PRUNE_THRESHOLD:
-                self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
-            counter = self._counters.setdefault((scope, key_digest, window_start), [0, expires_at])
-            counter[0] += 1
-            return counter[0]
+            return self._add_one(window)
+
+    def _counts(self, windows: Sequence[RateWindow]) -> list[int]:
+        with self._lock:
+            return [self._counters.get(_key(w), [0])[0] for w in windows]
+
+    def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
+        with self._lock:
+            refused = first_full(windows, [self._counters.get(_key(w), [0])[0] for w in windows])
+            if refused is None:
+                for window in windows:
+                    self._add_one(window)
+            return refused
+
+    def _increment_all(self, windows: Sequence[RateWindow]) -> None:
+        with self._lock:
+            for window in windows:
+                self._add_one(window)
+
+    def _add_one(self, window: RateWindow) -> int:
+        """Under the lock."""
+        if len(self._counters) >= _PRUNE_THRESHOLD:
+            now = self._clock.now()
+            self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+        counter = self._counters.setdefault(_key(window), [0, window.expires_at])
+        counter[0] += 1
+        return counter[0]
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._counters)
+
+
+def _key(window: RateWindow) -> tuple[str, str, int]:
+    return (window.scope, window.key_digest, window.start)
