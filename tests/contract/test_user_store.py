@@ -23,7 +23,6 @@ from tests.contract._user_fixtures import (
     failing_revoker_error,
     fast_hasher,
     fresh_table,
-    moto_dynamodb,
     scan_items,
     transaction_canceled,
 )
@@ -59,12 +58,6 @@ class Backend:
     name: str
     store: UserStore
     client: Any  # the moto DynamoDB client, None for the memory backend
-
-
-@pytest.fixture(scope="module")
-def moto_client() -> Iterator[Any]:
-    with moto_dynamodb() as client:
-        yield client
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -508,12 +501,16 @@ def test_corrupt_stored_hash_denies_after_the_same_work(
     hasher = CountingHasher()
     service = UserService(dynamo.store, RecordingRevoker(), clock, hasher=hasher)
     user = service.create_user("alice", PASSWORD)
-    dynamo.client.update_item(
-        TableName=TABLE_NAME,
-        Key={"pk": {"S": f"USER#{user.user_id}"}, "sk": {"S": "PROFILE"}},
-        UpdateExpression="SET password_hash = :h",
-        ExpressionAttributeValues={":h": {"S": "$argon2id$garbage"}},
-    )
+    for key in (
+        {"pk": {"S": f"USER#{user.user_id}"}, "sk": {"S": "PROFILE"}},
+        {"pk": {"S": "USERNAME#alice"}, "sk": {"S": "USERNAME"}},  # the profile's copy
+    ):
+        dynamo.client.update_item(
+            TableName=TABLE_NAME,
+            Key=key,
+            UpdateExpression="SET password_hash = :h",
+            ExpressionAttributeValues={":h": {"S": "$argon2id$garbage"}},
+        )
     service.passwords.dummy_hash()
     hasher.verify_calls = 0
     with pytest.raises(InvalidCredentials):
@@ -633,17 +630,79 @@ def test_items_follow_the_single_table_layout(dynamo_service: UserService, dynam
     items = {item["pk"]["S"]: item for item in scan_items(dynamo.client)}
     assert set(items) == {"USERNAME#alice", f"USER#{user.user_id}"}
     claim = items["USERNAME#alice"]
-    assert claim == {
-        "pk": {"S": "USERNAME#alice"},
-        "sk": {"S": "USERNAME"},
-        "user_id": {"S": user.user_id},
-    }
     profile = items[f"USER#{user.user_id}"]
     assert profile["sk"] == {"S": "PROFILE"}
     assert profile["username"] == {"S": "Alice"}
     assert profile["roles"] == {"L": [{"S": "admin"}]}
     assert "gsi1pk" not in profile  # never listed among the user's sessions
     assert "expires_at" not in profile
+    # The claim is the profile's copy under the name's key: a login reads it alone.
+    assert claim["sk"] == {"S": "USERNAME"}
+    assert {k: v for k, v in claim.items() if k not in ("pk", "sk")} == {
+        k: v for k, v in profile.items() if k not in ("pk", "sk")
+    }
+
+
+def _claim_and_profile(dynamo: Backend, user_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    items = {item["pk"]["S"]: item for item in scan_items(dynamo.client)}
+    claim = next(v for k, v in items.items() if k.startswith("USERNAME#"))
+    profile = items[f"USER#{user_id}"]
+    return (
+        {k: v for k, v in claim.items() if k not in ("pk", "sk")},
+        {k: v for k, v in profile.items() if k not in ("pk", "sk")},
+    )
+
+
+def test_every_change_keeps_the_claims_copy_identical(
+    dynamo_service: UserService, dynamo: Backend, clock: ManualClock
+) -> None:
+    user = dynamo_service.create_user("alice", PASSWORD)
+    dynamo_service.set_roles(user.user_id, ["admin", "user"])
+    dynamo_service.disable_user(user.user_id)
+    dynamo_service.enable_user(user.user_id)
+    clock.advance(5)
+    dynamo_service.change_password(user.user_id, "a brand new passphrase")
+    assert dynamo.store.replace_password_hash(
+        user.user_id, dynamo.store.get(user.user_id).password_hash, fast_hasher().hash("x" * 12)
+    )
+    claim, profile = _claim_and_profile(dynamo, user.user_id)
+    assert claim == profile
+    assert dynamo.store.get_by_username("alice") == dynamo.store.get(user.user_id)
+
+
+def test_changes_write_both_items_in_one_transaction(
+    dynamo_service: UserService, dynamo: Backend
+) -> None:
+    user = dynamo_service.create_user("alice", PASSWORD)
+    with ParamRecorder(dynamo.client, "TransactWriteItems") as recorder:
+        dynamo_service.set_roles(user.user_id, ["admin"])
+    (params,) = recorder.params
+    keys = sorted(action["Update"]["Key"]["pk"]["S"] for action in params["TransactItems"])
+    assert keys == sorted([f"USER#{user.user_id}", "USERNAME#alice"])
+
+
+def test_an_old_claim_without_the_copy_still_logs_in(
+    dynamo_service: UserService, dynamo: Backend
+) -> None:
+    user = dynamo_service.create_user("alice", PASSWORD)
+    # A claim as the first version wrote it: the user id only.
+    dynamo.client.put_item(
+        TableName=TABLE_NAME,
+        Item={
+            "pk": {"S": "USERNAME#alice"},
+            "sk": {"S": "USERNAME"},
+            "user_id": {"S": user.user_id},
+        },
+    )
+    with ParamRecorder(dynamo.client, "GetItem") as recorder:
+        assert dynamo_service.authenticate("alice", PASSWORD).user_id == user.user_id
+    assert len(recorder.params) == 2  # the claim, then the profile it names
+    dynamo_service.set_roles(user.user_id, ["admin"])  # updates still reach both items
+    assert dynamo.store.get_by_username("alice").roles == ("admin",)
+    new_hash = fast_hasher().hash("another passphrase")
+    assert dynamo.store.replace_password_hash(
+        user.user_id, dynamo.store.get(user.user_id).password_hash, new_hash
+    )
 
 
 def test_reads_are_consistent(dynamo_service: UserService, dynamo: Backend) -> None:
@@ -651,14 +710,19 @@ def test_reads_are_consistent(dynamo_service: UserService, dynamo: Backend) -> N
     with ParamRecorder(dynamo.client, "GetItem") as recorder:
         dynamo.store.get(user.user_id)
         dynamo.store.get_by_username("alice")
-    assert len(recorder.params) == 3
+    assert len(recorder.params) == 2  # the profile; the claim, which carries its copy
     assert all(params["ConsistentRead"] is True for params in recorder.params)
 
 
-def test_unknown_username_costs_the_same_two_reads(dynamo: Backend) -> None:
-    with ParamRecorder(dynamo.client, "GetItem") as recorder, pytest.raises(UserNotFound):
+def test_a_name_is_one_read_whether_or_not_it_exists(
+    dynamo_service: UserService, dynamo: Backend
+) -> None:
+    dynamo_service.create_user("alice", PASSWORD)
+    with ParamRecorder(dynamo.client, "GetItem") as known:
+        dynamo.store.get_by_username("alice")
+    with ParamRecorder(dynamo.client, "GetItem") as unknown, pytest.raises(UserNotFound):
         dynamo.store.get_by_username("nobody")
-    assert len(recorder.params) == 2
+    assert len(known.params) == len(unknown.params) == 1
 
 
 def test_malformed_item_is_a_store_fault(dynamo: Backend) -> None:
@@ -724,13 +788,16 @@ def test_failed_update_changes_nothing_and_revokes_nothing(
         "change_password": lambda: dynamo_service.change_password(user.user_id, "new password"),
     }
     with (
-        FaultInjector(dynamo.client, "UpdateItem", FAULTS[fault]("UpdateItem")) as injector,
+        FaultInjector(
+            dynamo.client, "TransactWriteItems", FAULTS[fault]("TransactWriteItems")
+        ) as injector,
         pytest.raises(StoreUnavailable) as caught,
     ):
         actions[operation]()
     assert injector.calls == 1
     assert caught.value.__cause__ is not None
     assert dynamo.store.get(user.user_id) == user
+    assert dynamo.store.get_by_username("alice") == user  # nor the claim's copy
     assert revoker.calls == []
 
 
@@ -754,7 +821,9 @@ def test_failed_rehash_write_does_not_fail_the_login(
         "alice", PASSWORD
     )
     new = UserService(store, RecordingRevoker(), clock, hasher=fast_hasher(2))
-    with FaultInjector(dynamo.client, "UpdateItem", FAULTS["throttling"]("UpdateItem")):
+    with FaultInjector(
+        dynamo.client, "TransactWriteItems", FAULTS["throttling"]("TransactWriteItems")
+    ):
         assert new.authenticate("alice", PASSWORD).user_id == user.user_id
     assert store.get(user.user_id).password_hash == user.password_hash
     assert "password rehash postponed" in caplog.text

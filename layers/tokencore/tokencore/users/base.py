@@ -204,6 +204,16 @@ class UserStore(ABC):
             raise UserNotFound("user not found")
         return user
 
+    def find_normalized(self, normalized_username: str) -> User | None:
+        """The user holding an already normalized name, or None (no lookup for a name that
+        is not in normal form: it could never have been registered)."""
+        try:
+            if normalize_username(normalized_username) != normalized_username:
+                return None
+        except InvalidRequest:
+            return None
+        return self._load_by_username(normalized_username)
+
     def set_roles(self, user_id: str, roles: Iterable[str]) -> User:
         return self._checked_update(user_id, UserChanges(roles=validate_roles(roles)))
 

@@ -2,9 +2,14 @@
 
 Items:
 
-- claim   pk ``USERNAME#<normalized>``, sk ``USERNAME``: ``user_id``. Exists iff the name is taken.
 - profile pk ``USER#<user_id>``, sk ``PROFILE``: the ``User`` fields. No ``gsi1pk``, so a user's
   profile never shows up in the ``by_user`` index that lists their sessions.
+- claim   pk ``USERNAME#<normalized>``, sk ``USERNAME``: exists iff the name is taken, and
+  carries a copy of the profile's fields, so a login finds everything it needs about a user in
+  ONE read by name (which the login store batches with the rate-limit counters). The copy never
+  drifts: every write touches both items in one transaction (create, roles, disable, password,
+  rehash). A claim written before the copy existed (``user_id`` only) still works, at the cost
+  of the profile read it used to take.
 
 Neither kind carries ``expires_at``: accounts do not expire. boto3 is imported on the store's
 first call (tokencore.awsclient), never when ``tokencore.users`` is imported or a store is
@@ -34,10 +39,15 @@ from tokencore.users.base import User, UserChanges, UserStore
 # create:  (nothing) --claim + profile--> claim exists, profile exists
 claim_is_free = f"attribute_not_exists({PARTITION_KEY})"
 profile_is_free = f"attribute_not_exists({PARTITION_KEY})"
-# update:  profile exists --SET fields--> profile exists
+# update:  profile exists, claim names the user --SET fields on both--> the same
 user_exists = f"attribute_exists({PARTITION_KEY})"
-# rehash:  profile exists with the hash we verified --SET hash--> profile with the new hash
+claim_names_user = "#user_id = :user_id"
+# rehash:  both hold the hash we verified --SET hash on both--> both hold the new hash
 hash_is_unchanged = "#password_hash = :expected_hash"
+# (an old user_id-only claim holds no hash to compare)
+claim_hash_is_unchanged = f"(attribute_not_exists(#password_hash) OR {hash_is_unchanged})"
+# The attribute only a full claim (a profile copy) has.
+_COPY_MARKER = "username_normalized"
 
 
 class DynamoDBUserStore(UserStore):
@@ -52,14 +62,14 @@ class DynamoDBUserStore(UserStore):
         self._clock = clock  # kept for symmetry with the other stores; accounts do not expire
         self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
 
+    @property
+    def table_name(self) -> str:
+        return self._table
+
     # --- I/O -----------------------------------------------------------------------------
 
     def _insert(self, user: User) -> None:
-        claim = {
-            PARTITION_KEY: {"S": USERNAME_PREFIX + user.normalized_username},
-            SORT_KEY: {"S": USERNAME_SORT},
-            "user_id": {"S": user.user_id},
-        }
+        claim = {**_to_item(user), **claim_key(user.normalized_username)}
         try:
             self._call(
                 "transact_write_items",
@@ -97,16 +107,17 @@ class DynamoDBUserStore(UserStore):
         return None if item is None else _from_item(item)
 
     def _load_by_username(self, normalized_username: str) -> User | None:
-        claim = self._call(
-            "get_item", **self._get_args(_claim_key(normalized_username), projection="user_id")
-        ).get("Item")
-        # A missing name still costs the second read, so the number of round trips does not
-        # tell an observer whether the name exists (Argon2 dominates, but be even anyway).
-        user_id = _string(claim, "user_id") if claim is not None else "-"
-        profile = self._call("get_item", **self._get_args(_profile_key(user_id))).get("Item")
-        if claim is None or profile is None:
+        claim = self._call("get_item", **self._get_args(claim_key(normalized_username)))
+        return self.user_from_claim(claim.get("Item"))
+
+    def user_from_claim(self, claim: dict[str, Any] | None) -> User | None:
+        """The user a claim item names (None for no claim). A full claim is parsed as is; an
+        old ``user_id``-only claim costs the profile read."""
+        if claim is None:
             return None
-        return _from_item(profile)
+        if _COPY_MARKER in claim:
+            return _from_item(claim)
+        return self._load(_string(claim, "user_id"))
 
     def _update(self, user_id: str, changes: UserChanges) -> User:
         names: dict[str, str] = {}
@@ -131,40 +142,80 @@ class DynamoDBUserStore(UserStore):
             names[f"#{attribute}"] = attribute
             values[f":{attribute}"] = value
             clauses.append(f"#{attribute} = :{attribute}")
+        current = self._load(user_id)  # the claim's key is the normalized name
+        if current is None:
+            raise UserNotFound("user not found")
         if not clauses:
-            return self.get(user_id)
-        try:
-            response = self._call(
-                "update_item",
-                TableName=self._table,
-                Key=_profile_key(user_id),
-                UpdateExpression="SET " + ", ".join(clauses),
-                ConditionExpression=user_exists,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ConditionFailed as exc:
-            raise UserNotFound("user not found") from exc
-        return _from_item(response["Attributes"])
+            return current
+        self._update_both(current, "SET " + ", ".join(clauses), names, values, user_exists)
+        return changes.apply_to(current)
 
     def _swap_password_hash(self, user_id: str, expected_hash: str, new_hash: str) -> bool:
+        current = self._load(user_id)
+        if current is None or current.password_hash != expected_hash:
+            return False
         try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key=_profile_key(user_id),
-                UpdateExpression="SET #password_hash = :new_hash",
-                ConditionExpression=f"{user_exists} AND {hash_is_unchanged}",
-                ExpressionAttributeNames={"#password_hash": "password_hash"},
-                ExpressionAttributeValues={
-                    ":new_hash": {"S": new_hash},
-                    ":expected_hash": {"S": expected_hash},
-                },
+            self._update_both(
+                current,
+                "SET #password_hash = :new_hash",
+                {"#password_hash": "password_hash"},
+                {":new_hash": {"S": new_hash}, ":expected_hash": {"S": expected_hash}},
+                f"{user_exists} AND {hash_is_unchanged}",
+                claim_condition=claim_hash_is_unchanged,
             )
-        except ConditionFailed:
+        except UserNotFound:
             return False
         return True
+
+    def _update_both(
+        self,
+        user: User,
+        update: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        profile_condition: str,
+        *,
+        claim_condition: str | None = None,
+    ) -> None:
+        """Apply one update expression to the profile and its claim, in one transaction, so
+        the claim's copy never drifts. UserNotFound when a condition fails (the user is gone,
+        or the state the caller expected changed); StoreConflict on a concurrent transaction."""
+        claim_check = claim_names_user
+        if claim_condition is not None:
+            claim_check = f"{claim_names_user} AND {claim_condition}"
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _profile_key(user.user_id),
+                            "UpdateExpression": update,
+                            "ConditionExpression": profile_condition,
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": claim_key(user.normalized_username),
+                            "UpdateExpression": update,
+                            "ConditionExpression": claim_check,
+                            "ExpressionAttributeNames": {**names, "#user_id": "user_id"},
+                            "ExpressionAttributeValues": {
+                                **values,
+                                ":user_id": {"S": user.user_id},
+                            },
+                        }
+                    },
+                ],
+            )
+        except ConditionFailed as exc:
+            if "ConditionalCheckFailed" in exc.reasons:
+                raise UserNotFound("user not found or changed") from exc
+            raise StoreConflict("user update raced another write; retry") from exc
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -182,11 +233,19 @@ def _profile_key(user_id: str) -> dict[str, Any]:
     return {PARTITION_KEY: {"S": USER_PREFIX + user_id}, SORT_KEY: {"S": USER_SORT}}
 
 
-def _claim_key(normalized_username: str) -> dict[str, Any]:
+def claim_key(normalized_username: str) -> dict[str, Any]:
+    """The key of the item that claims a normalized username."""
     return {
         PARTITION_KEY: {"S": USERNAME_PREFIX + normalized_username},
         SORT_KEY: {"S": USERNAME_SORT},
     }
+
+
+def _names_and_values(names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {"ExpressionAttributeNames": names}
+    if values:
+        args["ExpressionAttributeValues"] = values
+    return args
 
 
 def _number(value: float) -> str:

@@ -93,6 +93,10 @@ class UserService:
     def passwords(self) -> Passwords:
         return self._passwords
 
+    @property
+    def store(self) -> UserStore:
+        return self._store
+
     def create_user(
         self,
         username: str,
@@ -134,7 +138,12 @@ class UserService:
             user: User | None = self._store.get_by_username(username)
         except (InvalidRequest, UserNotFound):
             user = None  # a name that could never be registered is just an unknown user
+        return self.check_password(user, password)
 
+    def check_password(self, user: User | None, password: str) -> User:
+        """``authenticate`` for a user the caller has already read by name (None: nobody holds
+        the name), as the login flow does in the same round trip as its rate limits."""
+        validate_password(password)
         if user is None:
             self._passwords.verify_dummy(password)
             raise InvalidCredentials(INVALID_CREDENTIALS_MESSAGE)
