@@ -518,7 +518,7 @@ def seed_sessions(store: SessionStore, clock: ManualClock, count: int) -> list[S
     would read O(n^2) index items, and moto's index query costs most of a millisecond each."""
     sessions = []
     for _ in range(count):
-        session = store._new_session(
+        session = store.new_session(
             USER, device_id=None, source_ip=None, user_agent=None, security_level=1
         )
         assert store._insert(session).applied

@@ -8,10 +8,11 @@ operation (warm)         budget  calls today
 =======================  ======  ==========================================================
 authorizer fast path     0       none: keys from PUBLIC_JWKS, claims verified locally
 authorizer sensitive     1       GetItem (the session)
-login                    <= 3    6: UpdateItem x2 (rate limits: IP, username), GetItem x2
-                                 (username claim, profile), PutItem (session), Query (the
-                                 session cap). A MISS, asserted as an expected failure below;
-                                 docs/capacity.md says why and what would fix it.
+login                    <= 3    3: BatchGetItem (the username claim, which carries the
+                                 profile, and both rate-limit counters), TransactWriteItems
+                                 (both counters, under their limits, and the session), Query
+                                 (the session cap). A wrong password: 2 (the read, then the
+                                 counters); a full window: 1 (the read; no Argon2 work).
 refresh                  <= 3    3: UpdateItem (rate limit), GetItem (user), UpdateItem
                                  (rotation)
 logout                   <= 2    1: UpdateItem (revocation)
@@ -28,6 +29,7 @@ JSON line (``make bench`` prints them with their budgets).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -42,6 +44,7 @@ from tests.functional.conftest import USER_PASSWORD, Stack, load_event
 from tests.functional.test_authorizer import FakeContext
 from tests.functional.test_http_edge import HttpResult, invoke
 from tokencore.claimscache import ClaimsCache
+from tokencore.config import RateLimit
 from tokencore.keys import KeyRing
 from tokencore.runtime import Runtime, set_runtime
 from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
@@ -244,11 +247,8 @@ def test_the_authorizer_caches_claims(containers: Containers) -> None:
 # --- the flows ------------------------------------------------------------------------------------
 
 LOGIN_CALLS = [
-    "dynamodb:UpdateItem",  # rate limit: source IP
-    "dynamodb:UpdateItem",  # rate limit: username
-    "dynamodb:GetItem",  # username claim
-    "dynamodb:GetItem",  # profile
-    "dynamodb:PutItem",  # the session
+    "dynamodb:BatchGetItem",  # the username claim (a copy of the profile) + both counters
+    "dynamodb:TransactWriteItems",  # both counters, each under its limit, + the session
     "dynamodb:Query",  # the session cap (by_user)
 ]
 REFRESH_CALLS = [
@@ -267,15 +267,34 @@ def test_login_calls(containers: Containers, calls: Calls) -> None:
     assert _measure("login", calls, lambda: _login(containers)) == LOGIN_CALLS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="budget 4 missed: login makes 6 calls, not at most 3 (docs/capacity.md)",
-)
 def test_login_is_within_its_budget(containers: Containers, calls: Calls) -> None:
     _login(containers)
     calls.take()
     _login(containers)
     assert len(calls.take()) <= BUDGETS["login"]
+
+
+def test_a_wrong_password_reads_once_and_counts_once(containers: Containers, calls: Calls) -> None:
+    _login(containers)  # key sets loaded
+    containers.use("issuer")
+    answers: list[HttpResult] = []
+    event = load_event("issuer/login-valid.json", password="not the password")
+    made = _measure("login, wrong password", calls, lambda: answers.append(invoke("issuer", event)))
+    assert answers[0].status == 401
+    assert made == ["dynamodb:BatchGetItem", "dynamodb:TransactWriteItems"]
+
+
+def test_a_full_window_refuses_after_one_read(stack: Stack, calls: Calls) -> None:
+    # Its own container, with a per-username limit of 1 per 5 minutes.
+    settings = dataclasses.replace(stack.settings, login_rate_limit=RateLimit(1, 300))
+    limited = Containers(dataclasses.replace(stack, settings=settings))
+    _login(limited)
+    limited.use("issuer")
+    answers: list[HttpResult] = []
+    event = load_event("issuer/login-valid.json", password=USER_PASSWORD)
+    made = _measure("login, rate limited", calls, lambda: answers.append(invoke("issuer", event)))
+    assert answers[0].status == 429
+    assert made == ["dynamodb:BatchGetItem"]
 
 
 def test_refresh_calls(containers: Containers, calls: Calls) -> None:

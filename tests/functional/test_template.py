@@ -263,6 +263,7 @@ def resources_of(statement: dict[str, Any]) -> list[Any]:
 # What each function may call (the union over KeyBackend): a new call needs a line here too.
 EXPECTED_ACTIONS = {
     "IssuerFunction": {
+        "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",

@@ -3,6 +3,7 @@ covered against DynamoDB by the contract suite)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,6 +119,46 @@ def test_login_is_rate_limited_per_username(make_world: Callable[..., World]) ->
     assert 0 < limited.value.retry_after_seconds <= 60
     world.clock.advance(60)
     world.login()
+
+
+class CountingHasher(PasswordHasher):
+    """Counts Argon2 verifies: a refused attempt must cost none."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.verifies = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.verifies += 1
+        return super().verify(hash, password)
+
+
+def test_a_full_window_refuses_before_any_argon2_work(make_world: Callable[..., World]) -> None:
+    world = make_world(LOGIN_IP_RATE_LIMIT="3/60")
+    hasher = CountingHasher()
+    world.users.passwords._hasher = hasher
+    for password in ("wrong", "wrong", PASSWORD):  # successes count too
+        with contextlib.suppress(InvalidCredentials):
+            world.login(password)
+    assert hasher.verifies == 3
+    with pytest.raises(RateLimited) as limited:
+        world.login()
+    assert limited.value.scope == "login_ip"
+    assert hasher.verifies == 3
+    assert len(world.sessions.list_sessions(world.user_id)) == 1
+
+
+def test_unknown_and_malformed_names_are_counted_like_known_ones(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(LOGIN_RATE_LIMIT="2/60")
+    for name in ("nobody", "\u202enobody"):
+        for _ in range(2):
+            with pytest.raises(InvalidCredentials):
+                world.service.login(LoginRequest(name, PASSWORD, source_ip="198.51.100.7"))
+        with pytest.raises(RateLimited) as limited:
+            world.service.login(LoginRequest(name, PASSWORD, source_ip="198.51.100.7"))
+        assert limited.value.scope == "login_user"
 
 
 def test_refresh_rotates_and_the_old_token_is_single_use(make_world: Callable[..., World]) -> None:

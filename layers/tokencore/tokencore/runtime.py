@@ -33,6 +33,7 @@ from tokencore.policy import Policy
 
 if TYPE_CHECKING:
     from tokencore.keys.secretsmanager import SecretsManagerKeySource
+    from tokencore.logins import LoginStore
     from tokencore.ratelimit import RateLimiter
     from tokencore.service import AuthService
     from tokencore.sessions import SessionStore
@@ -178,6 +179,12 @@ class Runtime:
             self.settings.sessions_table_name, self.clock, boto3_client=self.dynamodb_client
         )
 
+    @cached_property
+    def logins(self) -> LoginStore:
+        from tokencore.logins import login_store_for
+
+        return login_store_for(self.users.store, self.rate_limiter, self.sessions)
+
     # --- services ---------------------------------------------------------------------------
 
     @cached_property
@@ -193,6 +200,7 @@ class Runtime:
             users=self.users,
             sessions=self.sessions,
             rate_limiter=self.rate_limiter,
+            logins=self.logins,
             # Providers, not signers: a function that only verifies (logout) never reads a
             # signing key set, and its IAM policy does not allow it to.
             access_signer=lambda: self.access_signer,

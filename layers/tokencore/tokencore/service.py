@@ -2,9 +2,12 @@
 
 Ordering rules that keep these flows fail-closed:
 
-* Login: rate limits, then the password, then the session record, then the tokens. A token is
-  minted only after its session record is written; if minting fails the fresh session is
-  revoked (best effort), so no usable token exists without a session and no orphan lingers.
+* Login: one read of the user and the rate-limit counters (a full window refuses before any
+  Argon2 work), then the password, then one write that counts the attempt and stores the
+  session together (a failed password writes the counts alone), then the session cap, then the
+  tokens (tokencore.logins). A token is minted only after its session record is written; if
+  minting fails the fresh session is revoked (best effort), so no usable token exists without a
+  session and no orphan lingers.
 * Refresh: the refresh token is verified without touching the store (signature, type, expiry),
   then the per-user rate limit, then the user is re-read (disabled users and role changes take
   effect here), then the ONE conditional rotation write. If minting fails after the rotation,
@@ -25,6 +28,7 @@ from tokencore.audit import security_event
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import (
+    InvalidCredentials,
     InvalidRequest,
     KeyUnavailable,
     ServiceFault,
@@ -33,6 +37,7 @@ from tokencore.errors import (
     TokenRejected,
 )
 from tokencore.keys.model import Signer
+from tokencore.logins import LoginStore, login_store_for
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
 from tokencore.sessions.base import REASON_LOGOUT, RefreshReuseRevoked, Session, SessionStore
@@ -48,7 +53,13 @@ from tokencore.tokens import (
     verify_access_token,
     verify_refresh_token,
 )
-from tokencore.users import REASON_PASSWORD_CHANGED, User, UserService, username_rate_key
+from tokencore.users import (
+    REASON_PASSWORD_CHANGED,
+    User,
+    UserService,
+    normalize_username,
+    username_rate_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +108,13 @@ class AuthService:
         access_keys: KeyLookup,
         refresh_keys: KeyLookup,
         clock: Clock = SYSTEM_CLOCK,
+        logins: LoginStore | None = None,
     ) -> None:
         self.settings = settings
         self.users = users
         self.sessions = sessions
         self.rate_limiter = rate_limiter
+        self.logins = logins or login_store_for(users.store, rate_limiter, sessions)
         self._access_signer = access_signer
         self._refresh_signer = refresh_signer
         self._access_keys = access_keys
@@ -114,18 +127,32 @@ class AuthService:
 
     def login(self, request: LoginRequest) -> TokenGrant:
         settings = self.settings
+        windows = []
         if request.source_ip:
-            self.rate_limiter.hit(SCOPE_LOGIN_IP, request.source_ip, settings.login_ip_rate_limit)
-        self.rate_limiter.hit(
-            SCOPE_LOGIN_USER, _rate_key_for(request.username), settings.login_rate_limit
+            windows.append(
+                self.rate_limiter.window(
+                    SCOPE_LOGIN_IP, request.source_ip, settings.login_ip_rate_limit
+                )
+            )
+        windows.append(
+            self.rate_limiter.window(
+                SCOPE_LOGIN_USER, _rate_key_for(request.username), settings.login_rate_limit
+            )
         )
-        user = self.users.authenticate(request.username, request.password)
-        session = self.sessions.create_session(
+        user = self.logins.look_up(_normalized_or_none(request.username), windows)
+        try:
+            user = self.users.check_password(user, request.password)
+        except InvalidCredentials:
+            self.logins.record_failure(windows)
+            raise
+        session = self.sessions.new_session(
             user.user_id,
             device_id=request.device_id,
             source_ip=request.source_ip,
             user_agent=request.user_agent,
         )
+        self.logins.record_success(windows, session)
+        self.sessions.enforce_cap(session)
         try:
             return self._grant(
                 user,
@@ -332,6 +359,14 @@ def _revoked(reason: str, *, session_id: str, user_id: str) -> None:
     security_event(
         "session_revoked", level=logging.INFO, reason=reason, session_id=session_id, user_id=user_id
     )
+
+
+def _normalized_or_none(username: str) -> str | None:
+    """The name to look up, or None for one that could never have been registered."""
+    try:
+        return normalize_username(username)
+    except (InvalidRequest, ValueError, TypeError):
+        return None
 
 
 def _rate_key_for(username: str) -> str:

@@ -322,39 +322,30 @@ class SessionStore(ABC):
     ) -> Session:
         """Start a session at login; its first refresh token is ``current_jti``/``generation``.
 
-        Then enforce the cap: the oldest active sessions beyond ``max_sessions_per_user`` are
-        revoked as "evicted". The cap is housekeeping, not a security boundary: if enforcing it
-        fails, the login still succeeds (failing it would strand a session nobody holds) and the
-        next login converges. The ``by_user`` index is eventually consistent, so logins racing
-        each other can exceed the cap briefly.
+        ``new_session``, ``insert_new`` and ``enforce_cap`` in one call. (The login flow calls
+        them apart, to write the session in the same transaction as its rate-limit counters.)
         """
-        session = self._new_session(
+        session = self.new_session(
             user_id,
             device_id=device_id,
             source_ip=source_ip,
             user_agent=user_agent,
             security_level=security_level,
         )
-        outcome = self._insert(session)
-        # A retried write whose first attempt landed finds its own item: that is success.
-        if not outcome.applied and outcome.session != session:
-            raise StoreConflict("session id collision")
-        try:
-            self._enforce_cap(session, session.created_at)
-        except StoreUnavailable as exc:
-            logger.warning("session cap not enforced this time", extra={"code": exc.code})
+        self.insert_new(session)
+        self.enforce_cap(session)
         return session
 
-    def _new_session(
+    def new_session(
         self,
         user_id: str,
         *,
-        device_id: str | None,
-        source_ip: str | None,
-        user_agent: str | None,
-        security_level: int,
+        device_id: str | None = None,
+        source_ip: str | None = None,
+        user_agent: str | None = None,
+        security_level: int = 1,
     ) -> Session:
-        """A new session as of now (not yet stored)."""
+        """A new session as of now, validated, not yet stored."""
         _require_id("user_id", user_id)
         if security_level < 0:
             raise ValueError("security_level must not be negative")
@@ -375,6 +366,26 @@ class SessionStore(ABC):
             user_agent=user_agent or None,
             security_level=security_level,
         )
+
+    def insert_new(self, session: Session) -> None:
+        """Store a session from ``new_session``. StoreConflict if its id is taken."""
+        outcome = self._insert(session)
+        # A retried write whose first attempt landed finds its own item: that is success.
+        if not outcome.applied and outcome.session != session:
+            raise StoreConflict("session id collision")
+
+    def enforce_cap(self, created: Session) -> None:
+        """Revoke, as "evicted", the oldest active sessions beyond ``max_sessions_per_user``.
+
+        The cap is housekeeping, not a security boundary: if enforcing it fails, the login
+        still succeeds (failing it would strand a session nobody holds) and the next login
+        converges. The ``by_user`` index is eventually consistent, so logins racing each other
+        can exceed the cap briefly.
+        """
+        try:
+            self._enforce_cap(created, created.created_at)
+        except StoreUnavailable as exc:
+            logger.warning("session cap not enforced this time", extra={"code": exc.code})
 
     def _enforce_cap(self, created: Session, now: float) -> None:
         others = [

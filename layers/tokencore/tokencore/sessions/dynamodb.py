@@ -130,6 +130,11 @@ class DynamoDBSessionStore(SessionStore):
         self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
 
     @property
+    def lazy_client(self) -> LazyClient:
+        """The client, not yet created (shared with the login store)."""
+        return self._client
+
+    @property
     def client(self) -> Any:
         """The low-level DynamoDB client, created (and boto3 imported) on first use."""
         return self._client.get()
@@ -175,12 +180,21 @@ class DynamoDBSessionStore(SessionStore):
 
     # --- Backend I/O ---------------------------------------------------------------------------
 
+    def put_action(self, session: Session) -> dict[str, Any]:
+        """The TransactWriteItems ``Put`` of a new session (the login store writes it in the
+        same transaction as the login's rate-limit counters)."""
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": _to_item(session),
+                "ConditionExpression": session_is_new,
+                "ExpressionAttributeNames": _names(session_is_new),
+            }
+        }
+
     def _insert(self, session: Session) -> WriteOutcome:
         params = {
-            "TableName": self.table_name,
-            "Item": _to_item(session),
-            "ConditionExpression": session_is_new,
-            "ExpressionAttributeNames": _names(session_is_new),
+            **self.put_action(session)["Put"],
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         try:
