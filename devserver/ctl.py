@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 
+from devserver.clock import DevClock, stack_offset
 from devserver.settings import (
     HOST,
     LOCAL_DEFAULTS,
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(environment)
     from tokencore.cli import main as cli_main
 
-    return cli_main(args)
+    # The stack's clock, if tests moved it (devserver.clock): rotation stamps must agree.
+    offset = stack_offset(ports_from(environment).api_url)
+    return cli_main(args, clock=DevClock(offset))
 
 
 if __name__ == "__main__":

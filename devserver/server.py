@@ -27,11 +27,12 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Final
 
-from devserver.gateway import ApiRequestHandler, ApiServer, Gateway
+from devserver.clock import DevClock, clock_control, control_enabled
+from devserver.gateway import ApiRequestHandler, ApiServer, Gateway, HttpRequest, HttpResponse
 from devserver.lambdas import LocalFunction
 from devserver.seed import (
     DEMO_PASSWORD,
@@ -139,7 +140,8 @@ class DevStack:
             raise DevError(exc.message) from exc
         seeds = with_demo(parse_seed_users(self._env.get("SEED_USERS", "")))
         stack.provision()
-        runtime = Runtime(settings)
+        self.clock = DevClock()
+        runtime = Runtime(settings, self.clock)
         set_runtime(runtime)
         self.settings = settings
 
@@ -152,7 +154,11 @@ class DevStack:
             self._function(logical_id).load()
 
         self._api_server.gateway = Gateway(self.api, self._invoke)
-        self._api_server.pages = static_response  # the browser demo at /demo, same origin
+        # The browser demo at /demo (same origin), and the clock control when asked for.
+        pages: list[Callable[[HttpRequest], HttpResponse | None]] = [static_response]
+        if control_enabled(self._env):
+            pages.insert(0, clock_control(self.clock))
+        self._api_server.pages = _first_answer(pages)
 
     def serve(self) -> None:
         """Answer requests (the socket has been listening since start: early ones queue)."""
@@ -223,12 +229,16 @@ class DevStack:
             '  operator CLI   make ctl ARGS="list-sessions demo"   (make ctl ARGS=--help)',
             "",
         ]
-        lines += walkthrough(self.ports, settings, self.users)
+        lines += walkthrough(
+            self.ports, settings, self.users, clock_control=control_enabled(self._env)
+        )
         lines += ["", "Ctrl-C stops the stack (everything is in memory and goes with it).", ""]
         return "\n".join(lines)
 
 
-def walkthrough(ports: Ports, settings: Any, users: list[tuple[SeedUser, str]]) -> list[str]:
+def walkthrough(
+    ports: Ports, settings: Any, users: list[tuple[SeedUser, str]], *, clock_control: bool = False
+) -> list[str]:
     """The curl session printed at start; every line runs as printed (bash, curl 7.79+)."""
     demo = next((seed for seed, _ in users if seed.username == DEMO_USERNAME), None)
     if demo is None:
@@ -268,7 +278,11 @@ def walkthrough(ports: Ports, settings: Any, users: list[tuple[SeedUser, str]]) 
         lines += [
             f"  # 4. reuse detection: after the {grace} s grace window, replaying the old refresh",
             "  #    token revokes the whole session: 401 for it, then 401 for the new one",
-            f"  sleep {grace + 1}",
+            (
+                f"  curl -s -o /dev/null -d '{{\"advance_seconds\": {grace + 1}}}' $API/_dev/clock"
+                if clock_control  # DEV_CLOCK_CONTROL=1: move the stack's clock, do not wait
+                else f"  sleep {grace + 1}"
+            ),
         ]
     else:
         lines += [
@@ -286,6 +300,19 @@ def walkthrough(ports: Ports, settings: Any, users: list[tuple[SeedUser, str]]) 
 
 
 # --- servers ----------------------------------------------------------------------------------
+
+
+def _first_answer(
+    handlers: list[Callable[[HttpRequest], HttpResponse | None]],
+) -> Callable[[HttpRequest], HttpResponse | None]:
+    def answer(request: HttpRequest) -> HttpResponse | None:
+        for handler in handlers:
+            response = handler(request)
+            if response is not None:
+                return response
+        return None
+
+    return answer
 
 
 def _in_use(port: int, variable: str) -> DevError:

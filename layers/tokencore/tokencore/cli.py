@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.errors import InvalidRequest, TokenCoreError, UserNotFound
 
 if TYPE_CHECKING:
@@ -59,10 +60,10 @@ class CliError(Exception):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _runtime() -> Runtime:
+def _runtime(args: argparse.Namespace) -> Runtime:
     from tokencore.runtime import Runtime
 
-    return Runtime()
+    return Runtime(clock=args.clock)
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -137,27 +138,27 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_create_user(args: argparse.Namespace) -> Any:
     password = _read_password(args)
-    user = _runtime().users.create_user(
+    user = _runtime(args).users.create_user(
         args.username, password, email=args.email, roles=_roles(args.roles)
     )
     return _user_view(user)
 
 
 def cmd_set_roles(args: argparse.Namespace) -> Any:
-    runtime = _runtime()
+    runtime = _runtime(args)
     user = _find_user(runtime, args.user)
     return _user_view(runtime.users.set_roles(user.user_id, _roles(args.roles)))
 
 
 def cmd_disable_user(args: argparse.Namespace) -> Any:
-    runtime = _runtime()
+    runtime = _runtime(args)
     user = _find_user(runtime, args.user)
     revoked = runtime.users.disable_user(user.user_id)
     return {"user_id": user.user_id, "disabled": True, "sessions_revoked": revoked}
 
 
 def cmd_list_sessions(args: argparse.Namespace) -> Any:
-    runtime = _runtime()
+    runtime = _runtime(args)
     user = _find_user(runtime, args.user)
     sessions = runtime.sessions.list_sessions(user.user_id)
     return {"user_id": user.user_id, "sessions": [_session_view(s) for s in sessions]}
@@ -167,14 +168,14 @@ def cmd_revoke_session(args: argparse.Namespace) -> Any:
     from tokencore.errors import SessionNotFound
 
     try:
-        revoked = _runtime().sessions.revoke(args.session_id, ADMIN_REASON)
+        revoked = _runtime(args).sessions.revoke(args.session_id, ADMIN_REASON)
     except SessionNotFound:
         raise CliError("no such session") from None
     return {"session_id": args.session_id, "revoked": True, "already_revoked": not revoked}
 
 
 def cmd_revoke_user(args: argparse.Namespace) -> Any:
-    runtime = _runtime()
+    runtime = _runtime(args)
     user = _find_user(runtime, args.user)
     return {
         "user_id": user.user_id,
@@ -207,7 +208,7 @@ def _kms_rotation(runtime: Runtime) -> Any:
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> Any:
-    runtime = _runtime()
+    runtime = _runtime(args)
     if not args.refresh and runtime.settings.key_backend == "kms":
         report = _kms_rotation(runtime).rotate(force=args.force)
     else:
@@ -223,7 +224,7 @@ def cmd_revoke_key(args: argparse.Namespace) -> Any:
 
     if not is_valid_kid(args.kid):
         raise CliError("that is not a key id")
-    runtime = _runtime()
+    runtime = _runtime(args)
     rotation = _rotation(runtime)
     purpose = rotation.find(args.kid)
     try:
@@ -240,7 +241,7 @@ def cmd_revoke_key(args: argparse.Namespace) -> Any:
 
 
 def cmd_list_keys(args: argparse.Namespace) -> Any:
-    runtime = _runtime()
+    runtime = _runtime(args)
     rotation = _rotation(runtime)
     access = (
         _kms_rotation(runtime).describe()
@@ -253,7 +254,7 @@ def cmd_list_keys(args: argparse.Namespace) -> Any:
 def cmd_show_jwks(args: argparse.Namespace) -> Any:
     from tokencore.keys import jwks_document
 
-    runtime = _runtime()
+    runtime = _runtime(args)
     return jwks_document(runtime.public_key_source.load_verification_keys())
 
 
@@ -369,12 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
+    """``clock``: the wall clock, or the local stack's (``make ctl``, devserver.clock)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
+    args.clock = clock
     handler: Command = args.handler
     try:
         result = handler(args)

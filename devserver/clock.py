@@ -1,0 +1,106 @@
+"""The local stack's clock, which tests can move forward instead of waiting.
+
+Every function of the local stack reads time through one ``Runtime`` (tokencore.runtime), so
+one clock decides token expiry, the refresh grace window, rate-limit windows, key-cache TTLs
+and key-rotation stamps. ``DevClock`` is the wall clock plus an offset that only grows.
+
+With ``DEV_CLOCK_CONTROL=1`` the stack answers ``/_dev/clock`` before API routing:
+
+* ``GET /_dev/clock``: ``{"now": <epoch seconds>, "offset": <seconds>}``;
+* ``POST /_dev/clock`` with ``{"advance_seconds": n}`` (0 <= n <= one year): moves the clock
+  forward and answers the same.
+
+``make ctl`` asks the stack for the offset first, so tokenctl (another process) stamps key
+rotations on the same clock. Off by default; never part of template.yaml or the layer: a
+deployed stack has no such route, and its clock is the platform's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Final
+
+from devserver.gateway import HttpRequest, HttpResponse
+
+CLOCK_PATH: Final = "/_dev/clock"
+ENABLE_VARIABLE: Final = "DEV_CLOCK_CONTROL"
+MAX_ADVANCE_SECONDS: Final = 366 * 24 * 3600
+_JSON: Final = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+
+
+class DevClock:
+    """Wall clock plus a forward-only offset (thread-safe)."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self._offset = _checked(offset, math.inf)
+
+    @property
+    def offset(self) -> float:
+        with self._lock:
+            return self._offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: object) -> float:
+        """Move forward by ``seconds``; returns the new time. Never backwards: every store
+        assumes time does not run back (rate windows, rotation stamps, grace windows)."""
+        seconds = _checked(seconds)
+        with self._lock:
+            self._offset += seconds
+        return self.now()
+
+
+def _checked(seconds: object, maximum: float = MAX_ADVANCE_SECONDS) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or not 0 <= seconds <= maximum
+    ):
+        raise ValueError(f"advance_seconds must be a number from 0 to {MAX_ADVANCE_SECONDS}")
+    return float(seconds)
+
+
+def control_enabled(env: dict[str, str]) -> bool:
+    return env.get(ENABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+
+
+def clock_control(clock: DevClock) -> Callable[[HttpRequest], HttpResponse | None]:
+    """The ``/_dev/clock`` handler (None for every other path: the API's)."""
+
+    def handle(request: HttpRequest) -> HttpResponse | None:
+        if request.raw_path != CLOCK_PATH:
+            return None
+        if request.method == "POST":
+            try:
+                body = json.loads(request.body or b"{}")
+                clock.advance(body["advance_seconds"])
+            except (ValueError, KeyError, TypeError) as exc:
+                message = str(exc) if isinstance(exc, ValueError) else "advance_seconds missing"
+                return _answer(400, {"error": "invalid_request", "error_description": message})
+        elif request.method != "GET":
+            return _answer(405, {"error": "method_not_allowed"})
+        return _answer(200, {"now": clock.now(), "offset": clock.offset})
+
+    return handle
+
+
+def _answer(status: int, document: dict[str, object]) -> HttpResponse:
+    return HttpResponse(status, list(_JSON), json.dumps(document).encode())
+
+
+def stack_offset(api_url: str) -> float:
+    """The running stack's clock offset (0.0 when it does not offer clock control)."""
+    try:
+        with urllib.request.urlopen(api_url + CLOCK_PATH, timeout=5) as answer:  # noqa: S310 - loopback
+            return _checked(json.load(answer)["offset"], math.inf)
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return 0.0

@@ -1,0 +1,159 @@
+"""The local stack's clock (devserver.clock): forward only, controlled over loopback HTTP only
+when asked for, and followed by `make ctl`."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from devserver.clock import (
+    CLOCK_PATH,
+    MAX_ADVANCE_SECONDS,
+    DevClock,
+    clock_control,
+    control_enabled,
+    stack_offset,
+)
+from devserver.gateway import ApiRequestHandler, ApiServer, HttpRequest, HttpResponse
+from tests.concurrency import run_at_once
+from tokencore import cli
+from tokencore.clock import Clock
+
+
+def request(method: str, body: Any = None, path: str = CLOCK_PATH) -> HttpRequest:
+    raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    return HttpRequest(
+        method=method,
+        raw_path=path,
+        raw_query="",
+        headers=[("Content-Type", "application/json")],
+        body=raw,
+        source_ip="127.0.0.1",
+        protocol="HTTP/1.1",
+    )
+
+
+def document(response: HttpResponse | None) -> dict[str, Any]:
+    assert response is not None
+    parsed: dict[str, Any] = json.loads(response.body)
+    return parsed
+
+
+def test_the_clock_is_the_wall_clock_plus_a_forward_only_offset() -> None:
+    clock = DevClock()
+    assert clock.offset == 0.0
+    before = clock.now()
+    assert clock.advance(30) >= before + 30
+    assert clock.offset == 30.0
+    for bad in (-1, math.nan, math.inf, MAX_ADVANCE_SECONDS + 1, True, "5", None):
+        with pytest.raises(ValueError, match="advance_seconds"):
+            clock.advance(bad)
+    assert clock.offset == 30.0  # a refused move changes nothing
+
+
+def test_concurrent_advances_all_count() -> None:
+    clock = DevClock()
+
+    def advance_often() -> int:
+        for _ in range(100):
+            clock.advance(1)
+        return 100
+
+    assert sum(run_at_once(8, advance_often)) == 800
+    assert clock.offset == 800.0
+
+
+def test_the_control_reads_and_advances_the_clock() -> None:
+    clock = DevClock()
+    control = clock_control(clock)
+    assert document(control(request("GET")))["offset"] == 0.0
+    moved = control(request("POST", {"advance_seconds": 31}))
+    assert moved is not None
+    assert moved.status == 200
+    assert moved.header("Cache-Control") == "no-store"
+    assert document(moved)["offset"] == 31.0
+    assert document(moved)["now"] >= document(control(request("GET")))["now"] - 1
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status"),
+    [
+        ("POST", {"advance_seconds": -5}, 400),  # never backwards
+        ("POST", {"advance_seconds": "31"}, 400),
+        ("POST", {}, 400),
+        ("POST", b"not json", 400),
+        ("POST", [], 400),
+        ("DELETE", None, 405),
+    ],
+)
+def test_the_control_refuses_anything_else(method: str, body: Any, status: int) -> None:
+    clock = DevClock()
+    answer = clock_control(clock)(request(method, body))
+    assert answer is not None
+    assert answer.status == status
+    assert clock.offset == 0.0
+
+
+def test_the_control_answers_its_path_only() -> None:
+    control = clock_control(DevClock())
+    assert control(request("GET", path="/me")) is None
+    assert control(request("POST", {"advance_seconds": 1}, path="/_dev/clock/")) is None
+
+
+def test_control_is_off_unless_asked_for() -> None:
+    assert control_enabled({}) is False
+    assert control_enabled({"DEV_CLOCK_CONTROL": "0"}) is False
+    assert control_enabled({"DEV_CLOCK_CONTROL": "1"}) is True
+    assert control_enabled({"DEV_CLOCK_CONTROL": "true"}) is True
+
+
+@pytest.fixture
+def served_clock() -> Iterator[tuple[str, DevClock]]:
+    """The control on a real loopback HTTP server, as `make dev` serves it."""
+    clock = DevClock()
+    server = ApiServer(("127.0.0.1", 0), ApiRequestHandler)
+    server.pages = clock_control(clock)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", clock
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ctl_follows_the_stacks_clock(served_clock: tuple[str, DevClock]) -> None:
+    url, clock = served_clock
+    assert stack_offset(url) == 0.0
+    clock.advance(42.5)
+    assert stack_offset(url) == 42.5
+
+
+def test_without_control_ctl_uses_the_wall_clock() -> None:
+    closed = ThreadingHTTPServer(("127.0.0.1", 0), ApiRequestHandler)
+    port = closed.server_address[1]
+    closed.server_close()  # nothing listens there now
+    assert stack_offset(f"http://127.0.0.1:{port}") == 0.0
+
+
+def test_the_cli_builds_its_runtime_on_the_clock_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[Clock] = []
+
+    class Probe:
+        def __init__(self, settings: Any = None, clock: Any = None) -> None:
+            seen.append(clock)
+            raise cli.CliError("probe")
+
+    monkeypatch.setattr("tokencore.runtime.Runtime", Probe)
+    clock = DevClock(12.0)
+    assert cli.main(["list-keys"], clock=clock) != 0
+    assert seen == [clock]
+    assert "probe" in capsys.readouterr().err
