@@ -10,8 +10,9 @@ Chromium, against the local stack (``python -m devserver``, started as tests/e2e
   runs ``pytest tests/browser``); ``make test`` (``pytest`` over tests/) leaves them out, so it
   needs neither Chromium nor Playwright.
 * One stack for the session: a 60 s access-token lifetime (tests move the page's clock, never
-  sleep for expiry), a 2 s refresh grace window (the replay test waits it out), and a session
-  check on every authorization (``SESSION_CHECK_SAMPLE_RATE=1``), so a revoked session is
+  sleep for expiry), a 2 s refresh grace window (the replay test moves the stack's clock past
+  it: devserver.clock), and a session check on every authorization
+  (``SESSION_CHECK_SAMPLE_RATE=1``), so a revoked session is
   refused at the very next request instead of at the sampled one. Each test signs in as its
   own user, so sessions and the per-user refresh rate limit never mix between tests.
 * Every page's uncaught errors and console errors (a CSP violation, say) fail the test, except

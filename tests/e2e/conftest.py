@@ -96,6 +96,20 @@ class RunningStack:
     def logs(self) -> str:
         return self.stderr.read_text(errors="replace")
 
+    def clock(self) -> float:
+        """The stack's time (devserver.clock): the wall clock plus what tests advanced it by."""
+        answer = Client(self.base_url).request("GET", "/_dev/clock")
+        assert answer.status == 200, answer.body
+        return float(answer.json()["now"])
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the stack's clock forward instead of waiting; returns the stack's new time."""
+        answer = Client(self.base_url).request(
+            "POST", "/_dev/clock", json_body={"advance_seconds": seconds}
+        )
+        assert answer.status == 200, answer.body
+        return float(answer.json()["now"])
+
     def stop(self, signum: int) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signum)
@@ -109,8 +123,11 @@ class RunningStack:
 
 
 def launch_stack(directory: Path, **settings: str) -> RunningStack:
-    """Start ``python -m devserver`` on free ports; ``wait_until_ready`` before using it."""
-    env = base_environment(PORT=str(free_port()), AWS_PORT=str(free_port()), **settings)
+    """Start ``python -m devserver`` on free ports, its clock under the tests' control (time
+    is advanced, never waited for); ``wait_until_ready`` before using it."""
+    env = base_environment(
+        PORT=str(free_port()), AWS_PORT=str(free_port()), **{"DEV_CLOCK_CONTROL": "1", **settings}
+    )
     stdout, stderr = directory / "stdout.log", directory / "stderr.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(

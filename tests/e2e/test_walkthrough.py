@@ -36,22 +36,21 @@ def printed_walkthrough(stack: RunningStack) -> str:
     return textwrap.dedent(banner[start:end])
 
 
-def test_the_printed_walkthrough_runs_as_printed(
-    strict_stack: RunningStack, tmp_path: Path
-) -> None:
+def run_walkthrough(stack: RunningStack, directory: Path) -> subprocess.CompletedProcess[str]:
     version = curl_version()
     if version is None or version < SECURE_COOKIES_ON_LOOPBACK:
         pytest.skip(f"needs bash and curl 7.79+ (found {version})")
-    script = printed_walkthrough(strict_stack)
-    assert "sleep" not in script  # REFRESH_REUSE_GRACE_SECONDS=0 on this stack
-    result = subprocess.run(
-        ["bash", "-eu", "-c", script],
-        cwd=tmp_path,
+    return subprocess.run(
+        ["bash", "-eu", "-c", printed_walkthrough(stack)],
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def assert_walked_through(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stderr
     statuses = [
         line.rsplit(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("{")
@@ -60,3 +59,23 @@ def test_the_printed_walkthrough_runs_as_printed(
     assert statuses == ["200", "200", "401", "401", "200"], result.stdout
     assert "HTTP/1.1 204" in result.stdout
     assert "__Secure-rt=; Path=/auth; Max-Age=0" in result.stdout
+
+
+def test_the_printed_walkthrough_runs_as_printed(
+    strict_stack: RunningStack, tmp_path: Path
+) -> None:
+    script = printed_walkthrough(strict_stack)
+    assert "sleep" not in script  # REFRESH_REUSE_GRACE_SECONDS=0 on this stack
+    assert "_dev/clock" not in script  # and no grace window to move past
+    assert_walked_through(run_walkthrough(strict_stack, tmp_path))
+
+
+def test_with_a_grace_window_the_walkthrough_moves_the_clock_past_it(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    """The README's walkthrough on the default settings (a 30 s grace window): with
+    DEV_CLOCK_CONTROL=1 the printed step 4 moves the stack's clock instead of sleeping."""
+    script = printed_walkthrough(stack)
+    assert "sleep" not in script
+    assert "'{\"advance_seconds\": 31}' $API/_dev/clock" in script
+    assert_walked_through(run_walkthrough(stack, tmp_path))

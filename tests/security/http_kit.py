@@ -215,6 +215,10 @@ class Edge:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.stack.env['AWS_PORT']}"
 
+    def now(self) -> int:
+        """The stack's time in whole seconds (tests move its clock: devserver.clock)."""
+        return int(self.stack.clock())
+
     # --- HTTP ---------------------------------------------------------------------------------
 
     def send(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -147,7 +146,7 @@ class Arsenal:
         return _apply(header, changes)
 
     def access_claims(self, **changes: Any) -> dict[str, Any]:
-        now = int(time.time())
+        now = self.edge.now()
         claims = dict(self.login.claims)
         claims.update(iat=now, exp=now + 600, jti=f"forged-{next(self._serial)}")
         return _apply(claims, changes)
@@ -535,7 +534,7 @@ def test_header_injection_attacks_are_refused_and_nothing_is_fetched(
 
 
 def claim_attacks(arsenal: Arsenal) -> list[Case]:
-    now = int(time.time())
+    now = arsenal.edge.now()
     ours = arsenal.login.claims
     c = arsenal.access_claims
     signed = lambda claims: arsenal.access(claims=claims)  # noqa: E731
@@ -664,7 +663,7 @@ def _raw_claims(arsenal: Arsenal, members: str, *, keep_sub: bool = False) -> st
 
 
 def test_claim_attacks_are_refused(arsenal: Arsenal) -> None:
-    now = int(time.time())
+    now = arsenal.edge.now()
     c = arsenal.access_claims
     for label, claims in {
         "exp inside the leeway": c(exp=now - LEEWAY + MARGIN),
@@ -754,7 +753,7 @@ def grant_type_attacks(arsenal: Arsenal, login: Login) -> list[Case]:
             "refresh key, expired",
             forge(
                 hs(),
-                {**refresh_claims, "exp": int(time.time()) - LEEWAY - MARGIN},
+                {**refresh_claims, "exp": arsenal.edge.now() - LEEWAY - MARGIN},
                 key=arsenal.refresh_key,
             ),
         ),
@@ -828,12 +827,8 @@ def test_a_key_removed_from_the_jwks_stops_verifying_within_the_cache_ttl(
         )
     finally:
         ssm.put_parameter(Name=JWKS_PARAMETER, Value=original, Type="String", Overwrite=True)
-    deadline = time.monotonic() + 2 + 3  # the cache TTL, plus a margin for a slow machine
-    while True:
-        answer = arsenal.bearer(Case("revoked key", token))
-        if answer.status != 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.25)
+    sec.stack.advance_clock(2 + 0.5)  # past the key cache's TTL (2 s on this stack)
+    answer = arsenal.bearer(Case("revoked key", token))
     refused(
         "token_type",
         "sec: a token of an emergency-revoked key (after the cache TTL)",
@@ -1131,16 +1126,17 @@ def _assert_rate_limited(case: str, answer: Answer, window: int) -> int:
     return retry
 
 
-def fresh_window(seconds: int, needed: float = 10.0) -> None:
+def fresh_window(edge: Edge, seconds: int, needed: float = 10.0) -> None:
     """Rate limits are fixed windows aligned on multiples of their length: a test that needs
-    its attempts in one window waits for the next one when the current one is about to end."""
-    left = seconds - time.time() % seconds
+    its attempts in one window moves the stack's clock to the next one when the current one
+    is about to end."""
+    left = seconds - edge.stack.clock() % seconds
     if left < needed:
-        time.sleep(left + 0.2)
+        edge.stack.advance_clock(left + 0.2)
 
 
 def test_login_is_limited_per_username_whatever_its_spelling(sec: Edge) -> None:
-    fresh_window(300)
+    fresh_window(sec, 300)
     account = sec.new_account()
     wrong = "not-the-password-of-" + account.username
     REGISTRY.register(wrong, "password")
@@ -1171,7 +1167,7 @@ def test_login_is_limited_per_username_whatever_its_spelling(sec: Edge) -> None:
 def test_login_is_limited_per_source_address_and_forwarding_headers_do_not_reset_it(
     sec: Edge,
 ) -> None:
-    fresh_window(300)
+    fresh_window(sec, 300)
     address = fresh_source_ip()
     for n in range(12):  # LOGIN_IP_RATE_LIMIT=12/300: spraying twelve names from one address
         answer = _login_answer(sec, f"sprayed-name-{n}", "sprayed-password-x", address)
@@ -1199,7 +1195,7 @@ def test_an_attacker_cannot_lock_a_victim_out_without_the_victim_noticing(sec: E
     per name), block the victim's address, or lock the account silently or for long (the
     victim sees 429 rate_limited with Retry-After, never "wrong password", and the window is
     LOGIN_RATE_LIMIT's, here 300 s)."""
-    fresh_window(300)
+    fresh_window(sec, 300)
     victim = sec.new_account()
     session = sec.login(victim, source_ip=fresh_source_ip())
     attacker_ip = fresh_source_ip()
@@ -1238,7 +1234,7 @@ def test_an_attacker_cannot_lock_a_victim_out_without_the_victim_noticing(sec: E
 
 
 def test_refresh_is_limited_per_user_and_a_limited_refresh_keeps_the_session(strict: Edge) -> None:
-    fresh_window(60)
+    fresh_window(strict, 60)
     login = strict.login(strict.new_account())
     token = login.refresh
     # Garbage tokens do not count against the user: only verified tokens reach the limiter.
