@@ -157,32 +157,29 @@ def _login(containers: Containers) -> HttpResult:
     return result
 
 
-def _refresh(containers: Containers, login: HttpResult) -> HttpResult:
-    containers.use("refresher")
+def _with_cookies(
+    containers: Containers, function: str, event: str, login: HttpResult, status: int
+) -> HttpResult:
+    """Invoke ``function`` with ``event`` carrying the login's refresh and fingerprint cookies."""
+    containers.use(function)
     result = invoke(
-        "refresher",
+        function,
         load_event(
-            "refresher/refresh-cookie.json",
+            event,
             refresh_token=login.cookies["__Secure-rt"].value,
             fingerprint=login.cookies["__Host-fgp"].value,
         ),
     )
-    assert result.status == 200, result.body
+    assert result.status == status, result.body
     return result
+
+
+def _refresh(containers: Containers, login: HttpResult) -> HttpResult:
+    return _with_cookies(containers, "refresher", "refresher/refresh-cookie.json", login, 200)
 
 
 def _logout(containers: Containers, login: HttpResult) -> HttpResult:
-    containers.use("revoker")
-    result = invoke(
-        "revoker",
-        load_event(
-            "revoker/logout-cookie.json",
-            refresh_token=login.cookies["__Secure-rt"].value,
-            fingerprint=login.cookies["__Host-fgp"].value,
-        ),
-    )
-    assert result.status == 204, result.body
-    return result
+    return _with_cookies(containers, "revoker", "revoker/logout-cookie.json", login, 204)
 
 
 def _authorize(containers: Containers, login: HttpResult, name: str) -> dict[str, Any]:
