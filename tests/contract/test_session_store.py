@@ -381,6 +381,29 @@ def test_a_zero_grace_window_allows_no_replay_at_all(backend: Backend, clock: Ma
     assert caught.value.classification == "recent_previous"
 
 
+def test_a_retried_rotation_whose_first_write_landed_is_its_own_success(
+    backend: Backend, clock: ManualClock
+) -> None:
+    """botocore retries a write whose answer was lost; the retry's condition then fails on the
+    state the first attempt wrote. The same call (the same new_jti, which only it knows) gets
+    its successor, even without a grace window: our own lost answer is never reuse."""
+    store = backend.store(settings_with(refresh_reuse_grace_seconds=0))
+    session = store.create_session(USER)
+    presented = first_token(session)
+    mine = new_jti()
+    landed = store.rotate(session.session_id, *presented, mine)
+    clock.advance(1)
+
+    retried = store.rotate(session.session_id, *presented, mine)
+    assert successor(retried) == successor(landed)
+    assert retried.grace_replay is False
+    assert store.get_session(session.session_id).generation == landed.generation
+
+    # Anyone else presenting the same token is a replay, as before.
+    with pytest.raises(RefreshReuseRevoked):
+        store.rotate(session.session_id, *presented, new_jti())
+
+
 # --- Reuse -------------------------------------------------------------------------------------
 
 

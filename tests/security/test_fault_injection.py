@@ -438,7 +438,16 @@ def test_refresh_fails_closed_and_the_same_token_works_on_retry(
             assert "kms:Sign" in calls  # signed after the rotation: the grace window saves it
 
 
-@pytest.mark.parametrize("late_fault", ["the rotation's answer is lost", "signing fails after it"])
+def _refresh_without_grace(grant: TokenGrant) -> HttpResult:
+    return send("refresher/refresh-cookie.json", refresh_token=grant.refresh_token, fingerprint="")
+
+
+def _rotation_position(calls: list[str]) -> int:
+    """The rotation: the last UpdateItem (the first one is the rate-limit counter)."""
+    return len(calls) - calls[::-1].index("dynamodb:UpdateItem")
+
+
+@pytest.mark.parametrize("late_fault", ["the rotation's answer is lost", "KMS signing fails"])
 def test_without_a_grace_window_a_retry_after_a_late_fault_is_reuse(
     late_fault: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -447,44 +456,68 @@ def test_without_a_grace_window_a_retry_after_a_late_fault_is_reuse(
     injector: Injector,
 ) -> None:
     """The documented price of REFRESH_REUSE_GRACE_SECONDS=0 (docs/security.md, "known
-    limitations"): when a fault comes after the rotation write landed (its answer is lost, or
-    signing the new tokens fails in a cold container), the client's retry presents the previous
-    token, which is reuse, and the session is revoked: the user logs in again. Nothing is
-    allowed that should not be. With the default grace window the same retry gets the successor
-    (``test_refresh_fails_closed_and_the_same_token_works_on_retry``)."""
+    limitations"): when a fault comes after the rotation write landed (the client never sees
+    its answer, or KMS fails to sign the new access token), the client's retry presents the
+    previous token, which is reuse, and the session is revoked: the user logs in again.
+    Nothing is allowed that should not be. With the default grace window the same retry gets
+    the successor (``test_refresh_fails_closed_and_the_same_token_works_on_retry``)."""
     monkeypatch.setenv("REFRESH_REUSE_GRACE_SECONDS", "0")
-    signing = late_fault.startswith("signing")
-    with world(monkeypatch, clock, keys) as w:
-
-        def refresh(grant: TokenGrant) -> HttpResult:
-            return send(
-                "refresher/refresh-cookie.json", refresh_token=grant.refresh_token, fingerprint=""
-            )
-
-        if signing:
-            w.fresh_container()
-        else:
-            refresh(w.stack.login())  # warm
+    signing = late_fault.startswith("KMS")
+    with world(monkeypatch, clock, keys, kms=signing) as w:
+        _refresh_without_grace(w.stack.login())  # warm: every key loaded
         grant = w.stack.login()
         injector.arm(None)
-        refresh(grant)
+        _refresh_without_grace(grant)
         calls = list(injector.calls)
-        # The rotation is the last UpdateItem (the first one is the rate-limit counter).
-        rotation = len(calls) - calls[::-1].index("dynamodb:UpdateItem")
-        position = rotation
+        position = _rotation_position(calls)
         if signing:
-            position = calls.index("secretsmanager:GetSecretValue", rotation) + 1
-            w.fresh_container()
+            position = calls.index("kms:Sign", position) + 1
         grant = w.stack.login()
-        injector.arm(position, "lost_answer" if not signing else "throttling")
-        result = refresh(grant)
+        injector.arm(position, "throttling" if signing else "lost_answer")
+        result = _refresh_without_grace(grant)
         injector.arm(None)
         _assert_unavailable(late_fault, result)
         assert w.session(grant.session_id).status != STATUS_REVOKED
-        w.after_key_fault()
-        retry = refresh(grant)
+        retry = _refresh_without_grace(grant)
         assert retry.status == 401
         assert w.session(grant.session_id).status == STATUS_REVOKED
+
+
+def test_without_a_grace_window_a_key_outage_fails_before_the_rotation(
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+    keys: dict[str, PrivateKeyEntry],
+    injector: Injector,
+) -> None:
+    """A cold container loads both signing keys before the rotation write, so a key store
+    outage fails the refresh before anything changed: even without a grace window the
+    client's retry presents a token that is still current, and gets its successor."""
+    monkeypatch.setenv("REFRESH_REUSE_GRACE_SECONDS", "0")
+    with world(monkeypatch, clock, keys) as w:
+        w.fresh_container()
+        grant = w.stack.login()
+        w.fresh_container()
+        injector.arm(None)
+        _refresh_without_grace(grant)
+        calls = list(injector.calls)
+        rotation = _rotation_position(calls)
+        key_reads = [i for i, call in enumerate(calls[:rotation], 1) if "GetSecretValue" in call]
+        assert len(key_reads) == 2, calls  # the refresh key set (to verify), the access key set
+        assert "secretsmanager:GetSecretValue" not in calls[rotation:]
+        for position in key_reads:
+            w.fresh_container()
+            grant = w.stack.login()
+            w.fresh_container()
+            before = w.session(grant.session_id)
+            injector.arm(position, "throttling")
+            result = _refresh_without_grace(grant)
+            injector.arm(None)
+            _assert_unavailable(f"key read {position}", result)
+            assert w.session(grant.session_id) == before  # nothing changed
+            w.after_key_fault()
+            retry = _refresh_without_grace(grant)
+            assert retry.status == 200, retry.body
+            assert w.session(grant.session_id).generation == before.generation + 1
 
 
 # --- revocation -----------------------------------------------------------------------------------

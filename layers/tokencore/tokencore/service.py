@@ -3,16 +3,17 @@
 Ordering rules that keep these flows fail-closed:
 
 * Login: one read of the user and the rate-limit counters (a full window refuses before any
-  Argon2 work), then the password, then one write that counts the attempt and stores the
-  session together (a failed password writes the counts alone), then the session cap, then the
-  tokens (tokencore.logins). A token is minted only after its session record is written; if
-  minting fails the fresh session is revoked (best effort), so no usable token exists without a
-  session and no orphan lingers.
+  Argon2 work), then the password, then the signing keys (loaded once per container), then one
+  write that counts the attempt and stores the session together (a failed password writes the
+  counts alone), then the session cap, then the tokens (tokencore.logins). A token is minted
+  only after its session record is written; if minting fails the fresh session is revoked
+  (best effort), so no usable token exists without a session and no orphan lingers.
 * Refresh: the refresh token is verified without touching the store (signature, type, expiry),
   then the per-user rate limit, then the user is re-read (disabled users and role changes take
-  effect here), then the ONE conditional rotation write. If minting fails after the rotation,
-  the client retries with the same refresh token, which is then the previous one inside the
-  grace window and gets the very same successor.
+  effect here), then the signing keys are loaded (a key outage fails before anything changed),
+  then the ONE conditional rotation write. If minting fails after the rotation (KMS), the
+  client retries with the same refresh token, which is then the previous one inside the grace
+  window and gets the very same successor.
 * Logout: revokes the session named by a valid refresh or access token. It is idempotent, and
   an invalid or expired token revokes nothing and answers the same (no oracle).
 """
@@ -36,7 +37,7 @@ from tokencore.errors import (
     SessionRevoked,
     TokenRejected,
 )
-from tokencore.keys.model import Signer
+from tokencore.keys.model import Signer, pinned
 from tokencore.logins import LoginStore, login_store_for
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
@@ -145,6 +146,7 @@ class AuthService:
         except InvalidCredentials:
             self.logins.record_failure(windows)
             raise
+        signers = self._signers()  # before the session is written: a key outage leaves none
         session = self.sessions.new_session(
             user.user_id,
             device_id=request.device_id,
@@ -162,6 +164,7 @@ class AuthService:
                 issued_at=session.created_at,
                 refresh_expires_at=session.refresh_expires_at,
                 presented_fingerprint=None,
+                signers=signers,
             )
         except ServiceFault:
             self._discard(session)
@@ -188,6 +191,10 @@ class AuthService:
         claims = verify_refresh_token(refresh_token, self._refresh_keys, self._refresh_options, now)
         self.rate_limiter.hit(SCOPE_REFRESH_USER, claims.subject, self.settings.refresh_rate_limit)
         user = self.users.get_user(claims.subject)
+        # Both signing keys are loaded before the rotation write: a key set that cannot be read
+        # (a cold container during an outage) then fails the refresh before anything changed,
+        # and the client's retry presents a token that is still current, not a reuse.
+        signers = self._signers()
         try:
             result = self.sessions.rotate(
                 claims.session_id, claims.token_id, claims.generation, new_token_id(), now
@@ -226,6 +233,7 @@ class AuthService:
             issued_at=rotated_at,
             refresh_expires_at=result.refresh_expires_at,
             presented_fingerprint=fingerprint,
+            signers=signers,
             grace_replay=result.grace_replay,
         )
 
@@ -282,6 +290,16 @@ class AuthService:
 
     # --- minting ----------------------------------------------------------------------------
 
+    def _signers(self) -> tuple[Signer, Signer]:
+        """The access and refresh signers, each pinned to the key active now (reading a key set
+        or a KMS public key here, at most once per cache TTL), for the tokens of one grant."""
+        try:
+            return pinned(_resolve(self._access_signer)), pinned(_resolve(self._refresh_signer))
+        except ServiceFault:
+            raise
+        except Exception as exc:
+            raise KeyUnavailable("could not load the signing keys") from exc
+
     def _grant(
         self,
         user: User,
@@ -292,6 +310,7 @@ class AuthService:
         issued_at: float,
         refresh_expires_at: int,
         presented_fingerprint: str | None,
+        signers: tuple[Signer, Signer],
         grace_replay: bool = False,
     ) -> TokenGrant:
         settings = self.settings
@@ -307,9 +326,10 @@ class AuthService:
             else:
                 fingerprint, bound_hash = new_fingerprint()
         level = session.security_level
+        access_signer, refresh_signer = signers
         try:
             access = mint_access_token(
-                _resolve(self._access_signer),
+                access_signer,
                 issuer=settings.token_issuer,
                 audience=settings.token_audience,
                 subject=user.user_id,
@@ -322,7 +342,7 @@ class AuthService:
                 security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
             )
             refresh = mint_refresh_token(
-                _resolve(self._refresh_signer),
+                refresh_signer,
                 issuer=settings.token_issuer,
                 subject=user.user_id,
                 session_id=session.session_id,

@@ -467,6 +467,14 @@ class SessionStore(ABC):
             # Unreachable with an atomic backend (the condition held on this very state);
             # should a backend's fallback read ever see it, let the caller retry.
             raise StoreConflict("rotation condition failed on a matching state")
+        if found.holds_previous(*presented) and secrets.compare_digest(
+            found.current_jti, rotation.new_jti
+        ):
+            # This very rotation's write landed and its answer was lost: botocore retried it,
+            # and the retry's condition failed on the state the first attempt wrote. Only this
+            # call knows new_jti (fresh randomness, not yet sent anywhere), so this is never a
+            # replay: success, whatever the grace window.
+            return RotationResult.of(found, grace_replay=False)
         if found.holds_previous(*presented):
             rotated_at = found.previous_rotated_at
             grace = self.settings.refresh_reuse_grace_seconds
