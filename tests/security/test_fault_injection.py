@@ -513,6 +513,11 @@ def test_without_a_grace_window_a_key_outage_fails_before_the_rotation(
             result = _refresh_without_grace(grant)
             injector.arm(None)
             _assert_unavailable(f"key read {position}", result)
+            # Retry-After: when this container will read again. The refresh key ring waits out
+            # its refetch interval after a failure; the signer's key set is read at the next call.
+            interval = w.stack.settings.jwks_refetch_min_interval_seconds
+            expected = interval if position == key_reads[0] else 1
+            assert int(result.headers["retry-after"]) == expected
             assert w.session(grant.session_id) == before  # nothing changed
             w.after_key_fault()
             retry = _refresh_without_grace(grant)

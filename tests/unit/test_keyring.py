@@ -173,6 +173,31 @@ def test_expired_cache_and_failing_source_fail_closed(
     assert source.calls == 3
 
 
+def test_a_key_fault_says_when_this_container_will_try_again(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    """Retry-After (the fault's retry_after_seconds) is the wait until the next source call,
+    not a blind second: a client retrying sooner would meet the same refusal."""
+    source = CountingSource(keys)
+    source.failure = KeyUnavailable("throttled")
+    ring = _ring(source, clock)
+    with pytest.raises(KeyUnavailable) as caught:
+        ring.get(keys[0].kid)
+    assert caught.value.retry_after_seconds == INTERVAL
+    clock.advance(3.5)
+    with pytest.raises(KeyUnavailable) as caught:
+        ring.get(keys[0].kid)
+    assert caught.value.retry_after_seconds == 7  # 6.5 s left, rounded up
+    clock.advance(6.4)
+    with pytest.raises(KeyUnavailable) as caught:
+        ring.keys()
+    assert caught.value.retry_after_seconds == 1  # never less than a second
+    assert source.calls == 1
+    clock.advance(0.1)
+    source.failure = None
+    assert ring.get(keys[0].kid) is keys[0]
+
+
 def test_keys_that_failed_to_refresh_stay_dropped_if_the_clock_steps_back(
     keys: list[VerificationKey], clock: ManualClock
 ) -> None:

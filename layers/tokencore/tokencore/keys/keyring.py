@@ -25,6 +25,7 @@ PUBLIC_JWKS setting (JSON text or a file path).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,11 +57,14 @@ def _index(keys: Iterable[VerificationKey], what: str) -> MappingProxyType[str, 
     return MappingProxyType(indexed)
 
 
-def _fault(what: str, cause: KeyUnavailable) -> KeyUnavailable:
+def _fault(what: str, cause: KeyUnavailable, retry_after: float) -> KeyUnavailable:
     """A fault of the same class as ``cause`` (a bad document stays InvalidKeyMaterial), with
-    its message, which the error tree guarantees is free of key material."""
+    its message, which the error tree guarantees is free of key material, and the seconds until
+    this container will try the source again (the client's Retry-After)."""
     error = InvalidKeyMaterial if isinstance(cause, InvalidKeyMaterial) else KeyUnavailable
-    return error(f"{what}: {cause.message}")
+    fault = error(f"{what}: {cause.message}")
+    fault.retry_after_seconds = max(1, math.ceil(retry_after))
+    return fault
 
 
 class KeyRing:
@@ -133,17 +137,19 @@ class KeyRing:
         last_error = self._last_error
         if rate_limited and (fresh or last_error is not None):
             if last_error is not None:
-                raise _fault("verification keys are unavailable", last_error) from last_error
+                wait = self._min_interval - (now - (self._last_attempt_at or now))
+                raise _fault("verification keys are unavailable", last_error, wait) from last_error
             return snapshot
         self._last_attempt_at = now
         try:
             keys = _index(self._source.load_verification_keys(), "key source")
         except KeyUnavailable as exc:
             self._last_error = exc
+            wait = self._min_interval  # no new attempt before then: Retry-After says so
             if fresh:  # the cached keys are still within their TTL; only this kid is unknown
-                raise _fault("verification keys could not be refreshed", exc) from exc
+                raise _fault("verification keys could not be refreshed", exc, wait) from exc
             self._snapshot = _Snapshot(MappingProxyType({}), float("-inf"))  # fail closed
-            raise _fault("verification keys could not be loaded", exc) from exc
+            raise _fault("verification keys could not be loaded", exc, wait) from exc
         self._last_error = None
         self._snapshot = _Snapshot(keys, now + self._ttl)
         return self._snapshot
