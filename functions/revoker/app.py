@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tokencore.audit import hash_identifier, security_event
 from tokencore.errors import Forbidden, SessionNotFound, UserNotFound
 from tokencore.http import (
+    FINGERPRINT_COOKIE,
     REFRESH_COOKIE,
     Caller,
     HttpEdge,
@@ -80,7 +81,11 @@ def logout() -> HttpResponse:
         refresh_token = body.optional_string("refresh_token", max_chars=REFRESH_TOKEN_MAX_CHARS)
     if refresh_token is None and settings.refresh_cookie_in_use:
         refresh_token = request.cookie(REFRESH_COOKIE)
-    revoked = runtime.auth.logout(refresh_token=refresh_token, access_token=request.bearer_token())
+    revoked = runtime.auth.logout(
+        refresh_token=refresh_token,
+        access_token=request.bearer_token(),
+        fingerprint=request.cookie(FINGERPRINT_COOKIE),
+    )
     if revoked:
         count(metrics, "Revocation", reason=REASON_LOGOUT)
     return no_content(cookies=clearing_cookies())

@@ -67,7 +67,16 @@ def logout_cookie(stack: Stack) -> None:
 
 def logout_bearer(stack: Stack) -> None:
     grant = stack.login()
-    result = send("revoker/logout-bearer.json", access_token=grant.access_token)
+    # The bearer token is bound to its fingerprint cookie: without the right one (a copied
+    # token) it names no session, and the answer is the same 204.
+    stolen = send("revoker/logout-bearer.json", access_token=grant.access_token, fingerprint="")
+    assert stolen.status == 204
+    assert _status(stack, grant.session_id) == "active"
+    result = send(
+        "revoker/logout-bearer.json",
+        access_token=grant.access_token,
+        fingerprint=grant.fingerprint or "",
+    )
     assert result.status == 204
     assert_cookies_cleared(result)
     assert _status(stack, grant.session_id) == "revoked"
@@ -224,8 +233,9 @@ def test_logout_with_an_expired_refresh_token_still_answers_204(stack: Stack) ->
 
 def test_logout_counts_revocations(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     grant = stack.login()
-    send("revoker/logout-bearer.json", access_token=grant.access_token)
-    send("revoker/logout-bearer.json", access_token=grant.access_token)
+    bearer = {"access_token": grant.access_token, "fingerprint": grant.fingerprint or ""}
+    send("revoker/logout-bearer.json", **bearer)
+    send("revoker/logout-bearer.json", **bearer)
     assert metric_values(capsys.readouterr().out, "Revocation", reason="logout") == [1.0]
 
 

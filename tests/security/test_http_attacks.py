@@ -1022,15 +1022,31 @@ def _admin(edge: Edge) -> Login:
     return edge.login(edge.new_account(roles=("admin", "user"), prefix="admin"))
 
 
+def test_a_stolen_bearer_token_cannot_log_its_owner_out(sec: Edge) -> None:
+    """Logout is a public route (no authorizer), so it checks the fingerprint binding itself: a
+    copied access token without its cookie names no session, and the answer is the same 204."""
+    login = sec.login(sec.new_account())
+    for label, cookies in (
+        ("no fingerprint cookie", None),
+        ("someone else's fingerprint", {FINGERPRINT_COOKIE: "A" * 43}),
+    ):
+        answer = sec.send("POST", "/auth/logout", bearer=login.access, cookies=cookies)
+        assert answer.status == 204, f"{label}: {answer.describe()}"
+        owner = sec.me(login.access, login.fingerprint)
+        record("revocation", f"logout with a stolen bearer, {label}", owner.status == 200)
+        accepted(f"the owner's session after: {label}", owner)
+
+
 @pytest.mark.parametrize("edge_name", EDGES)
 def test_every_kind_of_revocation_propagates(edge_name: str, edges: dict[str, Edge]) -> None:
     edge = edges[edge_name]
-    # logout with the refresh cookie, and with the bearer token only
+    # logout with the refresh cookie, and with the bearer token (and its fingerprint cookie)
     login = edge.login(edge.new_account())
     accepted("logout", edge.send("POST", "/auth/logout", cookies={REFRESH_COOKIE: login.refresh}))
     _after_revocation(edge, "logout (cookie)", login)
     login = edge.login(edge.new_account())
-    accepted("logout", edge.send("POST", "/auth/logout", bearer=login.access))
+    bound = {FINGERPRINT_COOKIE: login.fingerprint}
+    accepted("logout", edge.send("POST", "/auth/logout", bearer=login.access, cookies=bound))
     _after_revocation(edge, "logout (bearer)", login)
     # the user ends one of their sessions from another
     account = edge.new_account()

@@ -230,10 +230,35 @@ def test_logout_is_idempotent_and_ignores_forged_tokens(make_world: Callable[...
     )
     assert world.service.logout(refresh_token=forged) is False
     assert world.sessions.get_session(grant.session_id).is_active(world.clock.now())
-    assert world.service.logout(access_token=grant.access_token) is True
+    assert (
+        world.service.logout(access_token=grant.access_token, fingerprint=grant.fingerprint) is True
+    )
     assert world.service.logout(refresh_token=grant.refresh_token) is False
     with pytest.raises(SessionRevoked):
         world.service.refresh(grant.refresh_token)
+
+
+def test_a_bearer_alone_cannot_log_out_a_fingerprint_bound_session(
+    make_world: Callable[..., World],
+) -> None:
+    """A copied access token without its fingerprint cookie names no session at logout, as it
+    passes no authorizer: the thief cannot end the owner's session."""
+    world = make_world()
+    grant = world.service.login(LoginRequest("alice", PASSWORD))
+    assert grant.fingerprint is not None
+    for wrong in (None, "", "x" * 43, grant.fingerprint[:-1] + "A"):
+        if wrong == grant.fingerprint:
+            continue
+        assert world.service.logout(access_token=grant.access_token, fingerprint=wrong) is False
+    assert world.sessions.get_session(grant.session_id).is_active(world.clock.now())
+    assert world.service.logout(access_token=grant.access_token, fingerprint=grant.fingerprint)
+
+
+def test_without_binding_a_bearer_alone_logs_out(make_world: Callable[..., World]) -> None:
+    world = make_world(FINGERPRINT_BINDING="false")
+    grant = world.service.login(LoginRequest("alice", PASSWORD))
+    assert grant.fingerprint is None
+    assert world.service.logout(access_token=grant.access_token) is True
 
 
 def test_no_token_without_its_session_when_signing_fails(

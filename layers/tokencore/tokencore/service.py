@@ -47,6 +47,7 @@ from tokencore.tokens import (
     KeyLookup,
     VerifyOptions,
     fingerprint_hash,
+    fingerprint_matches,
     mint_access_token,
     mint_refresh_token,
     new_fingerprint,
@@ -239,14 +240,23 @@ class AuthService:
 
     # --- logout -----------------------------------------------------------------------------
 
-    def logout(self, *, refresh_token: object = None, access_token: object = None) -> bool:
+    def logout(
+        self,
+        *,
+        refresh_token: object = None,
+        access_token: object = None,
+        fingerprint: str | None = None,
+    ) -> bool:
         """Revoke the session named by either token. True if a session was revoked now.
 
         Only a token that verifies names a session: a forged or expired one revokes nothing and
         the caller answers the same either way. An expired refresh token means the session has
         idled out already; the client normally sends its refresh cookie along with any bearer.
+        An access token bound to a fingerprint names its session only with the matching
+        fingerprint cookie, as at the authorizer: a copied bearer token alone cannot log its
+        owner out.
         """
-        named = self._session_named_by(refresh_token, access_token)
+        named = self._session_named_by(refresh_token, access_token, fingerprint)
         if named is None:
             return False
         session_id, user_id = named
@@ -259,7 +269,7 @@ class AuthService:
         return revoked
 
     def _session_named_by(
-        self, refresh_token: object, access_token: object
+        self, refresh_token: object, access_token: object, fingerprint: str | None
     ) -> tuple[str, str] | None:
         now = self.clock.now()
         if refresh_token:
@@ -277,6 +287,9 @@ class AuthService:
                     access_token, self._access_keys, self._access_options, now
                 )
             except TokenRejected:
+                return None
+            bound = access.fingerprint_hash
+            if bound is not None and not fingerprint_matches(bound, fingerprint):
                 return None
             return access.session_id, access.subject
         return None
