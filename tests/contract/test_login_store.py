@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.concurrency import run_at_once
@@ -151,6 +152,41 @@ def _build(name: str, clock: ManualClock, moto_client: Any) -> Iterator[Backend]
             DynamoDBSessionStore(TABLE_NAME, SETTINGS, clock, boto3_client=client),
             client,
         )
+
+
+class RecordingSession:
+    """A boto3 session that notes every client built from it."""
+
+    def __init__(self) -> None:
+        self._session = boto3.session.Session(region_name="us-east-1")
+        self.clients: list[str] = []
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        self.clients.append(service)
+        return self._session.client(service, **kwargs)
+
+
+def test_the_stores_build_their_clients_from_an_injected_boto3_session(
+    clock: ManualClock, moto_client: Any
+) -> None:
+    """Powertools-style injection: boto3_client, boto3_session or boto_config, for every store."""
+    session = RecordingSession()
+    with fresh_table(moto_client):
+        backend = _backend(
+            "dynamodb",
+            clock,
+            DynamoDBUserStore(TABLE_NAME, clock, boto3_session=session),
+            DynamoDBRateLimiter(TABLE_NAME, clock, boto3_session=session),
+            DynamoDBSessionStore(TABLE_NAME, SETTINGS, clock, boto3_session=session),
+            None,
+        )
+        assert session.clients == []  # built on first use, not at construction
+        alice = backend.create_user()
+        windows = backend.windows()
+        assert backend.logins.look_up(USERNAME, windows) == alice
+        backend.logins.record_success(windows, backend.new_session(alice))
+        assert backend.counts(windows) == [1, 1]
+    assert session.clients == ["dynamodb"] * 3  # one client per store, from our session
 
 
 @pytest.fixture(params=["memory", "dynamodb"])

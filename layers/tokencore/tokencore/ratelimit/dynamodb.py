@@ -47,11 +47,12 @@ class DynamoDBRateLimiter(RateLimiter):
         boto3_client: Any = None,
         boto_config: Any = None,
         *,
+        boto3_session: Any = None,
         key_secret: bytes | None = None,
     ) -> None:
         super().__init__(clock, key_secret=key_secret)
         self._table = table_name
-        self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
+        self._client = LazyClient("dynamodb", boto3_client, boto3_session, boto_config)
 
     @property
     def table_name(self) -> str:

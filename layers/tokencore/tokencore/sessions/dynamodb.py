@@ -107,10 +107,11 @@ def _names(*expressions: str) -> dict[str, str]:
 
 
 class DynamoDBSessionStore(SessionStore):
-    """Sessions on the single table. The client is the caller's, or is built on first use with
+    """Sessions on the single table. The client is the caller's (``boto3_client``), or is built
+    on first use from ``boto3_session`` (default: a session of its own) with
     ``awsclient.default_boto_config()`` merged with ``boto_config``. botocore's retries are
-    safe here: if a lost rotation attempt landed, the retry is refused and classified as a
-    grace replay of the successor that attempt wrote."""
+    safe here: if a lost rotation attempt landed, the retry's refusal shows the successor this
+    very call generated, which the store takes as its own success (sessions.base)."""
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class DynamoDBSessionStore(SessionStore):
         boto3_client: Any | None = None,
         boto_config: Any | None = None,
         *,
+        boto3_session: Any | None = None,
         page_size: int = 100,
     ) -> None:
         super().__init__(settings, clock)
@@ -127,7 +129,7 @@ class DynamoDBSessionStore(SessionStore):
             raise ValueError("page_size must be positive")
         self.table_name = table_name
         self.page_size = page_size
-        self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
+        self._client = LazyClient("dynamodb", boto3_client, boto3_session, boto_config)
 
     @property
     def lazy_client(self) -> LazyClient:

@@ -57,10 +57,12 @@ class DynamoDBUserStore(UserStore):
         clock: Clock,
         boto3_client: Any = None,
         boto_config: Any = None,
+        *,
+        boto3_session: Any = None,
     ) -> None:
         self._table = table_name
         self._clock = clock  # kept for symmetry with the other stores; accounts do not expire
-        self._client = LazyClient("dynamodb", boto3_client, boto_config=boto_config)
+        self._client = LazyClient("dynamodb", boto3_client, boto3_session, boto_config)
 
     @property
     def table_name(self) -> str:
