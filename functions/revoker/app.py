@@ -137,7 +137,7 @@ def delete_session(session_id: str) -> HttpResponse:
 def revoke_all() -> HttpResponse:
     runtime = get_runtime()
     caller = _caller(runtime)
-    revoked = runtime.sessions.revoke_all(caller.user_id, REASON_REVOKE_ALL)
+    revoked = runtime.users.revoke_all_sessions(caller.user_id, REASON_REVOKE_ALL)
     # The user index is eventually consistent: make sure the calling session itself is gone.
     with contextlib.suppress(SessionNotFound):
         revoked += runtime.sessions.revoke(
@@ -169,7 +169,7 @@ def admin_revoke(user_id: str) -> HttpResponse:
         runtime.users.get_user(user_id, include_disabled=True)
     except UserNotFound as exc:
         raise NotFound("no such user") from exc
-    revoked = runtime.sessions.revoke_all(user_id, REASON_ADMIN)
+    revoked = runtime.users.revoke_all_sessions(user_id, REASON_ADMIN)
     if revoked:
         count(metrics, "Revocation", value=revoked, reason=REASON_ADMIN)
     security_event(

@@ -622,6 +622,32 @@ def test_login_racing_a_password_change_is_denied(
     assert old.authenticate("alice", "changed meanwhile").user_id == user.user_id
 
 
+def test_revoke_all_marks_the_user_first_then_revokes(
+    service: UserService, store: UserStore, revoker: RecordingRevoker, clock: ManualClock
+) -> None:
+    user = service.create_user("alice", PASSWORD)
+    assert store.get(user.user_id).sessions_revoked_at == 0.0
+    clock.advance(10)
+
+    def marker_is_written_first(user_id: str) -> None:
+        assert store.get(user_id).sessions_revoked_at == clock.now()
+
+    revoker.probe = marker_is_written_first
+    assert service.revoke_all_sessions(user.user_id, "admin") == 3
+    assert revoker.calls == [(user.user_id, "admin")]
+    assert store.get_by_username("alice").sessions_revoked_at == clock.now()
+
+
+def test_revoke_all_keeps_the_marker_when_revocation_fails(
+    service: UserService, store: UserStore, revoker: RecordingRevoker, clock: ManualClock
+) -> None:
+    user = service.create_user("alice", PASSWORD)
+    revoker.fail_with = failing_revoker_error()
+    with pytest.raises(StoreUnavailable):
+        service.revoke_all_sessions(user.user_id, "admin")
+    assert store.get(user.user_id).sessions_revoked_at == clock.now()  # refresh refuses them
+
+
 # --- DynamoDB specifics ----------------------------------------------------------------------
 
 
@@ -662,6 +688,7 @@ def test_every_change_keeps_the_claims_copy_identical(
     dynamo_service.enable_user(user.user_id)
     clock.advance(5)
     dynamo_service.change_password(user.user_id, "a brand new passphrase")
+    dynamo.store.mark_sessions_revoked(user.user_id, clock.now())
     assert dynamo.store.replace_password_hash(
         user.user_id, dynamo.store.get(user.user_id).password_hash, fast_hasher().hash("x" * 12)
     )

@@ -211,6 +211,41 @@ def test_a_password_change_ends_older_sessions(make_world: Callable[..., World])
         world.service.refresh(grant.refresh_token)
 
 
+def test_revoke_all_ends_a_session_the_index_did_not_show(
+    make_world: Callable[..., World],
+) -> None:
+    """The bulk revocation walks an eventually consistent index; a session it missed (here:
+    the marker written, the bulk step never reached it) is refused at its next refresh."""
+    world = make_world()
+    missed = world.service.login(LoginRequest("alice", PASSWORD))
+    world.clock.advance(1)
+    world.users.store.mark_sessions_revoked(world.user_id, world.clock.now())
+    world.clock.advance(1)
+    after = world.service.login(LoginRequest("alice", PASSWORD))
+
+    with pytest.raises(SessionRevoked):
+        world.service.refresh(missed.refresh_token)
+    revoked = world.sessions.get_session(missed.session_id, active_only=False)
+    assert revoked.revoked_reason == "revoke_all"
+    world.service.refresh(after.refresh_token)  # a session created afterwards is untouched
+
+
+def test_revoke_all_sessions_writes_the_marker_then_revokes(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    grants = [world.service.login(LoginRequest("alice", PASSWORD)) for _ in range(3)]
+    world.clock.advance(1)
+    assert world.users.revoke_all_sessions(world.user_id, "admin") == 3
+    assert world.users.get_user(world.user_id).sessions_revoked_at == world.clock.now()
+    for grant in grants:
+        with pytest.raises(SessionRevoked):
+            world.service.refresh(grant.refresh_token)
+    # The marker never moves back (a container whose clock lags cannot un-revoke anything).
+    world.users.store.mark_sessions_revoked(world.user_id, world.clock.now() - 60)
+    assert world.users.get_user(world.user_id).sessions_revoked_at == world.clock.now()
+
+
 def test_refresh_is_rate_limited_per_user(make_world: Callable[..., World]) -> None:
     world = make_world(REFRESH_RATE_LIMIT="2/60")
     grant = world.service.login(LoginRequest("alice", PASSWORD))

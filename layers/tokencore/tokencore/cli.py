@@ -179,7 +179,7 @@ def cmd_revoke_user(args: argparse.Namespace) -> Any:
     user = _find_user(runtime, args.user)
     return {
         "user_id": user.user_id,
-        "sessions_revoked": runtime.sessions.revoke_all(user.user_id, ADMIN_REASON),
+        "sessions_revoked": runtime.users.revoke_all_sessions(user.user_id, ADMIN_REASON),
     }
 
 

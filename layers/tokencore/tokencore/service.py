@@ -41,7 +41,13 @@ from tokencore.keys.model import Signer, pinned
 from tokencore.logins import LoginStore, login_store_for
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
-from tokencore.sessions.base import REASON_LOGOUT, RefreshReuseRevoked, Session, SessionStore
+from tokencore.sessions.base import (
+    REASON_LOGOUT,
+    REASON_REVOKE_ALL,
+    RefreshReuseRevoked,
+    Session,
+    SessionStore,
+)
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -217,14 +223,13 @@ class AuthService:
             # A refresh token whose subject is not the session's owner was minted by nobody
             # honest; treat it as forged.
             raise TokenRejected("refresh token does not belong to the session's user")
-        if user.password_changed_at > session.created_at:
+        ended_by = _ended_by(user, session)
+        if ended_by is not None:
             # revoke_all reads an eventually consistent index and may have missed a session
-            # created moments before the password change; this check closes that gap.
-            if self.sessions.revoke(session.session_id, REASON_PASSWORD_CHANGED):
-                _revoked(
-                    REASON_PASSWORD_CHANGED, session_id=session.session_id, user_id=user.user_id
-                )
-            raise SessionRevoked("session predates the password change")
+            # created moments before a password change or a "revoke all"; this closes the gap.
+            if self.sessions.revoke(session.session_id, ended_by):
+                _revoked(ended_by, session_id=session.session_id, user_id=user.user_id)
+            raise SessionRevoked("session predates a revocation of all the user's sessions")
         rotated_at = session.previous_rotated_at if session.previous_rotated_at else now
         return self._grant(
             user,
@@ -385,6 +390,15 @@ def _resolve(signer: Signer | Callable[[], Signer]) -> Signer:
     if hasattr(signer, "sign"):
         return signer  # type: ignore[return-value]  # a Signer (a Protocol: no isinstance)
     return signer()
+
+
+def _ended_by(user: User, session: Session) -> str | None:
+    """The reason a user-wide revocation ended this session, or None if none did."""
+    if user.password_changed_at > session.created_at:
+        return REASON_PASSWORD_CHANGED
+    if user.sessions_revoked_at > session.created_at:
+        return REASON_REVOKE_ALL
+    return None
 
 
 def _revoked(reason: str, *, session_id: str, user_id: str) -> None:

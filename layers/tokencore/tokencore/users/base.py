@@ -45,6 +45,9 @@ class User:
     disabled: bool
     password_changed_at: float
     created_at: float
+    # Every session created before this instant is revoked ("revoke all"): refresh refuses
+    # them even if the eventually consistent index hid one from the bulk revocation.
+    sessions_revoked_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +58,16 @@ class UserChanges:
     disabled: bool | None = None
     password_hash: str | None = field(default=None, repr=False)
     password_changed_at: float | None = None
+    sessions_revoked_at: float | None = None
 
     def apply_to(self, user: User) -> User:
         return dataclasses.replace(
             user,
+            sessions_revoked_at=(
+                user.sessions_revoked_at
+                if self.sessions_revoked_at is None
+                else self.sessions_revoked_at
+            ),
             roles=user.roles if self.roles is None else self.roles,
             disabled=user.disabled if self.disabled is None else self.disabled,
             password_hash=user.password_hash if self.password_hash is None else self.password_hash,
@@ -226,6 +235,13 @@ class UserStore(ABC):
         return self._checked_update(
             user_id, UserChanges(password_hash=password_hash, password_changed_at=changed_at)
         )
+
+    def mark_sessions_revoked(self, user_id: str, at: float) -> User:
+        """Record that every session created before ``at`` is revoked (never moves back)."""
+        current = self.get(user_id)
+        if at <= current.sessions_revoked_at:
+            return current
+        return self._checked_update(user_id, UserChanges(sessions_revoked_at=at))
 
     def replace_password_hash(self, user_id: str, expected_hash: str, new_hash: str) -> bool:
         """Swap in a rehash of the SAME password, only if the stored hash is still

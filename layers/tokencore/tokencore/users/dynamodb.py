@@ -138,6 +138,12 @@ class DynamoDBUserStore(UserStore):
                 if changes.password_changed_at is None
                 else {"N": _number(changes.password_changed_at)},
             ),
+            (
+                "sessions_revoked_at",
+                None
+                if changes.sessions_revoked_at is None
+                else {"N": _number(changes.sessions_revoked_at)},
+            ),
         ):
             if value is None:
                 continue
@@ -271,6 +277,7 @@ def _to_item(user: User) -> dict[str, Any]:
         "disabled": {"BOOL": user.disabled},
         "password_changed_at": {"N": _number(user.password_changed_at)},
         "created_at": {"N": _number(user.created_at)},
+        "sessions_revoked_at": {"N": _number(user.sessions_revoked_at)},
     }
     if user.email is not None:
         item["email"] = {"S": user.email}
@@ -294,6 +301,8 @@ def _from_item(item: dict[str, Any]) -> User:
         disabled = item["disabled"]["BOOL"]
         password_changed_at = float(item["password_changed_at"]["N"])
         created_at = float(item["created_at"]["N"])
+        # Absent from items written before revoke-all kept a marker: nothing revoked yet.
+        sessions_revoked_at = float(item.get("sessions_revoked_at", {"N": "0"})["N"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreUnavailable("user item is malformed") from exc
     if not isinstance(disabled, bool):
@@ -308,4 +317,5 @@ def _from_item(item: dict[str, Any]) -> User:
         disabled=disabled,
         password_changed_at=password_changed_at,
         created_at=created_at,
+        sessions_revoked_at=sessions_revoked_at,
     )

@@ -195,6 +195,16 @@ class UserService:
         )
         return revoked
 
+    def revoke_all_sessions(self, user_id: str, reason: str) -> int:
+        """Revoke every session of the user; returns how many the bulk revocation found.
+
+        Same ordering rule as ``disable_user``: the user's ``sessions_revoked_at`` is written
+        first, so a session the eventually consistent index hides from the bulk revocation (one
+        created moments ago) is still refused at its next refresh. If revocation fails, the
+        marker stays and the error propagates (retry the call)."""
+        self._store.mark_sessions_revoked(user_id, self._clock.now())
+        return self._revoker.revoke_user_sessions(user_id, reason)
+
     def enable_user(self, user_id: str) -> User:
         """Re-enable the account. Sessions revoked by disabling stay revoked."""
         user = self._store.set_disabled(user_id, False)
