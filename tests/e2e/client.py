@@ -12,10 +12,15 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import re
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
+
+# A failed assertion prints these objects; what it prints shows no token or cookie value.
+_COMPACT_JWS = re.compile(rb"eyJ[\w-]+\.[\w-]+\.[\w-]*")
+_SECRET_HEADERS = frozenset({"set-cookie", "cookie", "authorization"})
 
 
 @dataclass
@@ -36,6 +41,14 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def __repr__(self) -> str:
+        headers = [
+            (key, "<hidden>" if key.lower() in _SECRET_HEADERS else value)
+            for key, value in self.headers
+        ]
+        body = _COMPACT_JWS.sub(b"<token>", self.body)
+        return f"Response(status={self.status}, headers={headers!r}, body={body!r})"
+
 
 def _path_matches(request_path: str, cookie_path: str) -> bool:
     if request_path == cookie_path:
@@ -48,7 +61,7 @@ def _path_matches(request_path: str, cookie_path: str) -> bool:
 @dataclass
 class Client:
     base_url: str
-    cookies: dict[tuple[str, str], str] = field(default_factory=dict)
+    cookies: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     def copy(self) -> Client:
         """Another client holding the same cookies now (to replay an old refresh token)."""

@@ -166,6 +166,7 @@ def test_access_token_verifies_with_an_independent_library(stack: RunningStack) 
     token = jwt.decode(grant["access_token"], key_set, algorithms=["RS256", "ES256", "EdDSA"])
     assert token.header["typ"] == "at+jwt"
     registry = jwt.JWTClaimsRegistry(
+        now=int(stack.clock()),  # tests move the stack's clock ahead of the wall clock
         leeway=30,
         iss={"essential": True, "value": discovery["issuer"]},
         aud={"essential": True, "value": "tokencore-api"},

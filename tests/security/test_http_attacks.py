@@ -1142,17 +1142,8 @@ def _assert_rate_limited(case: str, answer: Answer, window: int) -> int:
     return retry
 
 
-def fresh_window(edge: Edge, seconds: int, needed: float = 10.0) -> None:
-    """Rate limits are fixed windows aligned on multiples of their length: a test that needs
-    its attempts in one window moves the stack's clock to the next one when the current one
-    is about to end."""
-    left = seconds - edge.stack.clock() % seconds
-    if left < needed:
-        edge.stack.advance_clock(left + 0.2)
-
-
 def test_login_is_limited_per_username_whatever_its_spelling(sec: Edge) -> None:
-    fresh_window(sec, 300)
+    sec.stack.fresh_window(300)
     account = sec.new_account()
     wrong = "not-the-password-of-" + account.username
     REGISTRY.register(wrong, "password")
@@ -1183,7 +1174,7 @@ def test_login_is_limited_per_username_whatever_its_spelling(sec: Edge) -> None:
 def test_login_is_limited_per_source_address_and_forwarding_headers_do_not_reset_it(
     sec: Edge,
 ) -> None:
-    fresh_window(sec, 300)
+    sec.stack.fresh_window(300)
     address = fresh_source_ip()
     for n in range(12):  # LOGIN_IP_RATE_LIMIT=12/300: spraying twelve names from one address
         answer = _login_answer(sec, f"sprayed-name-{n}", "sprayed-password-x", address)
@@ -1211,7 +1202,7 @@ def test_an_attacker_cannot_lock_a_victim_out_without_the_victim_noticing(sec: E
     per name), block the victim's address, or lock the account silently or for long (the
     victim sees 429 rate_limited with Retry-After, never "wrong password", and the window is
     LOGIN_RATE_LIMIT's, here 300 s)."""
-    fresh_window(sec, 300)
+    sec.stack.fresh_window(300)
     victim = sec.new_account()
     session = sec.login(victim, source_ip=fresh_source_ip())
     attacker_ip = fresh_source_ip()
@@ -1250,7 +1241,7 @@ def test_an_attacker_cannot_lock_a_victim_out_without_the_victim_noticing(sec: E
 
 
 def test_refresh_is_limited_per_user_and_a_limited_refresh_keeps_the_session(strict: Edge) -> None:
-    fresh_window(strict, 60)
+    strict.stack.fresh_window(60)
     login = strict.login(strict.new_account())
     token = login.refresh
     # Garbage tokens do not count against the user: only verified tokens reach the limiter.
