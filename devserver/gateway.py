@@ -605,14 +605,16 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             response = gateway_message(503, "Service Unavailable")
         else:
             response = gateway.handle(request)
-        self._send(response)
         elapsed = (time.monotonic() - started) * 1000
-        # Method, path and status only: query strings and headers may carry tokens.
+        # Method, path and status only: query strings and headers may carry tokens. Logged
+        # before the answer is sent, so a client that has its answer finds the line already
+        # written (tests read this log instead of waiting for it).
         print(
             f'{self.client_address[0]} "{self.command} {raw_path}" {response.status} '
             f"{elapsed:.0f} ms",
             file=sys.stderr,
         )
+        self._send(response)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 

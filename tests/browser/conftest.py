@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,24 +92,14 @@ class BrowserStack:
     def base_url(self) -> str:
         return self.running.base_url
 
-    def refresh_requests(self) -> list[int]:
-        """The status of every POST /auth/refresh the stack has answered so far."""
+    def refreshes(self) -> list[int]:
+        """The status of every POST /auth/refresh the stack has answered so far. The stack
+        logs a request before it sends the answer (devserver.gateway), so a refresh whose
+        answer a page has awaited is already here: nothing to wait for."""
         return [
             int(status)
             for status in re.findall(r'"POST /auth/refresh" (\d{3})', self.running.logs())
         ]
-
-    def settled_refreshes(self, at_least: int = 0) -> list[int]:
-        """refresh_requests() once it has reached ``at_least`` entries and stayed unchanged for
-        half a second (the access log line follows the response by a moment)."""
-        deadline = time.monotonic() + 10
-        seen = self.refresh_requests()
-        while True:
-            time.sleep(0.5)
-            now = self.refresh_requests()
-            if (now == seen and len(now) >= at_least) or time.monotonic() > deadline:
-                return now
-            seen = now
 
     def sessions(self, username: str) -> list[dict[str, Any]]:
         """The user's active sessions as the operator CLI lists them (with generations)."""
