@@ -474,27 +474,27 @@ def test_the_physical_id_is_stable_for_a_stack() -> None:
     assert app.physical_resource_id({"PhysicalResourceId": "given"}) == "given"
 
 
-def test_a_failed_delivery_is_retried(
-    cloudformation: ResponseServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("time.sleep", lambda seconds: None)
+def test_a_failed_delivery_is_retried(cloudformation: ResponseServer) -> None:
+    pauses: list[float] = []
     cloudformation.statuses = [503, 500]
     delivered = app.send_response(
-        event(cloudformation, "Delete"), app.SUCCESS, "", "KeySetup-1", {}
+        event(cloudformation, "Delete"), app.SUCCESS, "", "KeySetup-1", {}, pause=pauses.append
     )
     assert delivered
     assert len(cloudformation.headers) == 3
     assert cloudformation.last["Status"] == "SUCCESS"
+    assert pauses == [1, 2]  # backs off between attempts, never after the last
 
 
-def test_delivery_gives_up_after_three_attempts(
-    cloudformation: ResponseServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("time.sleep", lambda seconds: None)
+def test_delivery_gives_up_after_three_attempts(cloudformation: ResponseServer) -> None:
+    pauses: list[float] = []
     cloudformation.statuses = [500, 500, 500]
-    assert not app.send_response(event(cloudformation, "Delete"), app.SUCCESS, "", "id", {})
+    assert not app.send_response(
+        event(cloudformation, "Delete"), app.SUCCESS, "", "id", {}, pause=pauses.append
+    )
     assert len(cloudformation.headers) == 3
     assert cloudformation.bodies == []
+    assert pauses == [1, 2]
 
 
 @pytest.mark.parametrize(
