@@ -4,15 +4,20 @@ Every function of the local stack reads time through one ``Runtime`` (tokencore.
 one clock decides token expiry, the refresh grace window, rate-limit windows, key-cache TTLs
 and key-rotation stamps. ``DevClock`` is the wall clock plus an offset that only grows.
 
-With ``DEV_CLOCK_CONTROL=1`` the stack answers ``/_dev/clock`` before API routing:
+The local stack answers ``/_dev/clock`` before API routing (``DEV_CLOCK_CONTROL=0`` turns it
+off):
 
 * ``GET /_dev/clock``: ``{"now": <epoch seconds>, "offset": <seconds>}``;
-* ``POST /_dev/clock`` with ``{"advance_seconds": n}`` (0 <= n <= one year): moves the clock
-  forward and answers the same.
+* ``POST /_dev/clock`` with ``Content-Type: application/json`` and ``{"advance_seconds": n}``
+  (0 <= n <= one year): moves the clock forward and answers the same.
 
-``make ctl`` asks the stack for the offset first, so tokenctl (another process) stamps key
-rotations on the same clock. Off by default; never part of template.yaml or the layer: a
-deployed stack has no such route, and its clock is the platform's.
+On by default because it is the local stack's alone: it listens on 127.0.0.1, keeps
+everything in memory, and the clock only moves forward, so a newcomer's walkthrough and the
+tests move time instead of waiting for it. A web page cannot move it either: a JSON POST from
+another origin needs a CORS preflight, which this route never grants. Never part of
+template.yaml or the layer: a deployed stack has no such route, and its clock is the
+platform's. ``make ctl`` asks the stack for the offset first, so tokenctl (another process)
+stamps key rotations on the same clock.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from devserver.gateway import HttpRequest, HttpResponse
 CLOCK_PATH: Final = "/_dev/clock"
 ENABLE_VARIABLE: Final = "DEV_CLOCK_CONTROL"
 MAX_ADVANCE_SECONDS: Final = 366 * 24 * 3600
+JSON_ONLY: Final = "send Content-Type: application/json"
 _JSON: Final = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
 
 
@@ -70,7 +76,7 @@ def _checked(seconds: object, maximum: float = MAX_ADVANCE_SECONDS) -> float:
 
 
 def control_enabled(env: dict[str, str]) -> bool:
-    return env.get(ENABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+    return env.get(ENABLE_VARIABLE, "1").strip().lower() not in ("0", "false", "no")
 
 
 def clock_control(clock: DevClock) -> Callable[[HttpRequest], HttpResponse | None]:
@@ -80,6 +86,8 @@ def clock_control(clock: DevClock) -> Callable[[HttpRequest], HttpResponse | Non
         if request.raw_path != CLOCK_PATH:
             return None
         if request.method == "POST":
+            if _content_type(request) != "application/json":
+                return _answer(415, {"error": "invalid_request", "error_description": JSON_ONLY})
             try:
                 body = json.loads(request.body or b"{}")
                 clock.advance(body["advance_seconds"])
@@ -91,6 +99,13 @@ def clock_control(clock: DevClock) -> Callable[[HttpRequest], HttpResponse | Non
         return _answer(200, {"now": clock.now(), "offset": clock.offset})
 
     return handle
+
+
+def _content_type(request: HttpRequest) -> str:
+    for name, value in request.headers:
+        if name.lower() == "content-type":
+            return value.split(";", 1)[0].strip().lower()
+    return ""
 
 
 def _answer(status: int, document: dict[str, object]) -> HttpResponse:

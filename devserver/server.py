@@ -237,9 +237,10 @@ class DevStack:
 
 
 def walkthrough(
-    ports: Ports, settings: Any, users: list[tuple[SeedUser, str]], *, clock_control: bool = False
+    ports: Ports, settings: Any, users: list[tuple[SeedUser, str]], *, clock_control: bool = True
 ) -> list[str]:
-    """The curl session printed at start; every line runs as printed (bash, curl 7.79+)."""
+    """The curl session printed at start; it runs as printed (bash, curl 7.79+), except that
+    with a grace window and DEV_CLOCK_CONTROL=0 step 4 asks the reader to wait."""
     demo = next((seed for seed, _ in users if seed.username == DEMO_USERNAME), None)
     if demo is None:
         return ["(no demo user: SEED_USERS names its own demo)"]
@@ -274,15 +275,21 @@ def walkthrough(
         "  cp jar jar.old",
         f"  {show} -c jar -b jar -X POST $API/auth/refresh",
     ]
-    if grace > 0:
+    if grace > 0 and clock_control:
         lines += [
-            f"  # 4. reuse detection: after the {grace} s grace window, replaying the old refresh",
-            "  #    token revokes the whole session: 401 for it, then 401 for the new one",
-            (
-                f"  curl -s -o /dev/null -d '{{\"advance_seconds\": {grace + 1}}}' $API/_dev/clock"
-                if clock_control  # DEV_CLOCK_CONTROL=1: move the stack's clock, do not wait
-                else f"  sleep {grace + 1}"
-            ),
+            f"  # 4. reuse detection: after the {grace} s grace window (the stack's clock"
+            " moves past",
+            "  #    it), replaying the old refresh token revokes the whole session: 401 for it,",
+            "  #    then 401 for the new one",
+            "  curl -s -o /dev/null -H 'Content-Type: application/json' "
+            f"-d '{{\"advance_seconds\": {grace + 1}}}' $API/_dev/clock",
+        ]
+    elif grace > 0:  # DEV_CLOCK_CONTROL=0: the reader waits, the script cannot move time
+        lines += [
+            f"  # 4. reuse detection: wait {grace + 1} s (past the {grace} s grace window)"
+            " before the",
+            "  #    next two lines; then replaying the old refresh token revokes the whole",
+            "  #    session: 401 for it, then 401 for the new one",
         ]
     else:
         lines += [

@@ -1,5 +1,5 @@
-"""The local stack's clock (devserver.clock): forward only, controlled over loopback HTTP only
-when asked for, and followed by `make ctl`."""
+"""The local stack's clock (devserver.clock): forward only, controlled over loopback HTTP with
+a JSON body unless turned off, followed by `make ctl`, and moved by the printed walkthrough."""
 
 from __future__ import annotations
 
@@ -21,18 +21,27 @@ from devserver.clock import (
     stack_offset,
 )
 from devserver.gateway import ApiRequestHandler, ApiServer, HttpRequest, HttpResponse
+from devserver.seed import DEMO_PASSWORD, DEMO_USERNAME, SeedUser
+from devserver.server import walkthrough
+from devserver.settings import Ports
 from tests.concurrency import run_at_once
 from tokencore import cli
 from tokencore.clock import Clock
+from tokencore.config import Settings
 
 
-def request(method: str, body: Any = None, path: str = CLOCK_PATH) -> HttpRequest:
+def request(
+    method: str,
+    body: Any = None,
+    path: str = CLOCK_PATH,
+    content_type: str = "application/json",
+) -> HttpRequest:
     raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     return HttpRequest(
         method=method,
         raw_path=path,
         raw_query="",
-        headers=[("Content-Type", "application/json")],
+        headers=[("Content-Type", content_type)] if content_type else [],
         body=raw,
         source_ip="127.0.0.1",
         protocol="HTTP/1.1",
@@ -106,11 +115,55 @@ def test_the_control_answers_its_path_only() -> None:
     assert control(request("POST", {"advance_seconds": 1}, path="/_dev/clock/")) is None
 
 
-def test_control_is_off_unless_asked_for() -> None:
-    assert control_enabled({}) is False
-    assert control_enabled({"DEV_CLOCK_CONTROL": "0"}) is False
+def test_control_is_on_unless_turned_off() -> None:
+    assert control_enabled({}) is True
     assert control_enabled({"DEV_CLOCK_CONTROL": "1"}) is True
-    assert control_enabled({"DEV_CLOCK_CONTROL": "true"}) is True
+    for off in ("0", "false", "No "):
+        assert control_enabled({"DEV_CLOCK_CONTROL": off}) is False
+
+
+@pytest.mark.parametrize(
+    "content_type", ["", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_only_a_json_post_moves_the_clock(content_type: str) -> None:
+    """What a page from another origin can send without a CORS preflight (which this route
+    never grants) is refused: a web page cannot expire a developer's local sessions."""
+    clock = DevClock()
+    control = clock_control(clock)
+    answer = control(request("POST", {"advance_seconds": 31}, content_type=content_type))
+    assert answer is not None
+    assert answer.status == 415
+    assert clock.offset == 0.0
+    charset = control(
+        request("POST", {"advance_seconds": 31}, content_type="Application/JSON; charset=utf-8")
+    )
+    assert charset is not None
+    assert charset.status == 200
+    preflight = control(request("OPTIONS"))
+    assert preflight is not None
+    assert (preflight.status, preflight.header("Access-Control-Allow-Origin")) == (405, None)
+
+
+def walkthrough_text(*, grace: int, clock_control: bool) -> str:
+    settings = Settings.from_env({"REFRESH_REUSE_GRACE_SECONDS": str(grace)})
+    demo = SeedUser(DEMO_USERNAME, DEMO_PASSWORD, ("user",), "demo@example.com")
+    users = [(demo, "user-id")]
+    return "\n".join(walkthrough(Ports(3000, 4566), settings, users, clock_control=clock_control))
+
+
+def test_the_printed_walkthrough_never_waits() -> None:
+    moved = walkthrough_text(grace=30, clock_control=True)
+    assert "-H 'Content-Type: application/json' -d '{\"advance_seconds\": 31}' $API/_dev/clock" in (
+        moved
+    )
+    # Without the control the reader is asked to wait; the script itself never sleeps.
+    unmoved = walkthrough_text(grace=30, clock_control=False)
+    assert "wait 31 s (past the 30 s grace window)" in unmoved
+    assert "_dev/clock" not in unmoved
+    no_grace = walkthrough_text(grace=0, clock_control=True)
+    assert "_dev/clock" not in no_grace
+    for text in (moved, unmoved, no_grace):
+        assert "sleep" not in text
 
 
 @pytest.fixture
