@@ -136,14 +136,17 @@ class Stack:
         deadline = time.monotonic() + deadline_seconds
         url = f"http://127.0.0.1:{self.port}/.well-known/openid-configuration"
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("the local stack exited while starting")
             try:
                 with urllib.request.urlopen(url, timeout=5) as answer:
                     if answer.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
+                pass
+            try:  # the pause between polls doubles as the liveness check
+                self.process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            raise RuntimeError("the local stack exited while starting")
         raise RuntimeError("the local stack did not start in time")
 
     def request(
