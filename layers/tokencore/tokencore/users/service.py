@@ -185,15 +185,7 @@ class UserService:
         logger.info(
             "user disabled", extra={"user_id_hash": _h(user_id), "code": REASON_USER_DISABLED}
         )
-        revoked = self._revoker.revoke_user_sessions(user_id, REASON_USER_DISABLED)
-        security_event(
-            "sessions_revoked",
-            level=logging.INFO,
-            reason=REASON_USER_DISABLED,
-            count=revoked,
-            user_id=user_id,
-        )
-        return revoked
+        return self._revoke_every_session(user_id, REASON_USER_DISABLED)
 
     def revoke_all_sessions(self, user_id: str, reason: str) -> int:
         """Revoke every session of the user; returns how many the bulk revocation found.
@@ -220,15 +212,16 @@ class UserService:
         logger.info(
             "password changed", extra={"user_id_hash": _h(user_id), "code": REASON_PASSWORD_CHANGED}
         )
-        revoked = self._revoker.revoke_user_sessions(user_id, REASON_PASSWORD_CHANGED)
-        security_event(
-            "sessions_revoked",
-            level=logging.INFO,
-            reason=REASON_PASSWORD_CHANGED,
-            count=revoked,
-            user_id=user_id,
-        )
+        self._revoke_every_session(user_id, REASON_PASSWORD_CHANGED)
         return user
+
+    def _revoke_every_session(self, user_id: str, reason: str) -> int:
+        """The second step of a change that ends every session (disable, password change)."""
+        revoked = self._revoker.revoke_user_sessions(user_id, reason)
+        security_event(
+            "sessions_revoked", level=logging.INFO, reason=reason, count=revoked, user_id=user_id
+        )
+        return revoked
 
     def _rehash(self, user: User, password: str) -> User:
         """Upgrade an old-parameter hash after a successful login. Best effort: a failed write
