@@ -1461,6 +1461,14 @@ def test_oversize_and_malformed_requests_are_refused(
             source_ip=fresh_source_ip(),
         )
 
+    def signed_in(
+        method: str, path: str, bearer: str | None = arsenal.login.access, **options: Any
+    ) -> Callable[[], Answer]:
+        """A request with the user's fingerprint cookie and token (``bearer=None`` where the
+        attack carries the token itself): what is attacked is the path or the headers."""
+        cookies = {FINGERPRINT_COOKIE: arsenal.login.fingerprint}
+        return lambda: edge.send(method, path, bearer=bearer, cookies=cookies, **options)
+
     nested = b'{"username":"a","password":"b","x":' + b"[" * 9 + b"]" * 9 + b"}"
     deep = b"[" * 8000 + b"]" * 8000
     cases: dict[str, tuple[Callable[[], Answer], int | None]] = {
@@ -1555,34 +1563,34 @@ def test_oversize_and_malformed_requests_are_refused(
             403,
         ),
         "Authorization with two tokens": (
-            lambda: edge.send(
+            signed_in(
                 "GET",
                 "/me",
+                bearer=None,
                 headers={
                     "Authorization": f"Bearer {arsenal.login.access}, Bearer {arsenal.login.access}"
                 },
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
             ),
             403,
         ),
         "two Authorization headers": (
-            lambda: edge.send(
+            signed_in(
                 "GET",
                 "/me",
+                bearer=None,
                 headers=[
                     ("Authorization", f"Bearer {arsenal.login.access}"),
                     ("Authorization", f"Bearer {arsenal.login.access}"),
                 ],
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
             ),
             403,
         ),
         "Authorization with two spaces": (
-            lambda: edge.send(
+            signed_in(
                 "GET",
                 "/me",
+                bearer=None,
                 headers={"Authorization": f"Bearer  {arsenal.login.access}"},
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
             ),
             403,
         ),
@@ -1595,11 +1603,7 @@ def test_oversize_and_malformed_requests_are_refused(
             403,
         ),
         "the token in the query string": (
-            lambda: edge.send(
-                "GET",
-                f"/me?access_token={arsenal.login.access}",
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("GET", f"/me?access_token={arsenal.login.access}", bearer=None),
             401,
         ),
         "500 cookies on refresh": (
@@ -1612,57 +1616,27 @@ def test_oversize_and_malformed_requests_are_refused(
         ),
         "a 20 KB refresh cookie": (lambda: edge.refresh("r" * 20_000), None),
         "admin path with .. segments": (
-            lambda: edge.send(
-                "POST",
-                f"/me/../admin/users/{arsenal.login.user_id}/revoke",
-                bearer=arsenal.login.access,
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("POST", f"/me/../admin/users/{arsenal.login.user_id}/revoke"),
             None,
         ),
         "admin path with an encoded slash": (
-            lambda: edge.send(
-                "POST",
-                "/admin%2Fusers/x/revoke",
-                bearer=arsenal.login.access,
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("POST", "/admin%2Fusers/x/revoke"),
             None,
         ),
         "admin path in upper case": (
-            lambda: edge.send(
-                "POST",
-                f"/ADMIN/users/{arsenal.login.user_id}/revoke",
-                bearer=arsenal.login.access,
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("POST", f"/ADMIN/users/{arsenal.login.user_id}/revoke"),
             None,
         ),
         "admin path with a double slash": (
-            lambda: edge.send(
-                "POST",
-                f"//admin/users/{arsenal.login.user_id}/revoke",
-                bearer=arsenal.login.access,
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("POST", f"//admin/users/{arsenal.login.user_id}/revoke"),
             None,
         ),
         "admin route with a dot-dot user id": (
-            lambda: edge.send(
-                "POST",
-                "/admin/users/%2e%2e/revoke",
-                bearer=arsenal.login.access,
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("POST", "/admin/users/%2e%2e/revoke"),
             403,
         ),
         "admin route as a non-admin": (
-            lambda: edge.send(
-                "POST",
-                f"/admin/users/{arsenal.login.user_id}/revoke",
-                bearer=arsenal.login.access,
-                cookies={FINGERPRINT_COOKIE: arsenal.login.fingerprint},
-            ),
+            signed_in("POST", f"/admin/users/{arsenal.login.user_id}/revoke"),
             403,
         ),
         "PATCH on login": (lambda: edge.send("PATCH", "/auth/login", body=b"{}"), None),
