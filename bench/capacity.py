@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -35,6 +34,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 from bench.common import REPO_ROOT, Budget, hermetic_environment, table
+from devserver.ready import wait_until_serving
 
 DEFAULT_SENSITIVE = "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
 DESIGNS: dict[str, dict[str, str]] = {
@@ -133,21 +133,12 @@ class Stack:
         self.connection: HTTPConnection | None = None
 
     def wait_ready(self, deadline_seconds: float = 90) -> None:
-        deadline = time.monotonic() + deadline_seconds
-        url = f"http://127.0.0.1:{self.port}/.well-known/openid-configuration"
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            try:  # the pause between polls doubles as the liveness check
-                self.process.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                continue
+        api_url = f"http://127.0.0.1:{self.port}"
+        outcome = wait_until_serving(self.process, api_url, deadline_seconds)
+        if outcome == "exited":
             raise RuntimeError("the local stack exited while starting")
-        raise RuntimeError("the local stack did not start in time")
+        if outcome == "late":
+            raise RuntimeError("the local stack did not start in time")
 
     def request(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None

@@ -15,15 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from devserver.ready import wait_until_serving
 from tests.e2e.client import Client
 from tokencore.config import Settings
 
@@ -145,23 +143,12 @@ def launch_stack(directory: Path, **settings: str) -> RunningStack:
 
 
 def wait_until_ready(stack: RunningStack) -> None:
-    """Poll discovery until it answers, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    url = f"{stack.base_url}/.well-known/openid-configuration"
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - our own stack
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        try:  # the pause between polls doubles as the liveness check
-            stack.process.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            continue
+    outcome = wait_until_serving(stack.process, stack.base_url, START_DEADLINE_SECONDS)
+    if outcome == "exited":
         pytest.fail(f"the local stack exited while starting:\n{stack.logs()[-3000:]}")
-    stack.stop(signal.SIGKILL)
-    pytest.fail(f"the local stack was not ready within {START_DEADLINE_SECONDS} s")
+    if outcome == "late":
+        stack.stop(signal.SIGKILL)
+        pytest.fail(f"the local stack was not ready within {START_DEADLINE_SECONDS} s")
 
 
 STRICT_USERS: Mapping[str, str] = {
