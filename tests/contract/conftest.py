@@ -9,6 +9,11 @@ Backends:
   locks each item for a conditional write (npm, pinned in package.json / package-lock.json).
   It ignores ReturnValuesOnConditionCheckFailure, so it also exercises the store's fallback read.
   The store builds its own client here, from AWS_ENDPOINT_URL, as it does in ``make dev``.
+  It has no transactions.
+* ``motoserver``: the local stack's own embedded AWS endpoint over HTTP (devserver.awsendpoint:
+  moto's server with DynamoDB requests serialized), so conditional writes AND transactions are
+  atomic under concurrency, as on DynamoDB. Used for races only: what the race tests prove of
+  it is what ``make dev`` and ``make load`` run on.
 
 Requests are observed with botocore's ``before-call`` event (the serialized request, after
 parameter validation, before moto or the network) and faults are injected through the same
@@ -48,7 +53,9 @@ REGION = "us-east-1"
 
 ALL_BACKENDS = ("memory", "moto", "dynalite")
 DYNAMODB_BACKENDS = ("moto", "dynalite")
-SERIALIZING_BACKENDS = ("memory", "dynalite")  # atomic conditional writes under concurrency
+# Atomic conditional writes under concurrency (dynalite: single-item writes only).
+SERIALIZING_BACKENDS = ("memory", "dynalite", "motoserver")
+TRANSACTIONAL_SERIALIZING_BACKENDS = ("memory", "motoserver")
 
 _table_numbers = itertools.count(1)
 
@@ -110,6 +117,18 @@ def dynalite_endpoint() -> Iterator[str]:
                 process.kill()
                 process.wait(timeout=5)
             process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def motoserver_endpoint() -> Iterator[str]:
+    """The local stack's embedded AWS endpoint on a free loopback port for the whole run."""
+    from devserver.awsendpoint import EmbeddedAws
+
+    aws = EmbeddedAws("127.0.0.1", 0).start()
+    try:
+        yield aws.url
+    finally:
+        aws.stop()
 
 
 def create_dynalite_table(client: Any, table_name: str) -> None:
@@ -185,6 +204,20 @@ def dynalite_client(dynalite_endpoint: str) -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture(scope="module")
+def motoserver_client(motoserver_endpoint: str) -> Iterator[Any]:
+    client = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url=motoserver_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=_test_config(max_pool_connections=64),
+    )
+    yield client
+    client.close()
+
+
 @contextmanager
 def open_backend(
     name: str, clock: ManualClock, request: pytest.FixtureRequest
@@ -194,10 +227,10 @@ def open_backend(
         return
     client = request.getfixturevalue(f"{name}_client")
     table_name = f"sessions-{next(_table_numbers)}"
-    if name == "moto":
-        create_table(client, table_name)
-    else:
+    if name == "dynalite":
         create_dynalite_table(client, table_name)
+    else:
+        create_table(client, table_name)
     yield Backend(name, clock, client, table_name)
 
 
@@ -215,6 +248,14 @@ def dynamodb_backend(request: pytest.FixtureRequest, clock: ManualClock) -> Iter
 
 @pytest.fixture(params=SERIALIZING_BACKENDS)
 def serializing_backend(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Backend]:
+    with open_backend(request.param, clock, request) as opened:
+        yield opened
+
+
+@pytest.fixture(params=TRANSACTIONAL_SERIALIZING_BACKENDS)
+def transactional_serializing_backend(
+    request: pytest.FixtureRequest, clock: ManualClock
+) -> Iterator[Backend]:
     with open_backend(request.param, clock, request) as opened:
         yield opened
 

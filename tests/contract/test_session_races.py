@@ -1,8 +1,9 @@
 """Many presentations of one refresh token at once: exactly one rotation is written.
 
 Run on the backends whose conditional writes are atomic under concurrency: the in-memory store
-(one lock) and dynalite (a lock per item, over real HTTP). Not on moto: it checks a condition
-and then writes without a lock, and about 1% of such races produce two winners.
+(one lock), dynalite (a lock per item, over real HTTP) and the local stack's embedded endpoint
+(moto's server with DynamoDB serialized). Not on moto in process: it checks a condition and then
+writes without a lock, and about 1% of such races produce two winners.
 
 All threads present the token at the same ManualClock instant. The winner rotates; every loser
 presents what is now the *previous* token inside the grace window and receives the successor the
@@ -36,9 +37,9 @@ from .conftest import Backend, settings_with
 
 THREADS = 50
 USER = "user-1"
-# Each dynalite round is ~100 HTTP requests made from 50 threads.
-ROUNDS = {"memory": 20, "dynalite": 20}
-STRICT_ROUNDS = {"memory": 10, "dynalite": 5}
+# Each dynalite or motoserver round is ~100 HTTP requests made from 50 threads.
+ROUNDS = {"memory": 20, "dynalite": 20, "motoserver": 10}
+STRICT_ROUNDS = {"memory": 10, "dynalite": 5, "motoserver": 5}
 
 Outcome = RotationResult | Exception
 Check = Callable[[SessionStore, list[Outcome]], None]
