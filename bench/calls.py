@@ -18,7 +18,7 @@ TEST = "tests/functional/test_call_counts.py"
 BUDGETS = {
     "authorizer fast path": 0,
     "authorizer sensitive path": 1,
-    "login": 3,
+    "login": 4,
     "refresh": 3,
     "logout": 2,
 }

@@ -152,6 +152,33 @@ class FaultInjector:
         self.client.meta.events.unregister(self.event, unique_id=f"fault-{id(self)}")
 
 
+class FailFirst:
+    """Raise a fresh ``error()`` from the first ``times`` calls of one DynamoDB operation
+    (botocore's before-call event, before any request leaves), then let the real calls
+    through."""
+
+    def __init__(
+        self, client: Any, operation: str, error: Callable[[], Exception], times: int
+    ) -> None:
+        self.client = client
+        self.event = f"before-call.dynamodb.{operation}"
+        self.error = error
+        self.times = times
+        self.calls = 0
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.error()
+
+    def __enter__(self) -> FailFirst:
+        self.client.meta.events.register(self.event, self, unique_id=f"first-{id(self)}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.meta.events.unregister(self.event, unique_id=f"first-{id(self)}")
+
+
 class ParamRecorder:
     """Records the parameters of each call of one operation (``provide-client-params``)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -13,16 +14,24 @@ import pytest
 from tests.concurrency import run_at_once
 from tests.contract._user_fixtures import (
     FAULTS,
+    FailFirst,
     FaultInjector,
     ParamRecorder,
     fresh_table,
     items_as_text,
     scan_items,
+    transaction_canceled,
 )
 from tests.contract._user_fixtures import TABLE_NAME as TABLE
 from tokencore.clock import ManualClock
 from tokencore.config import RateLimit, Settings
-from tokencore.errors import ConfigError, InvalidRequest, RateLimited, StoreUnavailable
+from tokencore.errors import (
+    ConfigError,
+    InvalidRequest,
+    RateLimited,
+    StoreConflict,
+    StoreUnavailable,
+)
 from tokencore.ratelimit import (
     SCOPE_LOGIN_IP,
     SCOPE_LOGIN_USER,
@@ -32,6 +41,7 @@ from tokencore.ratelimit import (
     RateLimiter,
 )
 from tokencore.ratelimit import memory as memory_module
+from tokencore.ratelimit.base import RateWindow
 
 WINDOW_START = 1_800_000_000.0  # ManualClock's default; a multiple of 60 and of 300
 FIVE_PER_MINUTE = RateLimit(5, 60)
@@ -184,22 +194,32 @@ def test_bad_arguments_are_refused_before_counting(
         assert scan_items(rl.client) == []
 
 
-# --- check, then count (the login's two steps) ----------------------------------------------
+# --- admission: the limit is the write's condition (login) -------------------------------------
 
 
-def test_full_window_reads_without_counting(rl: Limiter) -> None:
+def _count(rl: Limiter, window: RateWindow) -> int:
+    """The window's counter as stored (0 before its first write)."""
+    if rl.client is None:
+        assert isinstance(rl.limiter, InMemoryRateLimiter)
+        return rl.limiter._counters.get((window.scope, window.key_digest, window.start), [0])[0]
+    item = rl.client.get_item(
+        TableName=TABLE, Key=DynamoDBRateLimiter.window_key(window), ConsistentRead=True
+    ).get("Item")
+    return 0 if item is None else int(item["count"]["N"])
+
+
+def test_admit_takes_slots_until_the_window_is_full_then_counts_nothing(rl: Limiter) -> None:
     rl.clock.set(WINDOW_START + 15)
-    ip = rl.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(2, 60))
-    user = rl.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
-    assert user.retry_after_seconds == 45
-    for _ in range(5):
-        assert rl.limiter.full_window([ip, user]) is None  # reading never fills a window
-    rl.limiter.count([ip, user])
-    assert rl.limiter.full_window([ip, user]) == user
-    assert rl.limiter.full_window([ip]) is None
-    rl.limiter.count([ip])
-    assert rl.limiter.full_window([ip, user]) == ip  # the first full one, in order
-    assert rl.limiter.full_window([]) is None
+    window = rl.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(3, 60))
+    for _ in range(3):
+        rl.limiter.admit([window])
+    for _ in range(4):
+        with pytest.raises(RateLimited) as caught:
+            rl.limiter.admit([window])
+        assert caught.value.retry_after_seconds == 45
+    assert _count(rl, window) == 3  # refused admissions wrote nothing
+    rl.clock.advance(60)
+    rl.limiter.admit([rl.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(3, 60))])
 
 
 def test_admit_counts_all_windows_or_none(rl: Limiter) -> None:
@@ -210,50 +230,40 @@ def test_admit_counts_all_windows_or_none(rl: Limiter) -> None:
         rl.limiter.admit([ip, user])
     assert caught.value.scope == SCOPE_LOGIN_USER
     # The refused attempt counted nowhere: the IP window still has two slots.
+    assert [_count(rl, ip), _count(rl, user)] == [1, 1]
     other = rl.limiter.window(SCOPE_LOGIN_USER, "bob", RateLimit(5, 60))
     rl.limiter.admit([ip, other])
     rl.limiter.admit([ip, other])
     with pytest.raises(RateLimited) as caught:
         rl.limiter.admit([ip, other])
-    assert caught.value.scope == SCOPE_LOGIN_IP
+    assert caught.value.scope == SCOPE_LOGIN_IP  # the first full window, in order
+    assert [_count(rl, ip), _count(rl, other)] == [3, 2]
+    rl.limiter.admit([])  # nothing to take
 
 
-def test_count_goes_past_the_limit_and_hit_sees_it(rl: Limiter) -> None:
+def test_hit_and_admit_share_one_counter(rl: Limiter) -> None:
     limit = RateLimit(2, 60)
     window = rl.limiter.window(SCOPE_LOGIN_USER, "alice", limit)
     for _ in range(4):
-        rl.limiter.count([window])
+        with contextlib.suppress(RateLimited):
+            rl.limiter.hit(SCOPE_LOGIN_USER, "alice", limit)
     with pytest.raises(RateLimited):
         rl.limiter.admit([window])
-    with pytest.raises(RateLimited):
-        rl.limiter.hit(SCOPE_LOGIN_USER, "alice", limit)  # the same counter
-    rl.clock.advance(60)
-    fresh = rl.limiter.window(SCOPE_LOGIN_USER, "alice", limit)
-    assert rl.limiter.full_window([fresh]) is None
-    rl.limiter.admit([fresh])
+    assert _count(rl, window) == 4  # refused hits count, refused admissions do not
 
 
-def test_concurrent_admits_pass_exactly_the_limit() -> None:
-    limiter = InMemoryRateLimiter(ManualClock())
-    windows = [
-        limiter.window(SCOPE_LOGIN_IP, "203.0.113.1", RateLimit(5, 60)),
-        limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(50, 60)),
-    ]
-
-    def admit() -> bool:
-        try:
-            limiter.admit(windows)
-        except RateLimited:
-            return False
-        return True
-
-    admitted = run_at_once(20, admit)
-    assert admitted.count(True) == 5
-    # All or nothing: the user window counted exactly the admitted attempts.
-    assert limiter._counts(windows) == [5, 5]
+def test_admit_of_one_window_is_one_conditional_update(dynamo: Limiter) -> None:
+    user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
+    with ParamRecorder(dynamo.client, "UpdateItem") as recorder:
+        dynamo.limiter.admit([user])
+        with pytest.raises(RateLimited):
+            dynamo.limiter.admit([user])
+    assert [p["ConditionExpression"] for p in recorder.params] == [
+        "attribute_not_exists(#count) OR #count < :limit"
+    ] * 2
 
 
-def test_admit_is_one_conditional_transaction(dynamo: Limiter) -> None:
+def test_admit_of_two_windows_is_one_conditional_transaction(dynamo: Limiter) -> None:
     ip = dynamo.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60))
     user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
     with ParamRecorder(dynamo.client, "TransactWriteItems") as recorder:
@@ -261,10 +271,90 @@ def test_admit_is_one_conditional_transaction(dynamo: Limiter) -> None:
     (params,) = recorder.params
     conditions = [a["Update"]["ConditionExpression"] for a in params["TransactItems"]]
     assert conditions == ["attribute_not_exists(#count) OR #count < :limit"] * 2
-    with ParamRecorder(dynamo.client, "BatchGetItem") as recorder:
-        assert dynamo.limiter.full_window([ip, user]) == user
-    (params,) = recorder.params
-    assert params["RequestItems"][TABLE]["ConsistentRead"] is True
+
+
+def _conflict() -> Exception:
+    error: Exception = transaction_canceled(["TransactionConflict", "None"])
+    return error
+
+
+def test_admit_retries_a_transaction_conflict_then_gives_up(dynamo: Limiter) -> None:
+    """Contention (another transaction on the counter) cancels without counting: retried twice,
+    then StoreConflict (503 with Retry-After), never an admission and never a count."""
+    ip = dynamo.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60))
+    user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(3, 60))
+    with FailFirst(dynamo.client, "TransactWriteItems", _conflict, times=2) as injector:
+        dynamo.limiter.admit([ip, user])
+    assert injector.calls == 3
+    assert [_count(dynamo, ip), _count(dynamo, user)] == [1, 1]  # counted once
+
+    with (
+        FailFirst(dynamo.client, "TransactWriteItems", _conflict, times=99) as injector,
+        pytest.raises(StoreConflict),
+    ):
+        dynamo.limiter.admit([ip, user])
+    assert injector.calls == 3
+    assert [_count(dynamo, ip), _count(dynamo, user)] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("reasons", "scope"),
+    [
+        (["ConditionalCheckFailed", "None"], SCOPE_LOGIN_IP),
+        (["None", "ConditionalCheckFailed"], SCOPE_LOGIN_USER),
+        (["ConditionalCheckFailed", "ConditionalCheckFailed"], SCOPE_LOGIN_IP),
+        (["TransactionConflict", "ConditionalCheckFailed"], SCOPE_LOGIN_USER),
+    ],
+)
+def test_a_refused_counter_is_that_windows_refusal(
+    dynamo: Limiter, reasons: list[str], scope: str
+) -> None:
+    dynamo.clock.set(WINDOW_START + 10)
+    ip = dynamo.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60))
+    user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(2, 300))
+    with (
+        FaultInjector(dynamo.client, "TransactWriteItems", transaction_canceled(reasons)) as inj,
+        pytest.raises(RateLimited) as caught,
+    ):
+        dynamo.limiter.admit([ip, user])
+    assert inj.calls == 1  # a refused condition is not retried
+    assert caught.value.scope == scope
+    assert caught.value.retry_after_seconds == {SCOPE_LOGIN_IP: 50, SCOPE_LOGIN_USER: 290}[scope]
+
+
+def test_an_unexpected_cancellation_reason_is_unavailable(dynamo: Limiter) -> None:
+    ip = dynamo.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60))
+    user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(2, 300))
+    error = transaction_canceled(["ThrottlingError", "None"])
+    with (
+        FaultInjector(dynamo.client, "TransactWriteItems", error) as injector,
+        pytest.raises(StoreUnavailable),
+    ):
+        dynamo.limiter.admit([ip, user])
+    assert injector.calls == 1
+    assert scan_items(dynamo.client) == []
+
+
+@pytest.mark.parametrize("windows", [1, 2])
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_an_admission_fault_fails_closed_and_names_nothing(
+    dynamo: Limiter, fault: str, windows: int
+) -> None:
+    chosen = [
+        dynamo.limiter.window(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(3, 60)),
+        dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(2, 300)),
+    ][-windows:]
+    operation = "UpdateItem" if windows == 1 else "TransactWriteItems"
+    with (
+        FaultInjector(dynamo.client, operation, FAULTS[fault](operation)) as injector,
+        pytest.raises(StoreUnavailable) as caught,
+    ):
+        dynamo.limiter.admit(chosen)
+    assert injector.calls == 1  # a fault is not retried here (botocore already did)
+    assert caught.value.__cause__ is not None
+    assert not [v for v in ("alice", "198.51.100.7") if v in caught.value.message]
+    assert scan_items(dynamo.client) == []
+    dynamo.limiter.admit(chosen)  # recovers with the store
 
 
 def test_concurrent_hits_pass_exactly_the_limit() -> None:

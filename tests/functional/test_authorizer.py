@@ -455,7 +455,7 @@ def test_high_security_token_always_checks_the_session(authz: Stack, aws_calls: 
     aws_calls.clear()
     context = assert_allowed("http", event("http-valid", grant, access_token=token))
     assert context["session_checked"] is True
-    assert aws_calls == ["dynamodb:GetItem"]
+    assert aws_calls == ["dynamodb:BatchGetItem"]
 
 
 def test_sampling_is_deterministic_with_a_seeded_sampler(
@@ -506,7 +506,7 @@ def test_admin_on_admin_route_is_allowed_after_one_session_read(
     context = assert_allowed(kind, evt)
     assert context["session_checked"] is True
     assert context["user_id"] == authz.admin.user_id
-    assert aws_calls == ["dynamodb:GetItem"]
+    assert aws_calls == ["dynamodb:BatchGetItem"]
     assert [d["reason"] for d in emitted(capsys, "SessionCheck")] == ["sensitive_route"]
 
 
@@ -617,7 +617,7 @@ def test_sensitive_path_makes_exactly_one_read(
     evt = kind_event(kind, SENSITIVE_EVENT, authz, authz.login())
     aws_calls.clear()
     assert assert_allowed(kind, evt)["session_checked"] is True
-    assert aws_calls == ["dynamodb:GetItem"]
+    assert aws_calls == ["dynamodb:BatchGetItem"]
 
 
 def test_a_cold_key_ring_reads_the_public_jwks_once(stack: Stack, aws_calls: list[str]) -> None:

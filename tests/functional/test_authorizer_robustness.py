@@ -103,12 +103,12 @@ class Throttle:
 
 
 @pytest.fixture
-def throttled_get_item(monkeypatch: pytest.MonkeyPatch) -> Throttle:
+def throttled_session_check(monkeypatch: pytest.MonkeyPatch) -> Throttle:
     throttle = Throttle()
     original = BaseClient._make_api_call
 
     def call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        if throttle.enabled and operation == "GetItem":
+        if throttle.enabled and operation == "BatchGetItem":
             throttle.attempts.append(operation)
             error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
             raise ClientError(error, operation)
@@ -119,26 +119,26 @@ def throttled_get_item(monkeypatch: pytest.MonkeyPatch) -> Throttle:
 
 
 def test_store_fault_on_a_sensitive_route_denies(
-    authz: Stack, throttled_get_item: Throttle, capsys: pytest.CaptureFixture[str]
+    authz: Stack, throttled_session_check: Throttle, capsys: pytest.CaptureFixture[str]
 ) -> None:
     grant = authz.login()
     token = mint(authz, grant)
-    throttled_get_item.on()
+    throttled_session_check.on()
     assert invoke(event("http-sensitive-route", grant)) == {"isAuthorized": False}
     # REST: an explicit Deny (403), not 401: the token is fine and a retry may succeed.
     assert invoke(event("rest-request-sensitive-route", grant)) == DENY_ALL
     assert invoke(event("rest-token-sensitive-route", grant, access_token=token)) == DENY_ALL
-    assert throttled_get_item.attempts == ["GetItem"] * 3
+    assert throttled_session_check.attempts == ["BatchGetItem"] * 3
     assert deny_reasons(capsys) == ["store_unavailable"] * 3
 
 
 def test_store_fault_does_not_touch_the_fast_path(
-    authz: Stack, throttled_get_item: Throttle
+    authz: Stack, throttled_session_check: Throttle
 ) -> None:
     grant = authz.login()
-    throttled_get_item.on()
+    throttled_session_check.on()
     assert invoke(event("http-valid", grant))["isAuthorized"] is True
-    assert throttled_get_item.attempts == []
+    assert throttled_session_check.attempts == []
 
 
 class _FailingKeys:

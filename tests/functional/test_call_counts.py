@@ -7,12 +7,13 @@ each function its own), so a key set loaded by one function is never counted for
 operation (warm)         budget  calls today
 =======================  ======  ==========================================================
 authorizer fast path     0       none: keys from PUBLIC_JWKS, claims verified locally
-authorizer sensitive     1       GetItem (the session)
-login                    <= 3    3: BatchGetItem (the username claim, which carries the
-                                 profile, and both rate-limit counters), TransactWriteItems
-                                 (both counters, under their limits, and the session), Query
-                                 (the session cap). A wrong password: 2 (the read, then the
-                                 counters); a full window: 1 (the read; no Argon2 work).
+authorizer sensitive     1       BatchGetItem (the session and its user's standing)
+login                    <= 4    4: TransactWriteItems (a slot in both rate-limit windows, each
+                                 under its limit: the limit is the write's condition, before
+                                 any password work), GetItem (the username claim, which
+                                 carries the profile), PutItem (the session), Query (the
+                                 session cap). A wrong password: 2 (the slot, the claim); no
+                                 free slot: 1 (no read, no Argon2 work).
 refresh                  <= 3    3: UpdateItem (rate limit), GetItem (user), UpdateItem
                                  (rotation)
 logout                   <= 2    1: UpdateItem (revocation)
@@ -54,7 +55,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 BUDGETS = {
     "authorizer fast path": 0,
     "authorizer sensitive path": 1,
-    "login": 3,
+    "login": 4,
     "refresh": 3,
     "logout": 2,
 }
@@ -223,13 +224,13 @@ def test_authorizer_sensitive_path_makes_one_read(containers: Containers, calls:
         lambda: _authorize(containers, login, "http-sensitive-route"),
     )
     # The claims cache skips verification only: the session is read on every sensitive call.
-    assert made == ["dynamodb:GetItem"]
+    assert made == ["dynamodb:BatchGetItem"]
     assert _measure(
         "authorizer sensitive path",
         calls,
         lambda: _authorize(containers, login, "http-sensitive-route"),
         phase="warm, token seen before",
-    ) == ["dynamodb:GetItem"]
+    ) == ["dynamodb:BatchGetItem"]
 
 
 def test_the_authorizer_caches_claims(containers: Containers) -> None:
@@ -244,8 +245,9 @@ def test_the_authorizer_caches_claims(containers: Containers) -> None:
 # --- the flows ------------------------------------------------------------------------------------
 
 LOGIN_CALLS = [
-    "dynamodb:BatchGetItem",  # the username claim (a copy of the profile) + both counters
-    "dynamodb:TransactWriteItems",  # both counters, each under its limit, + the session
+    "dynamodb:TransactWriteItems",  # a slot in both windows, each under its limit
+    "dynamodb:GetItem",  # the username claim (a copy of the profile)
+    "dynamodb:PutItem",  # the session
     "dynamodb:Query",  # the session cap (by_user)
 ]
 REFRESH_CALLS = [
@@ -271,17 +273,17 @@ def test_login_is_within_its_budget(containers: Containers, calls: Calls) -> Non
     assert len(calls.take()) <= BUDGETS["login"]
 
 
-def test_a_wrong_password_reads_once_and_counts_once(containers: Containers, calls: Calls) -> None:
+def test_a_wrong_password_takes_a_slot_and_reads_once(containers: Containers, calls: Calls) -> None:
     _login(containers)  # key sets loaded
     containers.use("issuer")
     answers: list[HttpResult] = []
     event = load_event("issuer/login-valid.json", password="not the password")
     made = _measure("login, wrong password", calls, lambda: answers.append(invoke("issuer", event)))
     assert answers[0].status == 401
-    assert made == ["dynamodb:BatchGetItem", "dynamodb:TransactWriteItems"]
+    assert made == ["dynamodb:TransactWriteItems", "dynamodb:GetItem"]
 
 
-def test_a_full_window_refuses_after_one_read(stack: Stack, calls: Calls) -> None:
+def test_a_full_window_refuses_after_one_write_attempt(stack: Stack, calls: Calls) -> None:
     # Its own container, with a per-username limit of 1 per 5 minutes.
     settings = dataclasses.replace(stack.settings, login_rate_limit=RateLimit(1, 300))
     limited = Containers(dataclasses.replace(stack, settings=settings))
@@ -291,7 +293,7 @@ def test_a_full_window_refuses_after_one_read(stack: Stack, calls: Calls) -> Non
     event = load_event("issuer/login-valid.json", password=USER_PASSWORD)
     made = _measure("login, rate limited", calls, lambda: answers.append(invoke("issuer", event)))
     assert answers[0].status == 429
-    assert made == ["dynamodb:BatchGetItem"]
+    assert made == ["dynamodb:TransactWriteItems"]  # refused by its condition: nothing read
 
 
 def test_refresh_calls(containers: Containers, calls: Calls) -> None:

@@ -32,12 +32,14 @@ from moto import mock_aws
 from devserver.template import load_template as devserver_load_template
 from tokencore.clock import ManualClock
 from tokencore.config import Settings
+from tokencore.sessioncheck import STANDING_ATTRIBUTES
 from tokencore.sessions import DynamoDBSessionStore
 from tokencore.store.table import (
     SESSION_PREFIX,
     TABLE_DEFINITION,
     TTL_ATTRIBUTE,
     USER_INDEX_NAME,
+    USER_PREFIX,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -263,7 +265,6 @@ def resources_of(statement: dict[str, Any]) -> list[Any]:
 # What each function may call (the union over KeyBackend): a new call needs a line here too.
 EXPECTED_ACTIONS = {
     "IssuerFunction": {
-        "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -289,7 +290,7 @@ EXPECTED_ACTIONS = {
     },
     "MeFunction": set(),
     # Verifiers read the published JWKS in both key backends: no KMS at all.
-    "AuthorizerFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
+    "AuthorizerFunction": {"dynamodb:BatchGetItem", "ssm:GetParameter"},
     "KeySetupFunction": {
         "secretsmanager:GetSecretValue",
         "secretsmanager:PutSecretValue",
@@ -357,12 +358,19 @@ def test_the_authorizer_can_never_read_a_secret(template: dict[str, Any]) -> Non
         for action in actions_of(statement):
             assert not action.startswith("secretsmanager:"), action
             assert action not in ("kms:Sign", "kms:Decrypt"), action
-        # Its one table action is a read, on the table only (no index, no other table), of
-        # session items only (a user item holds a password hash).
-        if "dynamodb:GetItem" in actions_of(statement):
+        # Its one table action is the session check's read, on the table only (no index, no
+        # other table), of session and profile items, and of exactly the standing attributes
+        # the code projects: never a password hash, a name, an email or a refresh-token id.
+        if "dynamodb:BatchGetItem" in actions_of(statement):
             assert resources_of(statement) == [{"Fn::GetAtt": ["SessionsTable", "Arn"]}]
-            leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-            assert leading == [f"{SESSION_PREFIX}*"]
+            condition = statement["Condition"]
+            leading = condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            assert leading == [f"{SESSION_PREFIX}*", f"{USER_PREFIX}*"]
+            readable = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+            assert readable == list(STANDING_ATTRIBUTES)
+            assert condition["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
+            for secret in ("password_hash", "username", "email", "current_jti", "previous_jti"):
+                assert secret not in readable
 
 
 def test_only_the_issuer_and_refresher_may_sign_and_only_keysetup_and_rotation_write_keys(

@@ -337,7 +337,7 @@ def test_authorizer_denies_are_events_by_reason_and_faults_are_counted_apart(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("injected")
 
-    monkeypatch.setattr(stack.runtime.sessions, "get_session", unavailable)
+    monkeypatch.setattr(stack.runtime.session_reader, "read", unavailable)
     assert _authorize(grant)["isAuthorized"] is False
     documents = emitted(capsys)
 
@@ -434,6 +434,6 @@ def test_the_alarms_fire_on_refresh_reuse_and_on_authorizer_faults_and_not_other
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("injected")
 
-    monkeypatch.setattr(stack.runtime.sessions, "get_session", unavailable)
+    monkeypatch.setattr(stack.runtime.session_reader, "read", unavailable)
     assert _authorize(other)["isAuthorized"] is False
     assert fires(fault, emitted(capsys))

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tokencore import authz
@@ -20,6 +21,7 @@ from tokencore.errors import FingerprintMismatch, KeyUnavailable, SessionRevoked
 from tokencore.keys import KeyRing, KeySet, StaticKeySource, generate_key
 from tokencore.keys.model import VerificationKey
 from tokencore.policy import Policy
+from tokencore.sessioncheck import SeparateReads
 from tokencore.sessions import InMemorySessionStore
 from tokencore.tokens import (
     VerifyOptions,
@@ -29,6 +31,7 @@ from tokencore.tokens import (
     verify_access_token_and_key,
 )
 from tokencore.tokens.codec import b64url_decode, b64url_encode
+from tokencore.users import InMemoryUserStore, User
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "api"
@@ -65,12 +68,27 @@ class World:
             session_check_sample_rate=0.0,
         )
         self.sessions = InMemorySessionStore(self.settings, self.clock)
+        self.users = InMemoryUserStore()
+        self.users.create(
+            User(
+                user_id="usr_1",
+                username="usr1",
+                normalized_username="usr1",
+                email=None,
+                password_hash=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("x"),
+                roles=("user",),
+                disabled=False,
+                password_changed_at=self.clock.now() - 1,
+                created_at=self.clock.now() - 1,
+            )
+        )
+        self.reader = SeparateReads(self.sessions, self.users)
         self.cache = ClaimsCache(max_entries=max_entries, max_age_seconds=60)
         self.authorizer = Authorizer(
             keys=self.ring,
             options=VerifyOptions.for_access(self.settings),
             policy=Policy(self.settings),
-            sessions=lambda: self.sessions,
+            sessions=lambda: self.reader,
             sensitive_routes=self.settings.sensitive_routes,
             clock=self.clock,
             claims_cache=self.cache,

@@ -17,9 +17,10 @@ the same code. The steps, cheapest first, each raising one error of ``tokencore.
 4. the route policy (``Policy.decide``: roles, ambiguous paths), also applied to the route
    template when API Gateway names one -> ``RouteForbidden`` (a valid token without the right);
 5. only when the policy asks (sensitive route, high security level, or sampled): ONE strongly
-   consistent session read; the session must be active and belong to the token's subject, and
-   on a sensitive route a device-bound session needs the same ``X-Device-Id``
-   -> a ``SessionRejected`` subclass, or ``StoreUnavailable`` (a fault).
+   consistent read of the session and its user (``tokencore.sessioncheck``); the session must
+   be in good standing (active, the token's subject's, the account enabled, no revoke-all or
+   password change since it was created), and on a sensitive route a device-bound session
+   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``.
 
 Roles are checked before the session is read, so a forbidden route never costs a read.
 """
@@ -39,7 +40,7 @@ from tokencore.errors import (
     FingerprintMismatch,
     Forbidden,
     MalformedToken,
-    SessionRejected,
+    SessionUserMismatch,
 )
 from tokencore.policy import (
     Policy,
@@ -60,7 +61,7 @@ from tokencore.tokens import (
 
 if TYPE_CHECKING:
     from tokencore.runtime import Runtime
-    from tokencore.sessions import SessionStore
+    from tokencore.sessioncheck import SessionReader
 
 FINGERPRINT_COOKIE: Final = "__Host-fgp"
 DEVICE_ID_HEADER: Final = "x-device-id"
@@ -98,12 +99,6 @@ class FingerprintUnavailable(FingerprintMismatch):
     cookies (a REST TOKEN authorizer sees one header only): fail closed."""
 
     code = "fingerprint_unavailable"
-
-
-class SessionUserMismatch(SessionRejected):
-    """The token names a session that belongs to someone else."""
-
-    code = "session_user_mismatch"
 
 
 class RouteForbidden(Forbidden):
@@ -227,9 +222,9 @@ def find_cookie(pairs: Iterable[object], name: str) -> str | None:
 class Authorizer:
     """One per container: keys, options, policy and patterns are fixed; calls are independent.
 
-    ``sessions`` is a provider, called only when a session check is due, so the fast path never
-    builds the store (nor imports boto3). ``claims_cache`` (None: none) remembers verified
-    tokens; see ``tokencore.claimscache`` for what bounds it.
+    ``sessions`` is a provider of the session check's reader, called only when a check is due,
+    so the fast path never builds a store (nor imports boto3). ``claims_cache`` (None: none)
+    remembers verified tokens; see ``tokencore.claimscache`` for what bounds it.
     """
 
     def __init__(
@@ -238,7 +233,7 @@ class Authorizer:
         keys: KeyLookup,
         options: VerifyOptions,
         policy: Policy,
-        sessions: Callable[[], SessionStore],
+        sessions: Callable[[], SessionReader],
         sensitive_routes: Sequence[RoutePattern],
         clock: Clock,
         claims_cache: ClaimsCache | None = None,
@@ -258,7 +253,7 @@ class Authorizer:
             keys=runtime.access_keys,
             options=VerifyOptions.for_access(settings),
             policy=runtime.policy,
-            sessions=lambda: runtime.sessions,
+            sessions=lambda: runtime.session_reader,
             sensitive_routes=settings.sensitive_routes,
             clock=runtime.clock,
             # Never trusted longer than the key ring trusts its keys without a refetch.
@@ -318,10 +313,9 @@ class Authorizer:
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
     ) -> None:
-        # One strongly consistent GetItem; revoked, expired and missing sessions raise here.
-        session = self._sessions().get_session(claims.session_id)
-        if session.user_id != claims.subject:
-            raise SessionUserMismatch("session belongs to another user")
+        # One strongly consistent read of the session and its user; anything but good standing
+        # raises here.
+        session = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
         if (
             reason is SessionCheckReason.SENSITIVE_ROUTE
             and session.device_id is not None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tokencore.errors import StoreUnavailable
@@ -212,19 +212,30 @@ _BATCH_GET_ROUNDS = 3
 
 
 def batch_get_items(
-    client: LazyClient, table_name: str, keys: list[dict[str, Any]], *, what: str
+    client: LazyClient,
+    table_name: str,
+    keys: list[dict[str, Any]],
+    *,
+    what: str,
+    attributes: Sequence[str] = (),
 ) -> list[dict[str, Any] | None]:
     """Strongly consistent BatchGetItem of ``keys`` (at most 100, distinct) on one table: the
     items in the order of ``keys``, None where an item does not exist. Keys are matched on
-    their partition and sort key values (BatchGetItem returns items in no particular order)."""
+    their partition and sort key values (BatchGetItem returns items in no particular order).
+    ``attributes``, when given, are the only ones read (they must include the key's)."""
     wanted = {_key_id(key): i for i, key in enumerate(keys)}
     found: list[dict[str, Any] | None] = [None] * len(keys)
     pending: list[dict[str, Any]] = keys
+    request: dict[str, Any] = {"ConsistentRead": True}
+    if attributes:
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        request["ProjectionExpression"] = ", ".join(names)
+        request["ExpressionAttributeNames"] = names
     for _ in range(_BATCH_GET_ROUNDS):
         response = call_dynamodb(
             client,
             "batch_get_item",
-            {"RequestItems": {table_name: {"Keys": pending, "ConsistentRead": True}}},
+            {"RequestItems": {table_name: {**request, "Keys": pending}}},
             what=what,
         )
         for item in response.get("Responses", {}).get(table_name, []):

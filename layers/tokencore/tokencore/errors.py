@@ -107,6 +107,12 @@ class SessionNotFound(SessionRejected):
     code = "session_not_found"
 
 
+class SessionUserMismatch(SessionRejected):
+    """The token names a session that belongs to someone else."""
+
+    code = "session_user_mismatch"
+
+
 class SessionRevoked(SessionRejected):
     code = "session_revoked"
 

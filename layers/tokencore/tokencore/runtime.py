@@ -33,9 +33,9 @@ from tokencore.policy import Policy
 
 if TYPE_CHECKING:
     from tokencore.keys.secretsmanager import SecretsManagerKeySource
-    from tokencore.logins import LoginStore
     from tokencore.ratelimit import RateLimiter
     from tokencore.service import AuthService
+    from tokencore.sessioncheck import SessionReader
     from tokencore.sessions import SessionStore
     from tokencore.users import UserService
 
@@ -172,18 +172,19 @@ class Runtime:
         return UserService(store, RevokeAllSessions(self.sessions), self.clock)
 
     @cached_property
+    def session_reader(self) -> SessionReader:
+        """The session check's read: the session and its user, in one call on DynamoDB."""
+        from tokencore.sessioncheck import session_reader_for
+
+        return session_reader_for(self.sessions, self.users.store)
+
+    @cached_property
     def rate_limiter(self) -> RateLimiter:
         from tokencore.ratelimit import DynamoDBRateLimiter
 
         return DynamoDBRateLimiter(
             self.settings.sessions_table_name, self.clock, boto3_client=self.dynamodb_client
         )
-
-    @cached_property
-    def logins(self) -> LoginStore:
-        from tokencore.logins import login_store_for
-
-        return login_store_for(self.users.store, self.rate_limiter, self.sessions)
 
     # --- services ---------------------------------------------------------------------------
 
@@ -200,7 +201,6 @@ class Runtime:
             users=self.users,
             sessions=self.sessions,
             rate_limiter=self.rate_limiter,
-            logins=self.logins,
             # Providers, not signers: a function that only verifies (logout) never reads a
             # signing key set, and its IAM policy does not allow it to.
             access_signer=lambda: self.access_signer,

@@ -2,12 +2,15 @@
 
 Ordering rules that keep these flows fail-closed:
 
-* Login: one read of the user and the rate-limit counters (a full window refuses before any
-  Argon2 work), then the password, then the signing keys (loaded once per container), then one
-  write that counts the attempt and stores the session together (a failed password writes the
-  counts alone), then the session cap, then the tokens (tokencore.logins). A token is minted
-  only after its session record is written; if minting fails the fresh session is revoked
-  (best effort), so no usable token exists without a session and no orphan lingers.
+* Login: the attempt first takes a slot in its rate-limit windows (per source address and per
+  username) in ONE conditional write whose condition is the limit, so N parallel attempts
+  against a window of L check at most L passwords, and an attempt that gets no slot is refused
+  before anything else: a right and a wrong password then get the same 429 in the same time.
+  Then the user is read by name, the password checked (one Argon2 verify, whoever asks), the
+  signing keys loaded (once per container), the session written, the session cap applied, and
+  the tokens minted. A token is minted only after its session record is written; if minting
+  fails the fresh session is revoked (best effort), so no usable token exists without a
+  session and no orphan lingers. AWS calls: 4 (a wrong password 2, no slot 1).
 * Refresh: the refresh token is verified without touching the store (signature, type, expiry),
   then the per-user rate limit, then the user is re-read (disabled users and role changes take
   effect here), then the signing keys are loaded (a key outage fails before anything changed),
@@ -29,7 +32,6 @@ from tokencore.audit import security_event
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import (
-    InvalidCredentials,
     InvalidRequest,
     KeyUnavailable,
     ServiceFault,
@@ -38,12 +40,12 @@ from tokencore.errors import (
     TokenRejected,
 )
 from tokencore.keys.model import Signer, pinned
-from tokencore.logins import LoginStore, login_store_for
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
+from tokencore.ratelimit.base import RateWindow
+from tokencore.sessioncheck import ended_by
 from tokencore.sessions.base import (
     REASON_LOGOUT,
-    REASON_REVOKE_ALL,
     RefreshReuseRevoked,
     Session,
     SessionStore,
@@ -62,12 +64,12 @@ from tokencore.tokens import (
     verify_refresh_token,
 )
 from tokencore.users import (
-    REASON_PASSWORD_CHANGED,
     User,
     UserService,
     normalize_username,
     username_rate_key,
 )
+from tokencore.users.passwords import validate_password
 
 logger = logging.getLogger(__name__)
 
@@ -116,13 +118,11 @@ class AuthService:
         access_keys: KeyLookup,
         refresh_keys: KeyLookup,
         clock: Clock = SYSTEM_CLOCK,
-        logins: LoginStore | None = None,
     ) -> None:
         self.settings = settings
         self.users = users
         self.sessions = sessions
         self.rate_limiter = rate_limiter
-        self.logins = logins or login_store_for(users.store, rate_limiter, sessions)
         self._access_signer = access_signer
         self._refresh_signer = refresh_signer
         self._access_keys = access_keys
@@ -134,25 +134,13 @@ class AuthService:
     # --- login ------------------------------------------------------------------------------
 
     def login(self, request: LoginRequest) -> TokenGrant:
-        settings = self.settings
-        windows = []
-        if request.source_ip:
-            windows.append(
-                self.rate_limiter.window(
-                    SCOPE_LOGIN_IP, request.source_ip, settings.login_ip_rate_limit
-                )
-            )
-        windows.append(
-            self.rate_limiter.window(
-                SCOPE_LOGIN_USER, _rate_key_for(request.username), settings.login_rate_limit
-            )
-        )
-        user = self.logins.look_up(_normalized_or_none(request.username), windows)
-        try:
-            user = self.users.check_password(user, request.password)
-        except InvalidCredentials:
-            self.logins.record_failure(windows)
-            raise
+        # A malformed password is refused before it costs a slot: its answer does not depend
+        # on the account, so it tells nothing.
+        validate_password(request.password)
+        self.rate_limiter.admit(self._login_windows(request))
+        normalized = _normalized_or_none(request.username)
+        found = self.users.store.find_normalized(normalized) if normalized is not None else None
+        user = self.users.check_password(found, request.password)
         signers = self._signers()  # before the session is written: a key outage leaves none
         session = self.sessions.new_session(
             user.user_id,
@@ -160,7 +148,7 @@ class AuthService:
             source_ip=request.source_ip,
             user_agent=request.user_agent,
         )
-        self.logins.record_success(windows, session)
+        self.sessions.insert_new(session)
         self.sessions.enforce_cap(session)
         try:
             return self._grant(
@@ -176,6 +164,23 @@ class AuthService:
         except ServiceFault:
             self._discard(session)
             raise
+
+    def _login_windows(self, request: LoginRequest) -> list[RateWindow]:
+        """The attempt's windows: its source address first, then its username."""
+        settings = self.settings
+        windows = []
+        if request.source_ip:
+            windows.append(
+                self.rate_limiter.window(
+                    SCOPE_LOGIN_IP, request.source_ip, settings.login_ip_rate_limit
+                )
+            )
+        windows.append(
+            self.rate_limiter.window(
+                SCOPE_LOGIN_USER, _rate_key_for(request.username), settings.login_rate_limit
+            )
+        )
+        return windows
 
     def _discard(self, session: Session) -> None:
         """Revoke a session whose tokens could not be minted, so nothing half-issued lingers."""
@@ -223,12 +228,12 @@ class AuthService:
             # A refresh token whose subject is not the session's owner was minted by nobody
             # honest; treat it as forged.
             raise TokenRejected("refresh token does not belong to the session's user")
-        ended_by = _ended_by(user, session)
-        if ended_by is not None:
+        ended_by_reason = ended_by(user, session)
+        if ended_by_reason is not None:
             # revoke_all reads an eventually consistent index and may have missed a session
             # created moments before a password change or a "revoke all"; this closes the gap.
-            if self.sessions.revoke(session.session_id, ended_by):
-                _revoked(ended_by, session_id=session.session_id, user_id=user.user_id)
+            if self.sessions.revoke(session.session_id, ended_by_reason):
+                _revoked(ended_by_reason, session_id=session.session_id, user_id=user.user_id)
             raise SessionRevoked("session predates a revocation of all the user's sessions")
         rotated_at = session.previous_rotated_at if session.previous_rotated_at else now
         return self._grant(
@@ -390,15 +395,6 @@ def _resolve(signer: Signer | Callable[[], Signer]) -> Signer:
     if hasattr(signer, "sign"):
         return signer  # type: ignore[return-value]  # a Signer (a Protocol: no isinstance)
     return signer()
-
-
-def _ended_by(user: User, session: Session) -> str | None:
-    """The reason a user-wide revocation ended this session, or None if none did."""
-    if user.password_changed_at > session.created_at:
-        return REASON_PASSWORD_CHANGED
-    if user.sessions_revoked_at > session.created_at:
-        return REASON_REVOKE_ALL
-    return None
 
 
 def _revoked(reason: str, *, session_id: str, user_id: str) -> None:

@@ -61,16 +61,15 @@ class RateLimiter(ABC):
     """Two ways to use a limit.
 
     * ``hit(scope, key, limit)``: count one event, raise RateLimited when over the limit (one
-      write: refresh).
-    * Check, then count (login, whose password check is expensive and whose outcome decides
-      what to write): ``full_window(windows)`` reads the counters and names a window already at
-      its limit, so a refused attempt costs no Argon2 work; ``admit(windows)`` then counts the
-      attempt in every window only if each is still under its limit (all or nothing, so two
-      racing attempts cannot both take the last slot); ``count(windows)`` counts a failed
-      attempt unconditionally.
+      write; refused hits still count: refresh).
+    * ``admit(windows)``: take one slot in every window, all or nothing, only while each is
+      under its limit, else raise the first full window's RateLimited and count nothing (one
+      conditional write: login). Taken BEFORE the expensive work it guards (the password
+      check), so any number of parallel attempts against a window of ``L`` get at most ``L``
+      slots, and a refused attempt costs the same whatever it carries.
 
     Backends implement the I/O; every write must be atomic under concurrency (exactly
-    ``limit.count`` of any number of simultaneous hits in one window pass).
+    ``limit.count`` of any number of simultaneous hits or admissions in one window pass).
     """
 
     def __init__(self, clock: Clock, *, key_secret: bytes | None = None) -> None:
@@ -103,24 +102,13 @@ class RateLimiter(ABC):
             retry_after_seconds=max(1, math.ceil(end - now)),
         )
 
-    def full_window(self, windows: Sequence[RateWindow]) -> RateWindow | None:
-        """The first of ``windows`` whose counter has reached its limit, or None (reads only)."""
-        if not windows:
-            return None
-        return first_full(windows, self._counts(windows))
-
     def admit(self, windows: Sequence[RateWindow]) -> None:
-        """Count one attempt in every window, all or nothing, only while each is under its
-        limit. Raises the first full window's RateLimited (and counts nothing) otherwise."""
+        """Take one slot in every window, all or nothing, only while each is under its limit.
+        Raises the first full window's RateLimited (and counts nothing) otherwise."""
         if windows:
             refused = self._increment_below(windows)
             if refused is not None:
                 raise refused.refusal()
-
-    def count(self, windows: Sequence[RateWindow]) -> None:
-        """Count one attempt in every window, whatever the counts (a failed login)."""
-        if windows:
-            self._increment_all(windows)
 
     def key_digest(self, key: str) -> str:
         """The hex digest that stands for ``key`` in the store."""
@@ -139,21 +127,13 @@ class RateLimiter(ABC):
         if needed; return the count after the increment."""
 
     @abstractmethod
-    def _counts(self, windows: Sequence[RateWindow]) -> list[int]:
-        """Each window's count (0 for a counter not yet written), in order."""
-
-    @abstractmethod
     def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
         """Atomically: if every window is under its limit add one to each and return None;
         otherwise change nothing and return the first full window."""
 
-    @abstractmethod
-    def _increment_all(self, windows: Sequence[RateWindow]) -> None:
-        """Add one to every window's counter (atomically per counter)."""
-
 
 def first_full(windows: Sequence[RateWindow], counts: Sequence[int]) -> RateWindow | None:
-    """The first window whose count has reached its limit."""
+    """The first window whose count has reached its limit (``counts`` in the same order)."""
     for window, count in zip(windows, counts, strict=True):
         if count >= window.limit.count:
             return window

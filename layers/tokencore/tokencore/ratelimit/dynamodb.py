@@ -7,20 +7,24 @@ is always the current window's and TTL only collects garbage.
 * ``hit``: one UpdateItem. ``ADD`` creates the item at 1 or increments it atomically on the
   server, and ``UPDATED_NEW`` returns the new count in the same round trip, so concurrent
   Lambdas never lose an increment and never read-then-write.
-* ``full_window``: one consistent BatchGetItem of the windows' counters.
-* ``admit``: one TransactWriteItems, each counter incremented on the condition
-  ``count_is_below_limit``, all or none. ``count``: the same without the condition.
+* ``admit``: the limit is the write's own condition (``count_is_below_limit``), so checking
+  and counting are one atomic step. One window: one conditional UpdateItem. Several: one
+  TransactWriteItems of conditional increments, all or none, so a full window refuses the
+  attempt without spending a slot of the others (an attacker whose address is full cannot
+  burn a victim's per-username slots).
 
-The request pieces (keys, the transaction's Update actions, reading a count) are public so the
-login store can put them in the same round trips as the user and the session.
+A transaction that touches a counter another transaction holds at that instant (many logins
+behind one NAT address) is cancelled with ``TransactionConflict``, which botocore does not
+retry; nothing was counted, so it is retried here a bounded number of times, then answered as
+StoreConflict (503 with Retry-After).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-from tokencore.awsclient import ConditionFailed, LazyClient, batch_get_items, call_dynamodb
+from tokencore.awsclient import ConditionFailed, LazyClient, call_dynamodb
 from tokencore.clock import Clock
 from tokencore.errors import StoreConflict, StoreUnavailable
 from tokencore.ratelimit.base import RateLimiter, RateWindow
@@ -32,11 +36,16 @@ from tokencore.store.table import (
     TTL_ATTRIBUTE,
 )
 
-COUNT_ATTRIBUTE = "count"
-# hit/count: no condition, every hit counts (a refused hit must not reopen the window).
-increment_and_touch = "ADD #count :one SET #expires_at = :expires_at"
-# admit: the attempt takes a slot only while one is free.
-count_is_below_limit = "attribute_not_exists(#count) OR #count < :limit"
+COUNT_ATTRIBUTE: Final = "count"
+# One window's counter: absent -> 1 -> ... -> limit (full) -> beyond (``hit`` only).
+# hit: no condition, every hit counts (a refused hit must not reopen the window).
+increment_and_touch: Final = "ADD #count :one SET #expires_at = :expires_at"
+# admit: the attempt takes a slot only while one is free; a full window is never written.
+count_is_below_limit: Final = "attribute_not_exists(#count) OR #count < :limit"
+
+# Attempts at an admission transaction cancelled only by TransactionConflict (contention).
+_TRANSACTION_ATTEMPTS: Final = 3
+_WHAT: Final = "rate limiter"
 
 
 class DynamoDBRateLimiter(RateLimiter):
@@ -58,7 +67,7 @@ class DynamoDBRateLimiter(RateLimiter):
     def table_name(self) -> str:
         return self._table
 
-    # --- request pieces (shared with the login store) -------------------------------------
+    # --- requests ----------------------------------------------------------------------------
 
     @staticmethod
     def window_key(window: RateWindow) -> dict[str, Any]:
@@ -68,8 +77,8 @@ class DynamoDBRateLimiter(RateLimiter):
         }
 
     def increment_action(self, window: RateWindow, *, below_limit: bool) -> dict[str, Any]:
-        """One TransactWriteItems ``Update`` adding one to the window's counter; with
-        ``below_limit`` only while the counter is under the window's limit."""
+        """UpdateItem's parameters (a TransactWriteItems ``Update``) adding one to the window's
+        counter; with ``below_limit`` only while the counter is under the window's limit."""
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self.window_key(window),
@@ -85,16 +94,6 @@ class DynamoDBRateLimiter(RateLimiter):
             update["ExpressionAttributeValues"][":limit"] = {"N": str(window.limit.count)}
         return {"Update": update}
 
-    @staticmethod
-    def count_in(item: dict[str, Any] | None) -> int:
-        """The count a counter item holds (0 when the window has no item yet)."""
-        if item is None:
-            return 0
-        try:
-            return int(item[COUNT_ATTRIBUTE]["N"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreUnavailable("rate limiter: counter item is malformed") from exc
-
     # --- I/O -------------------------------------------------------------------------------
 
     def _increment(self, window: RateWindow) -> int:
@@ -105,44 +104,49 @@ class DynamoDBRateLimiter(RateLimiter):
                 **self.increment_action(window, below_limit=False)["Update"],
                 "ReturnValues": "UPDATED_NEW",
             },
-            what="rate limiter",
+            what=_WHAT,
         )
         try:
             return int(response["Attributes"][COUNT_ATTRIBUTE]["N"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreUnavailable("rate limiter: counter missing from the response") from exc
 
-    def _counts(self, windows: Sequence[RateWindow]) -> list[int]:
-        keys = [self.window_key(w) for w in windows]
-        found = batch_get_items(self._client, self._table, keys, what="rate limiter")
-        return [self.count_in(item) for item in found]
-
     def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
         actions = [self.increment_action(w, below_limit=True) for w in windows]
+        if len(actions) == 1:
+            try:
+                call_dynamodb(self._client, "update_item", actions[0]["Update"], what=_WHAT)
+            except ConditionFailed:
+                return windows[0]
+            return None
         try:
             self._transact(actions)
         except ConditionFailed as refused:
             window = refused_window(windows, refused.reasons)
             if window is None:
-                raise StoreConflict("rate limiter: counters raced another write") from refused
+                raise StoreConflict("rate limiter: counters raced other writes") from refused
             return window
         return None
 
-    def _increment_all(self, windows: Sequence[RateWindow]) -> None:
-        try:
-            self._transact([self.increment_action(w, below_limit=False) for w in windows])
-        except ConditionFailed as refused:  # no conditions: only a TransactionConflict
-            raise StoreConflict("rate limiter: counters raced another write") from refused
-
     def _transact(self, actions: list[dict[str, Any]]) -> None:
-        call_dynamodb(
-            self._client, "transact_write_items", {"TransactItems": actions}, what="rate limiter"
-        )
+        attempt = 0
+        while True:
+            try:
+                call_dynamodb(
+                    self._client, "transact_write_items", {"TransactItems": actions}, what=_WHAT
+                )
+            except ConditionFailed as refused:
+                attempt += 1
+                contention_only = "ConditionalCheckFailed" not in refused.reasons
+                if not contention_only or attempt == _TRANSACTION_ATTEMPTS:
+                    raise
+            else:
+                return
 
 
 def refused_window(windows: Sequence[RateWindow], reasons: Sequence[str]) -> RateWindow | None:
-    """The first window whose conditional increment failed its condition (the transaction's
-    cancellation reasons are in the order of its actions, the windows first)."""
+    """The first window whose conditional increment failed its condition (a transaction's
+    cancellation reasons are in the order of its actions)."""
     for window, reason in zip(windows, reasons, strict=False):
         if reason == "ConditionalCheckFailed":
             return window

@@ -24,10 +24,6 @@ class InMemoryRateLimiter(RateLimiter):
         with self._lock:
             return self._add_one(window)
 
-    def _counts(self, windows: Sequence[RateWindow]) -> list[int]:
-        with self._lock:
-            return [self._counters.get(_key(w), [0])[0] for w in windows]
-
     def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
         with self._lock:
             refused = first_full(windows, [self._counters.get(_key(w), [0])[0] for w in windows])
@@ -35,11 +31,6 @@ class InMemoryRateLimiter(RateLimiter):
                 for window in windows:
                     self._add_one(window)
             return refused
-
-    def _increment_all(self, windows: Sequence[RateWindow]) -> None:
-        with self._lock:
-            for window in windows:
-                self._add_one(window)
 
     def _add_one(self, window: RateWindow) -> int:
         """Under the lock."""

@@ -75,6 +75,35 @@ def _deadline(now: float, seconds: int) -> int:
     return math.floor(now) + seconds
 
 
+def _require_active(
+    status: str, revoked_reason: str | None, refresh_expires_at: int, now: float
+) -> None:
+    if status != STATUS_ACTIVE:
+        raise SessionRevoked(f"session revoked ({revoked_reason})")
+    if now >= refresh_expires_at:
+        raise SessionExpired()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStanding:
+    """What a session check reads of a session (tokencore.sessioncheck): whether it is live,
+    whose it is, and its device; never its refresh-token ids."""
+
+    session_id: str
+    user_id: str
+    status: SessionStatus
+    created_at: float
+    idle_expires_at: int
+    absolute_expires_at: int
+    device_id: str | None = None
+    revoked_reason: str | None = None
+
+    def require_active(self, now: float) -> None:
+        """Raise the rejection that says why this session is unusable, if it is."""
+        deadline = min(self.idle_expires_at, self.absolute_expires_at)
+        _require_active(self.status, self.revoked_reason, deadline, now)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """One login. jtis are kept out of ``repr`` so a logged Session never carries them.
@@ -119,10 +148,20 @@ class Session:
 
     def require_active(self, now: float) -> None:
         """Raise the rejection that says why this session is unusable, if it is."""
-        if self.status != STATUS_ACTIVE:
-            raise SessionRevoked(f"session revoked ({self.revoked_reason})")
-        if self.is_expired(now):
-            raise SessionExpired()
+        _require_active(self.status, self.revoked_reason, self.refresh_expires_at, now)
+
+    @property
+    def standing(self) -> SessionStanding:
+        return SessionStanding(
+            session_id=self.session_id,
+            user_id=self.user_id,
+            status=self.status,
+            created_at=self.created_at,
+            idle_expires_at=self.idle_expires_at,
+            absolute_expires_at=self.absolute_expires_at,
+            device_id=self.device_id,
+            revoked_reason=self.revoked_reason,
+        )
 
     def holds_current(self, jti: str, generation: int) -> bool:
         return secrets.compare_digest(self.current_jti, jti) and self.generation == generation
@@ -263,6 +302,11 @@ def _valid_id(value: str) -> bool:
     return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
 
 
+def is_valid_session_id(value: object) -> bool:
+    """Whether ``value`` could be an id this store wrote (1-128 URL-safe characters)."""
+    return isinstance(value, str) and _valid_id(value)
+
+
 def _require_id(name: str, value: str) -> None:
     if not _valid_id(value):
         raise ValueError(f"{name} must be 1-128 URL-safe characters")
@@ -323,7 +367,7 @@ class SessionStore(ABC):
         """Start a session at login; its first refresh token is ``current_jti``/``generation``.
 
         ``new_session``, ``insert_new`` and ``enforce_cap`` in one call. (The login flow calls
-        them apart, to write the session in the same transaction as its rate-limit counters.)
+        them apart: the signing keys are loaded between the first two.)
         """
         session = self.new_session(
             user_id,
@@ -375,12 +419,20 @@ class SessionStore(ABC):
             raise StoreConflict("session id collision")
 
     def enforce_cap(self, created: Session) -> None:
-        """Revoke, as "evicted", the oldest active sessions beyond ``max_sessions_per_user``.
+        """Revoke, as "evicted", the user's active sessions beyond the newest
+        ``max_sessions_per_user``.
+
+        Each login keeps the newest ``max`` sessions it can see (its own included, in
+        ``index_sort_key`` order) and evicts the rest. A session is therefore evicted only when
+        ``max`` newer ones exist, so logins racing each other never evict one of the newest
+        ``max``: the last of them to look sees every session and leaves exactly the newest
+        ``max``. (Excluding one's own session from the count, as a login naturally would, lets
+        two racing logins evict each other's sessions and end below the cap.) The ``by_user``
+        index is eventually consistent on DynamoDB, so a session created a moment ago may be
+        missed and the cap exceeded until the next login.
 
         The cap is housekeeping, not a security boundary: if enforcing it fails, the login
-        still succeeds (failing it would strand a session nobody holds) and the next login
-        converges. The ``by_user`` index is eventually consistent, so logins racing each other
-        can exceed the cap briefly.
+        still succeeds (failing it would strand a session nobody holds).
         """
         try:
             self._enforce_cap(created, created.created_at)
@@ -388,13 +440,13 @@ class SessionStore(ABC):
             logger.warning("session cap not enforced this time", extra={"code": exc.code})
 
     def _enforce_cap(self, created: Session, now: float) -> None:
-        others = [
-            s
-            for s in self._iter_user_sessions(created.user_id)
-            if s.session_id != created.session_id and s.is_active(now)
-        ]
-        excess = len(others) + 1 - self.settings.max_sessions_per_user
-        for oldest in others[: max(0, excess)]:
+        visible = {
+            s.session_id: s for s in self._iter_user_sessions(created.user_id) if s.is_active(now)
+        }
+        visible.setdefault(created.session_id, created)  # the index may not show it yet
+        newest_last = sorted(visible.values(), key=index_sort_key)
+        excess = len(newest_last) - self.settings.max_sessions_per_user
+        for oldest in newest_last[: max(0, excess)]:
             outcome = self._write_revocation(Revocation(oldest.session_id, REASON_EVICTED, now))
             if outcome.applied:
                 security_event(

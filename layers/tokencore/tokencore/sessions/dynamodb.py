@@ -30,6 +30,7 @@ from tokencore.sessions.base import (
     Revocation,
     Rotation,
     Session,
+    SessionStanding,
     SessionStatus,
     SessionStore,
     WriteOutcome,
@@ -150,6 +151,16 @@ class DynamoDBSessionStore(SessionStore):
 
     def _key(self, session_id: str) -> dict[str, Any]:
         return {PARTITION_KEY: _s(SESSION_PREFIX + session_id), SORT_KEY: _s(SESSION_SORT)}
+
+    def item_key(self, session_id: str) -> dict[str, Any]:
+        """The key of a session's item (for reads batched with other stores' items)."""
+        return self._key(session_id)
+
+    @staticmethod
+    def standing_from_item(item: Mapping[str, Any]) -> SessionStanding:
+        """Parse the STANDING_ATTRIBUTES of a session item read elsewhere (StoreUnavailable
+        when malformed)."""
+        return _standing_from_item(item)
 
     def _refused_state(self, session_id: str, item: dict[str, Any] | None) -> Session | None:
         return _from_item(item) if item else self._read(session_id)
@@ -353,6 +364,40 @@ def _from_item(item: Mapping[str, Any]) -> Session:
             else None,
             revoked_reason=_opt_s(item, "revoked_reason"),
             revoked_at=_float(item["revoked_at"]) if "revoked_at" in item else None,
+        )
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise StoreUnavailable("malformed session item") from exc
+
+
+# What a session check reads of a session item (ProjectionExpression): no refresh-token ids.
+STANDING_ATTRIBUTES: Final = (
+    PARTITION_KEY,
+    SORT_KEY,
+    "session_id",
+    "user_id",
+    "status",
+    "created_at",
+    "idle_expires_at",
+    "absolute_expires_at",
+    "device_id",
+    "revoked_reason",
+)
+
+
+def _standing_from_item(item: Mapping[str, Any]) -> SessionStanding:
+    try:
+        status = item["status"]["S"]
+        if status not in (STATUS_ACTIVE, STATUS_REVOKED):
+            raise ValueError("status")
+        return SessionStanding(
+            session_id=item["session_id"]["S"],
+            user_id=item["user_id"]["S"],
+            status=cast(SessionStatus, status),
+            created_at=_float(item["created_at"]),
+            idle_expires_at=_int(item["idle_expires_at"]),
+            absolute_expires_at=_int(item["absolute_expires_at"]),
+            device_id=_opt_s(item, "device_id"),
+            revoked_reason=_opt_s(item, "revoked_reason"),
         )
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise StoreUnavailable("malformed session item") from exc

@@ -49,6 +49,28 @@ class User:
     # them even if the eventually consistent index hid one from the bulk revocation.
     sessions_revoked_at: float = 0.0
 
+    @property
+    def standing(self) -> UserStanding:
+        return UserStanding(
+            user_id=self.user_id,
+            roles=self.roles,
+            disabled=self.disabled,
+            password_changed_at=self.password_changed_at,
+            sessions_revoked_at=self.sessions_revoked_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserStanding:
+    """What a session check reads of a user (tokencore.sessioncheck): never the password hash,
+    the name or the email."""
+
+    user_id: str
+    roles: tuple[str, ...]
+    disabled: bool
+    password_changed_at: float
+    sessions_revoked_at: float = 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class UserChanges:

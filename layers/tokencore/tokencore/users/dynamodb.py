@@ -33,7 +33,7 @@ from tokencore.store.table import (
     USERNAME_PREFIX,
     USERNAME_SORT,
 )
-from tokencore.users.base import User, UserChanges, UserStore
+from tokencore.users.base import User, UserChanges, UserStanding, UserStore
 
 # Named conditions (the state each write expects), joined where a write needs several.
 # create:  (nothing) --claim + profile--> claim exists, profile exists
@@ -46,6 +46,17 @@ claim_names_user = "#user_id = :user_id"
 hash_is_unchanged = "#password_hash = :expected_hash"
 # (an old user_id-only claim holds no hash to compare)
 claim_hash_is_unchanged = f"(attribute_not_exists(#password_hash) OR {hash_is_unchanged})"
+# What a session check reads of a profile (ProjectionExpression): never the password hash, the
+# name or the email.
+STANDING_ATTRIBUTES = (
+    PARTITION_KEY,
+    SORT_KEY,
+    "user_id",
+    "roles",
+    "disabled",
+    "password_changed_at",
+    "sessions_revoked_at",
+)
 # The attribute only a full claim (a profile copy) has.
 _COPY_MARKER = "username_normalized"
 
@@ -111,6 +122,32 @@ class DynamoDBUserStore(UserStore):
     def _load_by_username(self, normalized_username: str) -> User | None:
         claim = self._call("get_item", **self._get_args(claim_key(normalized_username)))
         return self.user_from_claim(claim.get("Item"))
+
+    @staticmethod
+    def profile_key(user_id: str) -> dict[str, Any]:
+        """The key of a user's profile item (for reads batched with other stores' items)."""
+        return _profile_key(user_id)
+
+    @staticmethod
+    def standing_from_profile(item: dict[str, Any]) -> UserStanding:
+        """Parse the STANDING_ATTRIBUTES of a profile item read elsewhere (StoreUnavailable
+        when malformed)."""
+        try:
+            roles = tuple(str(role["S"]) for role in item["roles"]["L"])
+            disabled = item["disabled"]["BOOL"]
+            password_changed_at = float(item["password_changed_at"]["N"])
+            sessions_revoked_at = float(item.get("sessions_revoked_at", {"N": "0"})["N"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreUnavailable("user item is malformed") from exc
+        if not isinstance(disabled, bool):
+            raise StoreUnavailable("user item is malformed (disabled)")
+        return UserStanding(
+            user_id=_string(item, "user_id"),
+            roles=roles,
+            disabled=disabled,
+            password_changed_at=password_changed_at,
+            sessions_revoked_at=sessions_revoked_at,
+        )
 
     def user_from_claim(self, claim: dict[str, Any] | None) -> User | None:
         """The user a claim item names (None for no claim). A full claim is parsed as is; an
