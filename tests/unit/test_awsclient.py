@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionEr
 from tokencore.awsclient import (
     ConditionFailed,
     LazyClient,
+    batch_get_items,
     call_dynamodb,
     default_boto_config,
     error_code,
@@ -181,3 +182,83 @@ def test_a_client_that_cannot_be_built_is_store_unavailable(
     with pytest.raises(StoreUnavailable, match="NoRegionError") as caught:
         call_dynamodb(LazyClient("dynamodb"), "get_item", {}, what="test store")
     assert isinstance(caught.value.__cause__, NoRegionError)
+
+
+# --- batch_get_items ----------------------------------------------------------------------------
+
+
+class ScriptedDynamoDB:
+    """A stand-in DynamoDB client whose BatchGetItem answers from a script (the last answer
+    repeats)."""
+
+    def __init__(self, *responses: dict[str, Any]) -> None:
+        self.responses = responses
+        self.requests: list[dict[str, Any]] = []
+
+    def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.requests.append(kwargs)
+        return self.responses[min(len(self.requests), len(self.responses)) - 1]
+
+
+def _key(name: str) -> dict[str, Any]:
+    return {"pk": {"S": f"K#{name}"}, "sk": {"S": "S"}}
+
+
+def _item(name: str) -> dict[str, Any]:
+    return {**_key(name), "value": {"S": name}}
+
+
+def _responses(*names: str, unprocessed: tuple[str, ...] = ()) -> dict[str, Any]:
+    response: dict[str, Any] = {"Responses": {"t": [_item(n) for n in names]}}
+    if unprocessed:
+        response["UnprocessedKeys"] = {"t": {"Keys": [_key(n) for n in unprocessed]}}
+    return response
+
+
+def test_batch_get_items_orders_results_and_finishes_unprocessed_keys() -> None:
+    fake = ScriptedDynamoDB(
+        _responses("c", unprocessed=("a",)),  # out of order, one key left over
+        _responses("a"),
+    )
+
+    found = batch_get_items(
+        LazyClient("dynamodb", fake), "t", [_key("a"), _key("b"), _key("c")], what="test"
+    )
+
+    assert found == [_item("a"), None, _item("c")]
+    assert [r["RequestItems"]["t"]["Keys"] for r in fake.requests] == [
+        [_key("a"), _key("b"), _key("c")],
+        [_key("a")],
+    ]
+    assert all(r["RequestItems"]["t"]["ConsistentRead"] is True for r in fake.requests)
+
+
+def test_batch_get_items_gives_up_after_three_rounds() -> None:
+    fake = ScriptedDynamoDB(_responses(unprocessed=("a",)))
+
+    with pytest.raises(StoreUnavailable) as caught:
+        batch_get_items(LazyClient("dynamodb", fake), "t", [_key("a")], what="test")
+
+    assert len(fake.requests) == 3
+    assert "K#a" not in str(caught.value)
+
+
+def test_batch_get_items_refuses_an_item_it_did_not_ask_for() -> None:
+    fake = ScriptedDynamoDB(_responses("a", "intruder"))
+
+    with pytest.raises(StoreUnavailable) as caught:
+        batch_get_items(LazyClient("dynamodb", fake), "t", [_key("a")], what="test")
+
+    assert "intruder" not in str(caught.value)
+
+
+def test_batch_get_items_projects_the_attributes_asked_for() -> None:
+    fake = ScriptedDynamoDB(_responses("a"))
+
+    batch_get_items(
+        LazyClient("dynamodb", fake), "t", [_key("a")], what="test", attributes=("pk", "status")
+    )
+
+    request = fake.requests[0]["RequestItems"]["t"]
+    assert request["ProjectionExpression"] == "#a0, #a1"
+    assert request["ExpressionAttributeNames"] == {"#a0": "pk", "#a1": "status"}
