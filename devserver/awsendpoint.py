@@ -1,15 +1,31 @@
-"""The embedded AWS endpoint: moto's server, with DynamoDB's write semantics under concurrency.
+"""The embedded AWS endpoint: moto's server, with AWS's atomicity under concurrency.
 
-moto evaluates a ConditionExpression and then writes, without a lock: two requests racing for
-one item can both pass their condition (measured: about 1% double winners under contention),
-and a TransactWriteItems is not isolated from a concurrent write. DynamoDB serializes writes
-per item and applies a transaction all or nothing. ``SerializedDynamoDB`` restores that by
-running one DynamoDB request at a time (every other service stays concurrent): stricter than
-per-item locking, which only costs throughput, and it makes every conditional write, every
-transaction and every read-your-write on this endpoint atomic, as on DynamoDB.
+moto's backends keep plain dicts and lists and take no lock, so concurrent requests interleave
+inside one operation:
 
-Used by the local stack (``make dev``, ``make load``) and by the contract suite's race tests,
-so that what the tests prove is what the local stack does.
+* DynamoDB: a ConditionExpression is evaluated and then the item written: two requests racing
+  for one item can both pass their condition (measured: about 1% double winners under
+  contention), and a TransactWriteItems is not isolated from a concurrent write.
+* Secrets Manager: UpdateSecretVersionStage checks that the label is on RemoveFromVersionId,
+  then removes it, then adds it to MoveToVersionId, in three steps: two racing compare-and-swaps
+  of AWSCURRENT can both pass the check (the second then fails with a 500, or a reader in
+  between finds no AWSCURRENT at all); PutSecretValue moves a label the same way; and readers
+  iterate the version dict while a writer adds to it ("dictionary changed size during
+  iteration").
+* SSM: PutParameter numbers a new version as the last one plus one, so two racing puts can get
+  the same version: the version a put returns is what keys.ssm checks for a lost update.
+* KMS: UpdateAlias pops the alias from one key before adding it to the other, so a Sign through
+  the alias in between finds no key.
+
+AWS makes each of these one atomic step (DynamoDB per item and per transaction, the others per
+request). ``SerializedServices`` restores that by running each of these services' requests one
+at a time, one lock per service (every other service, and the four among themselves, stay
+concurrent): stricter than AWS, which only costs throughput, and it makes every conditional
+write, transaction, label move and version number on this endpoint atomic, as on AWS. Reads are
+serialized too, because moto's readers are not safe against a concurrent writer.
+
+Used by the contract suite's race tests, so that what the tests prove is what this endpoint
+does.
 """
 
 from __future__ import annotations
@@ -18,29 +34,43 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-DYNAMODB_TARGET_PREFIX: Final = "DynamoDB_"
+# X-Amz-Target prefixes (all four speak AWS's JSON protocol) -> the lock of that service.
+SERIALIZED_TARGET_PREFIXES: Final = {
+    "DynamoDB_": "dynamodb",
+    "secretsmanager.": "secretsmanager",
+    "AmazonSSM.": "ssm",
+    "TrentService.": "kms",
+}
 # Connections the listening socket queues before accepting (a burst of clients at once).
 LISTEN_BACKLOG: Final = 1024
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class SerializedDynamoDB:
-    """WSGI middleware: DynamoDB requests one at a time, the rest untouched.
+class SerializedServices:
+    """WSGI middleware: the requests of each service in SERIALIZED_TARGET_PREFIXES one at a
+    time, the rest untouched.
 
     The lock is held until the response body has been produced, so the write and the answer
-    that reports it are one step, as for DynamoDB's own request handling.
+    that reports it are one step, as in AWS's own request handling.
     """
 
     def __init__(self, app: WsgiApp) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._locks = {service: threading.Lock() for service in SERIALIZED_TARGET_PREFIXES.values()}
+
+    def lock_for(self, target: str) -> threading.Lock | None:
+        """The lock of the service an X-Amz-Target names (None: not serialized)."""
+        for prefix, service in SERIALIZED_TARGET_PREFIXES.items():
+            if target.startswith(prefix):
+                return self._locks[service]
+        return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if not target.startswith(DYNAMODB_TARGET_PREFIX):
+        lock = self.lock_for(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if lock is None:
             return list(self._app(environ, start_response))
-        with self._lock:
+        with lock:
             return list(self._app(environ, start_response))
 
 
@@ -53,7 +83,7 @@ def moto_app() -> WsgiApp:
 
 
 class EmbeddedAws:
-    """moto's server with serialized DynamoDB, on ``host:port`` (0: a free port), in a thread."""
+    """moto's server with serialized services, on ``host:port`` (0: a free port), in a thread."""
 
     def __init__(self, host: str, port: int, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None):
         from moto.moto_server.werkzeug_app import MotoRequestHandler
@@ -66,7 +96,7 @@ class EmbeddedAws:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one line per AWS call would bury the API's own log
 
-        app: WsgiApp = SerializedDynamoDB(moto_app())
+        app: WsgiApp = SerializedServices(moto_app())
         if wrap is not None:
             app = wrap(app)
         # Binds now: a port in use fails here, before anything else starts.
