@@ -32,3 +32,40 @@ def run_at_once[T](count: int, action: Callable[[], T]) -> list[T]:
     finally:
         sys.setswitchinterval(interval)
     return results
+
+
+class InOrder:
+    """Lets threads through a step one at a time, in a fixed order of keys: the worst
+    interleaving a race test wants, made certain. ``with in_order.turn(key):`` waits until every
+    key listed before ``key`` has finished its turn."""
+
+    def __init__(self, order: list[object], *, timeout: float = 30.0) -> None:
+        self._order = list(order)
+        self._next = 0
+        self._condition = threading.Condition()
+        self._timeout = timeout
+
+    def turn(self, key: object) -> _Turn:
+        return _Turn(self, self._order.index(key))
+
+    def _wait_for(self, index: int) -> None:
+        with self._condition:
+            if not self._condition.wait_for(lambda: self._next == index, self._timeout):
+                raise TimeoutError("a thread never took its turn")
+
+    def _finish(self, index: int) -> None:
+        with self._condition:
+            self._next = index + 1
+            self._condition.notify_all()
+
+
+class _Turn:
+    def __init__(self, in_order: InOrder, index: int) -> None:
+        self._in_order = in_order
+        self._index = index
+
+    def __enter__(self) -> None:
+        self._in_order._wait_for(self._index)
+
+    def __exit__(self, *_: object) -> None:
+        self._in_order._finish(self._index)

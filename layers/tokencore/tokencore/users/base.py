@@ -259,11 +259,12 @@ class UserStore(ABC):
         )
 
     def mark_sessions_revoked(self, user_id: str, at: float) -> User:
-        """Record that every session created before ``at`` is revoked (never moves back)."""
-        current = self.get(user_id)
-        if at <= current.sessions_revoked_at:
-            return current
-        return self._checked_update(user_id, UserChanges(sessions_revoked_at=at))
+        """Record that every session created before ``at`` is revoked. The marker never moves
+        back: the backend raises it only while it is below ``at``, in one conditional write, so
+        of two racing "revoke all" calls the later instant stays whatever order they land in."""
+        if not is_valid_user_id(user_id):
+            raise UserNotFound("user not found")
+        return self._raise_sessions_revoked_at(user_id, float(at))
 
     def replace_password_hash(self, user_id: str, expected_hash: str, new_hash: str) -> bool:
         """Swap in a rehash of the SAME password, only if the stored hash is still
@@ -297,3 +298,8 @@ class UserStore(ABC):
 
     @abstractmethod
     def _swap_password_hash(self, user_id: str, expected_hash: str, new_hash: str) -> bool: ...
+
+    @abstractmethod
+    def _raise_sessions_revoked_at(self, user_id: str, at: float) -> User:
+        """Atomically: set ``sessions_revoked_at = at`` if it is below ``at``; return the user
+        as it is afterwards (UserNotFound if missing)."""

@@ -46,6 +46,11 @@ claim_names_user = "#user_id = :user_id"
 hash_is_unchanged = "#password_hash = :expected_hash"
 # (an old user_id-only claim holds no hash to compare)
 claim_hash_is_unchanged = f"(attribute_not_exists(#password_hash) OR {hash_is_unchanged})"
+# revoke all: marker < at --SET marker = at on both--> marker = at (never moves back; items
+# written before the marker existed have none)
+marker_is_older = (
+    "(attribute_not_exists(#sessions_revoked_at) OR #sessions_revoked_at < :sessions_revoked_at)"
+)
 # What a session check reads of a profile (ProjectionExpression): never the password hash, the
 # name or the email.
 STANDING_ATTRIBUTES = (
@@ -211,6 +216,31 @@ class DynamoDBUserStore(UserStore):
         except UserNotFound:
             return False
         return True
+
+    def _raise_sessions_revoked_at(self, user_id: str, at: float) -> User:
+        current = self._load(user_id)
+        if current is None:
+            raise UserNotFound("user not found")
+        if at <= current.sessions_revoked_at:
+            return current
+        try:
+            self._update_both(
+                current,
+                "SET #sessions_revoked_at = :sessions_revoked_at",
+                {"#sessions_revoked_at": "sessions_revoked_at"},
+                {":sessions_revoked_at": {"N": _number(at)}},
+                f"{user_exists} AND {marker_is_older}",
+                claim_condition=marker_is_older,
+            )
+        except UserNotFound as refused:
+            # Either the user is gone, or a later "revoke all" landed first: then it stands.
+            latest = self._load(user_id)
+            if latest is None:
+                raise
+            if latest.sessions_revoked_at < at:
+                raise StoreConflict("revoke-all marker raced another write; retry") from refused
+            return latest
+        return UserChanges(sessions_revoked_at=at).apply_to(current)
 
     def _update_both(
         self,

@@ -52,3 +52,13 @@ class InMemoryUserStore(UserStore):
                 return False
             self._users[user_id] = UserChanges(password_hash=new_hash).apply_to(current)
             return True
+
+    def _raise_sessions_revoked_at(self, user_id: str, at: float) -> User:
+        with self._lock:
+            current = self._users.get(user_id)
+            if current is None:
+                raise UserNotFound("user not found")
+            if at <= current.sessions_revoked_at:
+                return current
+            updated = self._users[user_id] = UserChanges(sessions_revoked_at=at).apply_to(current)
+            return updated
