@@ -164,7 +164,7 @@ def setup(request: Request, clients: Clients) -> dict[str, str]:
                 access.active.alg,
                 request.access_token_alg,
             )
-        publish_key_set(clients.ssm, request.public_jwks_parameter, access)
+        publish_key_set(clients, request)
         keys = access.verification_keys()
         data["AccessKeysCreated"] = _flag(access_created)
         data["ActiveAccessKeyAlg"] = access.active.alg
@@ -248,10 +248,19 @@ def kms_publish(clients: Clients, request: Request) -> list[VerificationKey]:
         raise KeySetupError(exc.message) from exc
 
 
-def publish_key_set(ssm_client: Any, parameter_name: str, key_set: KeySet) -> None:
-    from tokencore.keys.ssm import publish_public_jwks
+def publish_key_set(clients: Clients, request: Request) -> None:
+    """Publish the access secret's public JWKS, derived from the secret as it is when written
+    (a rotation may be running: its pending keys are published too), so a deployment racing
+    ``tokenctl rotate-keys`` or ``revoke-key`` never leaves an older set published
+    (``keys.ssm.publish_settled``)."""
+    from tokencore.keys.rotation import publish_access_jwks
 
-    publish_public_jwks(ssm_client, parameter_name, key_set)
+    publish_access_jwks(
+        clients.secretsmanager,
+        clients.ssm,
+        request.signing_keys_secret_id,
+        request.public_jwks_parameter,
+    )
 
 
 def _flag(value: bool) -> str:

@@ -233,7 +233,9 @@ def cmd_revoke_key(args: argparse.Namespace) -> Any:
         elif runtime.settings.key_backend == "kms":
             report = _kms_rotation(runtime).revoke(args.kid)
         else:
-            raise LookupError(args.kid)
+            # In no set: still listed in the public JWKS (a stale publication) it is removed
+            # from there; otherwise LookupError.
+            report = rotation.revoke(args.kid, "access")
     except LookupError:
         raise CliError(f"no key {args.kid!r} in the access or refresh key set") from None
     report["verifiers_refuse_within_seconds"] = runtime.settings.jwks_cache_ttl_seconds

@@ -58,7 +58,13 @@ from tokencore.keys.lifecycle import (
 )
 from tokencore.keys.local import LocalSigner
 from tokencore.keys.model import KeyPurpose, KeyStatus
-from tokencore.keys.ssm import publish_keys, read_published_keys, read_published_keys_or_none
+from tokencore.keys.ssm import (
+    Derivation,
+    PublishedKey,
+    publish_planned,
+    publish_settled,
+    read_published_keys,
+)
 
 AWSCURRENT: Final = "AWSCURRENT"
 AWSPENDING: Final = "AWSPENDING"
@@ -197,18 +203,11 @@ class SecretsManagerRotation:
         if purpose == "refresh":
             result.details = {"published": False}
             return result
-        pending = self._pending_set(secret_id, token, purpose)
-        _, current = self._current(secret_id, purpose)
-        current_kids = {key.kid for key in current.verification_keys()}
-        # What verifiers may meet now (the current set, statuses as they are) and from
-        # finishSecret on (the pending set): publish both, before anything signs with a new key.
-        union = current.verification_keys() + [
-            key for key in pending.verification_keys() if key.kid not in current_kids
-        ]
-        ssm = self._ssm_client()
-        name = self.settings.public_jwks_parameter
-        publish_keys(ssm, name, union, self._now(), previous=read_published_keys(ssm, name))
-        result.details = {"published": True, "kids": [key.kid for key in union]}
+        self._pending_set(secret_id, token, purpose)  # parses (createSecret's output)
+        # The published document is derived from the secret: the current set and, while this
+        # rotation is pending, its new keys, so verifiers know them before anything signs.
+        recorded = self.publish_access_jwks()
+        result.details = {"published": True, "kids": [entry.kid for entry in recorded]}
         return result
 
     def test(self, secret_id: str, token: str, purpose: KeyPurpose) -> StepResult:
@@ -263,22 +262,19 @@ class SecretsManagerRotation:
                     f"the pending key set {why}; it was abandoned: rotate again"
                 )
             self._pending_set(secret_id, token, purpose)  # still parses (testSecret's verdict)
-            self._call(
-                "make the pending key set current",
-                "update_secret_version_stage",
-                SecretId=secret_id,
-                VersionStage=AWSCURRENT,
-                MoveToVersionId=token,
-                RemoveFromVersionId=current_id,
-            )
+            # The compare-and-swap: AWSCURRENT moves off the version this set was made from,
+            # which fails if a concurrent rotation or revocation moved it first. Of any number of
+            # rotations made from one version, exactly one lands.
+            if not self._swap_current(secret_id, token, current_id):
+                self._abandon(secret_id, token)
+                raise KeyRotationFailed(
+                    "another rotation or a revocation changed the key set first; this pending "
+                    "key set was abandoned: rotate again"
+                )
         if AWSPENDING in (self._versions(secret_id).get(token) or []):
             self._abandon(secret_id, token)  # the protocol's end state: AWSPENDING on no version
         if purpose == "access":
-            _, current = self._current(secret_id, purpose)
-            ssm = self._ssm_client()
-            name = self.settings.public_jwks_parameter
-            previous = read_published_keys_or_none(ssm, name)
-            publish_keys(ssm, name, current.verification_keys(), self._now(), previous=previous)
+            self.publish_access_jwks()
             result.details = {"published": True}
         return result
 
@@ -397,26 +393,27 @@ class SecretsManagerRotation:
             _, current = self._current(secret_id, purpose)
             if not any(entry.kid == kid for entry in current.entries):
                 if report is None:
-                    raise LookupError(kid)
+                    return self._unpublish(kid, purpose, current)
                 return report
             now = self._now()
             plan = plan_revocation(current, kid, now, self._new_key[purpose])
             if purpose == "access":  # verifiers stop trusting it before anything else changes
-                ssm = self._ssm_client()
-                name = self.settings.public_jwks_parameter
-                publish_keys(
-                    ssm,
-                    name,
+                publish_planned(
+                    self._ssm_client(),
+                    self.settings.public_jwks_parameter,
                     plan.key_set.verification_keys(),
-                    now,
-                    previous=read_published_keys_or_none(ssm, name),
+                    now=self._clock.now,
                 )
             document = {
                 **plan.key_set.to_secret_document(),
-                "revocation": {"kid": kid, "revoked_at": now},
+                "revocation": {"kid": kid, "revoked_at": now, "from_version": current_id},
             }
             if not self._commit(secret_id, document, current_id):
                 continue  # the current version moved meanwhile: read it again
+            if purpose == "access":
+                # Derived from the committed set: a publication made from an older set that
+                # landed after the one above is replaced (keys.ssm.publish_settled).
+                self.publish_access_jwks()
             report = {
                 "key_set": purpose,
                 "backend": "secretsmanager",
@@ -430,6 +427,31 @@ class SecretsManagerRotation:
                 "bound_seconds": self.settings.jwks_cache_ttl_seconds,
             }
         raise KeyRotationFailed("the key set kept changing while the key was being revoked")
+
+    def _unpublish(self, kid: str, purpose: KeyPurpose, current: KeySet) -> dict[str, Any]:
+        """A kid no set holds: LookupError, unless the published JWKS still lists it (a
+        publication made from an older set, whose publisher died before replacing it): then
+        the document is published again, derived from the set, and the kid is gone."""
+        if purpose != "access" or kid not in {
+            entry.kid
+            for entry in read_published_keys(
+                self._ssm_client(), self.settings.public_jwks_parameter
+            )
+        }:
+            raise LookupError(kid)
+        self.publish_access_jwks()
+        return {
+            "key_set": purpose,
+            "backend": "secretsmanager",
+            "revoked_kid": kid,
+            "revoked_status": "published_only",
+            "active_kid": current.active.kid,
+            "replacement_kid": None,
+            "replacement_was_published": False,
+            "added_next_kid": None,
+            "published": True,
+            "bound_seconds": self.settings.jwks_cache_ttl_seconds,
+        }
 
     # --- status -----------------------------------------------------------------------------
 
@@ -554,27 +576,54 @@ class SecretsManagerRotation:
             VersionStages=[AWSPENDING],
         )
         try:
+            swapped = self._swap_current(secret_id, token, from_version)
+        finally:
+            self._abandon(secret_id, token)
+        return swapped
+
+    def _swap_current(self, secret_id: str, to_version: str, from_version: str | None) -> bool:
+        """Move AWSCURRENT from ``from_version`` to ``to_version``: one atomic compare-and-swap.
+        False when AWSCURRENT is no longer on ``from_version`` (another commit won)."""
+        try:
             self._secrets.update_secret_version_stage(
                 SecretId=secret_id,
                 VersionStage=AWSCURRENT,
-                MoveToVersionId=token,
+                MoveToVersionId=to_version,
                 RemoveFromVersionId=from_version,
             )
         except aws_errors() as exc:
-            self._abandon(secret_id, token)
             if error_code(exc) in ("InvalidParameterException", "InvalidRequestException"):
-                return False
+                # Lost, unless it is our own move, retried by botocore after a lost answer.
+                return _current_id(self._versions(secret_id)) == to_version
             raise KeyUnavailable(f"could not store the new key set ({error_code(exc)})") from exc
-        self._abandon(secret_id, token)
         return True
 
     def _abandon(self, secret_id: str, version_id: str) -> None:
-        self._call(
-            "abandon a pending key set",
-            "update_secret_version_stage",
-            SecretId=secret_id,
-            VersionStage=AWSPENDING,
-            RemoveFromVersionId=version_id,
+        """Take AWSPENDING off ``version_id``. Already off (a concurrent revocation or rotation
+        stored its own pending version, which moves the label) counts as done."""
+        try:
+            self._secrets.update_secret_version_stage(
+                SecretId=secret_id, VersionStage=AWSPENDING, RemoveFromVersionId=version_id
+            )
+        except aws_errors() as exc:
+            if AWSPENDING not in (self._versions(secret_id).get(version_id) or []):
+                return
+            raise KeyUnavailable(
+                f"could not abandon a pending key set ({error_code(exc)})"
+            ) from exc
+
+    # --- the published JWKS -----------------------------------------------------------------
+
+    def publish_access_jwks(self) -> list[PublishedKey]:
+        """Publish the public JWKS derived from the access secret as it is now (``keys.ssm``
+        publish_settled): the current set, plus the new keys of a pending rotation made from
+        it. Every publication of the live set goes through here (and KeySetup's)."""
+        return publish_access_jwks(
+            self._secrets,
+            self._ssm_client(),
+            self.secret_id("access"),
+            self.settings.public_jwks_parameter,
+            self._clock,
         )
 
     def _version_age(self, secret_id: str, version_id: str) -> float | None:
@@ -634,6 +683,75 @@ class SecretsManagerRotation:
             raise KeyRotationFailed(
                 f"a probe token signed by {entry.kid} did not verify ({exc.code})"
             ) from exc
+
+
+def publish_access_jwks(
+    secrets: Any, ssm: Any, secret_id: str, parameter_name: str, clock: Clock = SYSTEM_CLOCK
+) -> list[PublishedKey]:
+    """Publish the access secret's public JWKS, derived from the secret (GetSecretValue only:
+    KeySetup has no other permission on it), until it settles (``keys.ssm.publish_settled``)."""
+    return publish_settled(
+        ssm,
+        parameter_name,
+        lambda _: derive_access_jwks(secrets, secret_id),
+        now=clock.now,
+        source_now=lambda: _access_versions(secrets, secret_id),
+    )
+
+
+def derive_access_jwks(secrets: Any, secret_id: str) -> Derivation:
+    """What verifiers must know now: every key of the current access set (statuses as they
+    are) and the keys a pending rotation made from it adds (next keys, published before the
+    rotation can make them sign). Its source: (current version id, pending version id)."""
+    current_id, current_text, pending_id, pending_text = _access_stages(secrets, secret_id)
+    if current_text is None:
+        raise KeyRotationFailed("the current key set has no SecretString")
+    keys = KeySet.from_secret_document(current_text, "access").verification_keys()
+    if pending_text is not None:
+        known = {key.kid for key in keys}
+        pending = KeySet.from_secret_document(pending_text, "access")
+        keys += [key for key in pending.verification_keys() if key.kid not in known]
+    return Derivation(keys, source=(current_id, pending_id))
+
+
+def _access_versions(secrets: Any, secret_id: str) -> tuple[str | None, str | None]:
+    """``derive_access_jwks``'s source as it is now (two reads, nothing parsed)."""
+    current_id, _, pending_id, _ = _access_stages(secrets, secret_id)
+    return current_id, pending_id
+
+
+def _access_stages(
+    secrets: Any, secret_id: str
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """(current id, its value, pending id, its value). The pending version counts only while
+    it is a rotation made from the current one (one made from an older set will be abandoned,
+    never finished)."""
+    current_id, current_text = _read_stage(secrets, secret_id, AWSCURRENT)
+    pending_id, pending_text = _read_stage(secrets, secret_id, AWSPENDING)
+    if (
+        pending_id == current_id
+        or pending_text is None
+        or _record(pending_text).get("from_version") != current_id
+    ):
+        return current_id, current_text, None, None
+    return current_id, current_text, pending_id, pending_text
+
+
+def _read_stage(secrets: Any, secret_id: str, stage: str) -> tuple[str | None, str | None]:
+    """(version id, SecretString) of the version holding ``stage``; (None, None) if none does,
+    and (id, None) for a version without a value (a rotation Secrets Manager has just begun)."""
+    try:
+        response = secrets.get_secret_value(SecretId=secret_id, VersionStage=stage)
+    except aws_errors() as exc:
+        if error_code(exc) == "ResourceNotFoundException" and stage != AWSCURRENT:
+            return None, None
+        raise KeyUnavailable(f"could not read the access key set ({error_code(exc)})") from exc
+    version = response.get("VersionId")
+    text = response.get("SecretString")
+    return (
+        str(version) if version is not None else None,
+        text if isinstance(text, str) else None,
+    )
 
 
 def _current_id(versions: Mapping[str, list[str]]) -> str | None:

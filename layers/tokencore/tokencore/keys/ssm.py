@@ -26,14 +26,36 @@ carries, besides the public members verifiers use:
 
 ``publish_keys`` carries these stamps over from the previous document by kid, so publishing is
 idempotent. GET /.well-known/jwks.json never shows them: it is rebuilt from the parsed keys.
+
+Publishing is a read (the previous document, for its stamps) and a write, and PutParameter has
+no condition: two publishers racing would each overwrite the other's document, and one made from
+an older state could land last (a revoked key back, a new key missing, a stamp lost).
+``publish_settled`` makes the race harmless instead of impossible. The document is *derived*:
+a function of the source of truth (the key secret's current and pending versions, or the KMS
+aliases) and of the stamps already published, never an edit of the previous document. After its
+write, a publisher checks the two things a concurrent one can change:
+
+* the version PutParameter returned is the one after the version it read: nobody wrote in
+  between, so its stamps were carried from the true predecessor. Otherwise it overwrote a
+  document it never saw; it reads the versions it overwrote and publishes again, carrying their
+  stamps too (``merge_stamps``: a kid one of them lacked is stamped anew, the earliest
+  retirement is kept);
+* the source is still the one it derived from (``source_now()``). Otherwise a commit (a rotation
+  finished, a key was revoked) happened meanwhile, and it derives and publishes again.
+
+Every commit publishes after committing, so the last document written is always derived from
+the last commit, with every stamp the publications before it recorded: what the race tests in
+tests/contract/test_key_races.py check. What remains is transient: a publisher that derived
+before a commit and writes after the committer's own publication leaves its stale document up
+until its check, one round trip later, publishes again.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
@@ -45,6 +67,9 @@ from tokencore.keys.model import KeySource, KeyStatus, VerificationKey
 
 _WHAT: Final = "public JWKS parameter"
 _MAX_STAMP: Final = 2**40
+# Rounds of publish-then-check before giving up (each round is a concurrent publication or
+# commit that landed during the previous one: more than a few means something is looping).
+PUBLISH_ATTEMPTS: Final = 8
 
 
 class SsmJwksSource:
@@ -83,17 +108,34 @@ def publish_public_jwks(
     ssm_client: Any, parameter_name: str, key_set: KeySet, now: float | None = None
 ) -> list[PublishedKey]:
     """Write the public half of ``key_set`` to ``parameter_name`` (String, overwritten), keeping
-    the stamps of keys already published (see the module doc)."""
+    the stamps of keys already published (see the module doc). For a set nobody else publishes
+    (a new stack, tests): a publisher of the stack's live set derives it with
+    ``publish_settled`` (keys.rotation, keys.kmsrotation)."""
     if key_set.purpose != "access":
         # A refresh set holds HMAC secrets; jwks_document would drop them anyway.
         raise InvalidKeyMaterial("only the access key set has a public JWKS")
-    previous = read_published_keys_or_none(ssm_client, parameter_name)
-    return publish_keys(
+    return publish_planned(
         ssm_client,
         parameter_name,
         key_set.verification_keys(),
-        time.time() if now is None else now,
-        previous=previous,
+        now=(lambda: time.time()) if now is None else (lambda: now),
+    )
+
+
+def publish_planned(
+    ssm_client: Any,
+    parameter_name: str,
+    keys: Sequence[VerificationKey],
+    *,
+    now: Callable[[], float],
+) -> list[PublishedKey]:
+    """Publish exactly ``keys``: a state about to be committed (a revocation publishes the set
+    without the key before it writes the set), or one nobody else publishes. Stamps are carried
+    as ``publish_settled`` carries them, lost updates included; there is no source to check, so
+    the committer publishes again, derived, once it has committed."""
+    fixed = list(keys)
+    return publish_settled(
+        ssm_client, parameter_name, lambda _: Derivation(fixed, source=None), now=now
     )
 
 
@@ -158,6 +200,134 @@ def read_published_keys(ssm_client: Any, parameter_name: str) -> list[PublishedK
     return parse_published(value)
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedState:
+    """The parameter as one GetParameter found it."""
+
+    keys: list[PublishedKey]
+    version: int  # 0: the parameter does not exist yet
+    text: str | None
+
+
+def read_published_state(
+    ssm_client: Any, parameter_name: str, version: int | None = None
+) -> PublishedState:
+    """The parameter (or one ``version`` of it) with its version number. A document that does
+    not parse reads as no keys (its publisher stamps every key anew: the careful direction, and
+    the write repairs it); a failed read raises KeyUnavailable, so nobody publishes blind."""
+    name = parameter_name if version is None else f"{parameter_name}:{version}"
+    try:
+        response = ssm_client.get_parameter(Name=name)
+    except aws_errors() as exc:
+        if error_code(exc) == "ParameterNotFound" and version is None:
+            return PublishedState([], 0, None)
+        raise KeyUnavailable(f"could not read the {_WHAT} ({error_code(exc)})") from exc
+    parameter = response.get("Parameter") or {}
+    value, number = parameter.get("Value"), parameter.get("Version")
+    if type(number) is not int or number < 1:
+        raise KeyUnavailable(f"{_WHAT} has no version number")
+    if not isinstance(value, str):
+        return PublishedState([], number, None)
+    try:
+        document = parse_json_document(value, _WHAT)
+        keys = [] if document.get("keys") == [] else parse_published(value)
+    except InvalidKeyMaterial:
+        keys = []
+    return PublishedState(keys, number, value)
+
+
+def merge_stamps(
+    latest: Sequence[PublishedKey], overwritten: Sequence[Sequence[PublishedKey]]
+) -> list[PublishedKey]:
+    """The stamps to carry after a lost update: the latest document's keys, corrected by the
+    documents a publisher overwrote without having read them.
+
+    * A kid missing from any of them reappeared: verifiers may have cached the document that
+      lacked it, so it carries no ``published_at`` (it is stamped anew); otherwise the latest
+      of its stamps (never earlier than any publisher believed).
+    * ``retired_at``: the earliest stamp any of them recorded. Every retired status is derived
+      from a committed state, so the key had stopped signing by then; the overwriting document
+      may have shown it active only because it was made from an older state.
+    * A kid only the overwritten documents have is not carried: they were removed (pruned,
+      revoked) by whoever wrote the latest document, or will be re-derived by the caller.
+    """
+    result: list[PublishedKey] = []
+    for entry in latest:
+        copies = [next((e for e in doc if e.kid == entry.kid), None) for doc in overwritten]
+        seen = [entry, *(copy for copy in copies if copy is not None)]
+        published_at: int | None = None
+        if all(copy is not None for copy in copies):
+            stamps = [e.published_at for e in seen if e.published_at is not None]
+            published_at = max(stamps) if stamps else None
+        retirements = [
+            e.retired_at for e in seen if e.status is KeyStatus.RETIRED and e.retired_at is not None
+        ]
+        retired_at = min(retirements) if retirements else None
+        key = entry.key
+        if retired_at is not None and key.status is not KeyStatus.RETIRED:
+            key = replace(key, status=KeyStatus.RETIRED)
+        result.append(
+            PublishedKey(
+                key,
+                published_at=published_at,
+                retired_at=retired_at,
+                kms_key_id=entry.kms_key_id
+                or next((c.kms_key_id for c in copies if c and c.kms_key_id), None),
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    """What to publish, and what it was derived from (compared with ``source_now()``)."""
+
+    keys: Sequence[VerificationKey]
+    source: object
+    kms_key_ids: Mapping[str, str] | None = None
+
+
+def publish_settled(
+    ssm_client: Any,
+    parameter_name: str,
+    derive: Callable[[list[PublishedKey]], Derivation],
+    *,
+    now: Callable[[], float],
+    source_now: Callable[[], object] | None = None,
+    attempts: int = PUBLISH_ATTEMPTS,
+) -> list[PublishedKey]:
+    """Publish ``derive(stamps already published)`` until the document written is the one
+    after the version read and the source it was derived from is still current (see the
+    module doc). Returns what the last document recorded. Nothing is written when the document
+    would not change. KeyUnavailable when it does not settle within ``attempts`` rounds."""
+    base = read_published_state(ssm_client, parameter_name)
+    carried = base.keys
+    for _ in range(attempts):
+        derived = derive(carried)
+        document, recorded = published_document(
+            sort_by_status(derived.keys),
+            now(),
+            previous=carried,
+            kms_key_ids=derived.kms_key_ids,
+        )
+        text = _checked_text(document)
+        written = base.version if text == base.text else _put(ssm_client, parameter_name, text)
+        continuous = written <= base.version + 1
+        if continuous and (source_now is None or source_now() == derived.source):
+            return recorded
+        latest = read_published_state(ssm_client, parameter_name)
+        if continuous:
+            carried = latest.keys
+        else:
+            overwritten = [
+                read_published_state(ssm_client, parameter_name, version).keys
+                for version in range(base.version + 1, written)
+            ]
+            carried = merge_stamps(latest.keys, overwritten)
+        base = latest
+    raise KeyUnavailable(f"the {_WHAT} kept changing while it was being published; retry")
+
+
 def read_published_keys_or_none(ssm_client: Any, parameter_name: str) -> list[PublishedKey]:
     """``read_published_keys``, or ``[]`` if the document cannot be read or parsed: publishing
     then stamps every key as published and retired now, the careful direction."""
@@ -217,15 +387,29 @@ def publish_keys(
     document, recorded = published_document(
         sort_by_status(keys), now, previous=previous, kms_key_ids=kms_key_ids
     )
+    _put(ssm_client, parameter_name, _checked_text(document))
+    return recorded
+
+
+def _checked_text(document: Mapping[str, Any]) -> str:
     # public_jwk wrote the key members, so nothing private is here; the verifiers' strict
     # parser reads it back, so a bad rotation fails at the publisher, not in every verifier.
     parse_jwks(document)
-    text = json.dumps(document, separators=(",", ":"))
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _put(ssm_client: Any, parameter_name: str, text: str) -> int:
+    """PutParameter; the version it created."""
     try:
-        ssm_client.put_parameter(Name=parameter_name, Value=text, Type="String", Overwrite=True)
+        response = ssm_client.put_parameter(
+            Name=parameter_name, Value=text, Type="String", Overwrite=True
+        )
     except aws_errors() as exc:
         raise KeyUnavailable(f"could not publish the {_WHAT} ({error_code(exc)})") from exc
-    return recorded
+    version = response.get("Version") if isinstance(response, dict) else None
+    if type(version) is not int:
+        raise KeyUnavailable(f"the {_WHAT} was written but its version is unknown")
+    return version
 
 
 if TYPE_CHECKING:  # mypy checks that the class implements the protocol
