@@ -6,11 +6,12 @@ The invariants, checked after every race:
 1. **Exactly one rotation lands per starting version.** Every current version of a key secret
    was made from the version it replaced: the ``from_version`` its record names is the version
    AWSPREVIOUS now marks (the finish step and a revocation's commit are compare-and-swaps of
-   AWSCURRENT).
+   AWSCURRENT). In KMS mode, exactly one operation reports a change and no KMS key is orphaned.
 2. **The published JWKS is derived from the last commit.** Once the racers are done, the
-   document holds exactly what the secret says verifiers must know: no key that
+   document holds exactly what the secret (or the aliases) say verifiers must know: no key that
    signs or still verifies unexpired tokens is missing, and nothing else is there.
-3. **A revoked key never comes back**, in the secret or in the document.
+3. **A revoked key never comes back**, in the secret or in the document, and the KMS alias never
+   ends on a disabled key.
 4. **Lifecycle stamps are never lost**: ``published_at`` and ``retired_at`` stay what the first
    publication that showed them recorded, even when a publication made from an older state
    lands last.
@@ -18,7 +19,8 @@ The invariants, checked after every race:
 Each race is forced into its worst interleaving with barriers and gates placed on one racer's
 AWS requests (botocore's before-call event), so it is deterministic, and each check is also run
 against a deliberately non-atomic variant (a commit that is not a compare-and-swap, a
-publication that does not settle, a stamp merge left out), and fails there.
+publication that does not settle, a stamp merge left out, KMS operations without the lock), and
+fails there.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeySet, KeyStatus, generate_key
 from tokencore.keys import ssm as ssm_module
+from tokencore.keys.kmsrotation import KmsRotation
+from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.rotation import (
     AWSCURRENT,
     AWSPENDING,
@@ -564,3 +568,172 @@ def test_the_stamp_check_catches_a_settled_publication_without_the_merge(
     recorded, final = stamps_after_a_rotation_raced_by_a_stale_publication(stack, settled_publisher)
     with pytest.raises(AssertionError, match="retired_at moved"):
         stamps_never_lost(recorded, final)
+
+
+# --- KMS ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class KmsStack:
+    endpoint: str
+    settings: Settings
+    clock: ManualClock
+    kms: Any
+    ssm: Any
+    alias: str
+
+    def rotation(self, cls: type[KmsRotation] = KmsRotation) -> KmsRotation:
+        return cls(
+            kms=client(self.endpoint, "kms"),
+            ssm=client(self.endpoint, "ssm"),
+            signing_key_id=self.alias,
+            parameter_name=self.settings.public_jwks_parameter,
+            alg="ES256",
+            policy=LifecyclePolicy.for_purpose(self.settings, "access"),
+            clock=self.clock,
+        )
+
+    def target(self, alias: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = self.kms.describe_key(KeyId=alias)["KeyMetadata"]
+        return metadata
+
+    def keys(self) -> set[str]:
+        listed = self.kms.list_keys()["Keys"]
+        return {key["KeyArn"] for key in listed}
+
+    def published(self) -> dict[str, PublishedKey]:
+        keys = read_published_keys(self.ssm, self.settings.public_jwks_parameter)
+        return {entry.kid: entry for entry in keys}
+
+
+@pytest.fixture
+def kms_stack(motoserver_endpoint: str) -> KmsStack:
+    """A signing key behind the alias, published, and a next key published a cache TTL ago."""
+    number = next(_stacks)
+    alias = f"alias/tokencore-race-{number}-access-token-signing"
+    settings = Settings.from_env(
+        {
+            "KEY_BACKEND": "kms",
+            "KMS_SIGNING_KEY_ID": alias,
+            "ACCESS_TOKEN_ALG": "ES256",
+            "PUBLIC_JWKS_PARAMETER": f"/tokencore/kms-race-{number}/public-jwks",
+        }
+    )
+    kms, ssm = client(motoserver_endpoint, "kms"), client(motoserver_endpoint, "ssm")
+    key = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    built = KmsStack(motoserver_endpoint, settings, ManualClock(T0), kms, ssm, alias)
+    built.rotation().rotate()  # publishes a next key
+    built.clock.advance(CACHE)
+    return built
+
+
+def kms_state_is_consistent(stack: KmsStack, *, revoked: tuple[str, ...] = ()) -> None:
+    """Invariants 2 and 3 in KMS mode: the alias signs with an enabled key the document lists
+    as active, the next alias's key is listed as next, and revoked keys are nowhere."""
+    rotation = stack.rotation()
+    state = rotation.state()
+    assert stack.target(stack.alias)["Enabled"], "the alias signs with a disabled key"
+    published = stack.published()
+    assert published[state.active.key.kid].status is KeyStatus.ACTIVE
+    if state.next is not None:
+        assert published[state.next.key.kid].status is KeyStatus.NEXT
+    for kid in revoked:
+        assert kid not in published, "a revoked key is published"
+        assert kid != state.active.key.kid, "the alias signs with a revoked key"
+
+
+class WithoutTheLock(KmsRotation):
+    """KMS operations without ``<alias>-lock``; every racer reads the state before any acts."""
+
+    barrier: threading.Barrier
+
+    def _exclusive(self) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+    def state(self) -> Any:
+        read = super().state()
+        self.barrier.wait(WAIT)
+        return read
+
+
+def kms_racers(stack: KmsStack, cls: type[KmsRotation], count: int) -> list[KmsRotation]:
+    racers = [stack.rotation(cls) for _ in range(count)]
+    barrier = threading.Barrier(count)
+    for racer in racers:
+        if isinstance(racer, WithoutTheLock):
+            racer.barrier = barrier
+        else:  # both ask for the lock at the same moment
+            Hook(
+                racer._kms,
+                "CreateAlias",
+                lambda: barrier.wait(WAIT),
+                matches=lambda body: str(body.get("AliasName", "")).endswith("-lock"),
+            )
+    return racers
+
+
+def rotations_racing(stack: KmsStack, cls: type[KmsRotation]) -> tuple[list[Any], set[str]]:
+    before = stack.keys()
+    first, second = kms_racers(stack, cls, 2)
+    outcomes = race(first.rotate, second.rotate)
+    return outcomes, stack.keys() - before
+
+
+def exactly_one_kms_rotation(stack: KmsStack, outcomes: list[Any], created: set[str]) -> None:
+    reports = [o for o in outcomes if isinstance(o, dict)]
+    assert len(reports) == 1, f"{len(reports)} rotations reported"
+    assert reports[0]["promoted"] is True
+    assert created == {stack.target(f"{stack.alias}-next")["Arn"]}, "a KMS key was orphaned"
+    kms_state_is_consistent(stack)
+
+
+def test_two_kms_rotations_at_once_promote_exactly_once(kms_stack: KmsStack) -> None:
+    outcomes, created = rotations_racing(kms_stack, KmsRotation)
+    exactly_one_kms_rotation(kms_stack, outcomes, created)
+    refused = next(o for o in outcomes if not isinstance(o, dict))
+    assert isinstance(refused, KeyRotationFailed)
+    assert "-lock" in refused.message
+    with pytest.raises(Exception, match="NotFoundException"):
+        kms_stack.kms.describe_key(KeyId=f"{kms_stack.alias}-lock")  # released
+
+
+def test_the_kms_rotation_check_catches_operations_without_the_lock(kms_stack: KmsStack) -> None:
+    outcomes, created = rotations_racing(kms_stack, WithoutTheLock)
+    with pytest.raises(AssertionError):
+        exactly_one_kms_rotation(kms_stack, outcomes, created)
+    assert len(created) == 2
+
+
+def revocation_racing_a_kms_rotation(
+    stack: KmsStack, cls: type[KmsRotation]
+) -> tuple[str, list[Any]]:
+    """tokenctl revoke-key of the next key while tokenctl rotate-keys promotes it: the revoked
+    kid and the two outcomes (rotation, revocation)."""
+    before = stack.rotation().state()
+    assert before.next is not None
+    kid = before.next.key.kid
+    rotating, revoking = kms_racers(stack, cls, 2)
+    return kid, race(rotating.rotate, lambda: revoking.revoke(kid))
+
+
+def test_a_kms_revocation_racing_a_rotation_never_leaves_a_revoked_key_signing(
+    kms_stack: KmsStack,
+) -> None:
+    kid, (rotated, revoked) = revocation_racing_a_kms_rotation(kms_stack, KmsRotation)
+    assert [isinstance(o, dict) for o in (rotated, revoked)].count(True) == 1  # one got the lock
+    if isinstance(revoked, KeyRotationFailed):
+        kms_state_is_consistent(kms_stack)  # the rotation promoted the key ...
+        kms_stack.rotation().revoke(kid)  # ... and the operator's retry revokes it, active
+    kms_state_is_consistent(kms_stack, revoked=(kid,))
+
+
+def test_the_kms_revocation_check_catches_operations_without_the_lock(
+    kms_stack: KmsStack,
+) -> None:
+    kid, outcomes = revocation_racing_a_kms_rotation(kms_stack, WithoutTheLock)
+    assert all(isinstance(o, dict) for o in outcomes)  # both acted on the same state
+    with pytest.raises(AssertionError, match=r"disabled key|revoked key"):
+        kms_state_is_consistent(kms_stack, revoked=(kid,))

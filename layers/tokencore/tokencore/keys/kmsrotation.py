@@ -25,11 +25,25 @@ lists them).
 Revocation publishes the JWKS without the key first, then moves the alias if it was the active
 key (to the next key, or a fresh one) and disables the revoked KMS key, so nothing can sign with
 it again.
+
+Concurrency. KMS has no conditional alias update, so two operations interleaving could each
+move the aliases from a state the other has already changed: two rotations would each create a
+next key (one orphaned) and both report a promotion; a revocation of the next key racing a
+rotation that promotes it could leave the alias on a disabled key (every signature failing).
+Rotations and revocations therefore hold a lock for their whole run: the alias
+``<alias>-lock``, taken with CreateAlias, which KMS makes atomic (it refuses a name that exists:
+exactly one of any number of racing operations gets it). Another operation meanwhile is refused
+at once with KeyRotationFailed (retry it). A run that dies holding the lock leaves the alias
+behind; the refusal names it, to be deleted by hand (``aws kms delete-alias``) once nothing runs.
+KeySetup takes no lock: it only publishes, and every publication is derived from the aliases and
+settles (``keys.ssm.publish_settled``), so a deployment racing a rotation never leaves an older
+state published.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,12 +53,13 @@ from tokencore.errors import InvalidKeyMaterial, KeyRotationFailed, KeyUnavailab
 from tokencore.keys.kms import KmsPublicKey, describe_public_key
 from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.model import KeyStatus, VerificationKey
-from tokencore.keys.ssm import PublishedKey, publish_keys, read_published_keys
+from tokencore.keys.ssm import Derivation, PublishedKey, publish_settled, read_published_keys
 
 if TYPE_CHECKING:
     from tokencore.config import Settings
 
 NEXT_SUFFIX: Final = "-next"
+LOCK_SUFFIX: Final = "-lock"
 KEY_SPECS: Final = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 KEY_DESCRIPTION: Final = "tokencore access-token signing key (created by tokenctl)"
 
@@ -110,6 +125,11 @@ class KmsRotation:
     # --- reading ----------------------------------------------------------------------------
 
     def state(self) -> KmsState:
+        active, following = self._aliased()
+        return KmsState(active, following, read_published_keys(self._ssm, self._parameter))
+
+    def _aliased(self) -> tuple[KmsPublicKey, KmsPublicKey | None]:
+        """The signing key and the next key, as the aliases name them now."""
         active = describe_public_key(
             self._kms, self._signing_key_id, status=KeyStatus.ACTIVE, label="KMS signing key"
         )
@@ -122,21 +142,28 @@ class KmsRotation:
             except KeyUnavailable as exc:
                 if "NotFoundException" not in exc.message:
                     raise
-        return KmsState(active, following, read_published_keys(self._ssm, self._parameter))
+        return active, following
+
+    def _alias_targets(self) -> tuple[str, str | None]:
+        """The source a publication is derived from: the two aliases' key ARNs."""
+        active, following = self._aliased()
+        return active.arn, following.arn if following is not None else None
 
     # --- publishing -------------------------------------------------------------------------
 
-    def _publish(
+    def _derive(
         self,
         active: KmsPublicKey,
         following: KmsPublicKey | None,
-        previous: list[PublishedKey],
+        previous: Sequence[PublishedKey],
         *,
         drop: Iterable[str] = (),
         retiring: KmsPublicKey | None = None,
-    ) -> tuple[list[PublishedKey], list[PublishedKey]]:
-        """Publish active + next + ``retiring`` + the retired keys still needed and
-        KMS_VERIFY_KEY_IDS (never dropped while listed); returns (recorded, pruned)."""
+        pruned: list[PublishedKey] | None = None,
+    ) -> Derivation:
+        """Active + next + ``retiring`` + the retired keys still needed and KMS_VERIFY_KEY_IDS
+        (never dropped while listed); the keys ``previous`` held that expired go to
+        ``pruned``."""
         now = int(self._clock.now())
         dropped = set(drop)
         keys: list[VerificationKey] = [_with_status(active.key, KeyStatus.ACTIVE)]
@@ -156,7 +183,6 @@ class KmsRotation:
                 keys.append(older.key)
                 arns[older.key.kid] = older.arn
                 listed.add(older.key.kid)
-        pruned: list[PublishedKey] = []
         for entry in previous:
             if entry.kid in listed or entry.kid in dropped:
                 continue
@@ -168,32 +194,103 @@ class KmsRotation:
                 and now >= entry.retired_at + self._policy.retired_keep_seconds
             )
             if expired:
-                pruned.append(entry)
+                if pruned is not None:
+                    pruned.append(entry)
                 continue
             # Retired, or active until now (the alias moved elsewhere): keep it, retired.
             keys.append(_with_status(entry.key, KeyStatus.RETIRED))
             listed.add(entry.kid)
-        recorded = publish_keys(
-            self._ssm, self._parameter, keys, now, previous=previous, kms_key_ids=arns
+        return Derivation(
+            keys, source=(active.arn, following.arn if following else None), kms_key_ids=arns
         )
-        return recorded, pruned
+
+    def _publish_planned(
+        self,
+        active: KmsPublicKey,
+        following: KmsPublicKey | None,
+        *,
+        drop: Iterable[str] = (),
+        retiring: KmsPublicKey | None = None,
+    ) -> list[PublishedKey]:
+        """Publish a state the aliases are about to reach (before they move, so verifiers know
+        a key before it signs); returns the expired keys it dropped."""
+        pruned: list[PublishedKey] = []
+
+        def derive(previous: list[PublishedKey]) -> Derivation:
+            pruned.clear()
+            return self._derive(
+                active, following, previous, drop=drop, retiring=retiring, pruned=pruned
+            )
+
+        publish_settled(self._ssm, self._parameter, derive, now=self._clock.now)
+        return pruned
+
+    def _publish_aliased(self, *, drop: Iterable[str] = ()) -> list[PublishedKey]:
+        """Publish the state the aliases name now, until it settles (``keys.ssm``)."""
+
+        def derive(previous: list[PublishedKey]) -> Derivation:
+            active, following = self._aliased()
+            return self._derive(active, following, previous, drop=drop)
+
+        return publish_settled(
+            self._ssm,
+            self._parameter,
+            derive,
+            now=self._clock.now,
+            source_now=self._alias_targets,
+        )
 
     def publish(self) -> list[PublishedKey]:
         """Publish the keys as they are (KeySetup, on every deployment): the alias's key, the
         next key, the retired keys still needed and KMS_VERIFY_KEY_IDS."""
-        state = self.state()
-        if state.active.key.alg != self._alg:
+        active, _ = self._aliased()
+        if active.key.alg != self._alg:
             raise InvalidKeyMaterial(
-                f"the KMS signing key is a {state.active.key.alg} key, but the access-token "
+                f"the KMS signing key is a {active.key.alg} key, but the access-token "
                 f"algorithm is {self._alg}"
             )
-        recorded, _ = self._publish(state.active, state.next, state.published)
-        return recorded
+        return self._publish_aliased()
+
+    # --- the lock ---------------------------------------------------------------------------
+
+    @property
+    def lock_alias(self) -> str | None:
+        return None if self._alias is None else self._alias + LOCK_SUFFIX
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold ``<alias>-lock`` (see the module doc); without an alias there is nothing to
+        serialize against (a key given by ARN is rotated by redeploying)."""
+        lock = self.lock_alias
+        if lock is None:
+            yield
+            return
+        target = self._call("read the KMS signing key", "get_public_key", KeyId=self._alias)
+        try:
+            self._kms.create_alias(AliasName=lock, TargetKeyId=str(target["KeyId"]))
+        except aws_errors() as exc:
+            if error_code(exc) == "AlreadyExistsException":
+                raise KeyRotationFailed(
+                    f"another key operation (rotate-keys or revoke-key) holds {lock}: retry once "
+                    "it has finished. If none is running (one was interrupted), delete that "
+                    "alias first"
+                ) from exc
+            raise KeyUnavailable(
+                f"could not take the key-operation lock ({error_code(exc)})"
+            ) from exc
+        try:
+            yield
+        finally:
+            self._call("release the key-operation lock", "delete_alias", AliasName=lock)
 
     # --- rotation ---------------------------------------------------------------------------
 
     def rotate(self, *, force: bool = False) -> dict[str, Any]:
         alias, next_alias = self._require_alias()
+        with self._exclusive():
+            return self._rotate(alias, next_alias, force=force)
+
+    def _rotate(self, alias: str, next_alias: str, *, force: bool) -> dict[str, Any]:
         state = self.state()
         now = int(self._clock.now())
         published = {entry.kid: entry for entry in state.published}
@@ -209,7 +306,7 @@ class KmsRotation:
         }
         if state.next is None:
             created = self._create_key()
-            _, pruned = self._publish(state.active, created, state.published)
+            pruned = self._publish_planned(state.active, created)
             self._point(next_alias, created.arn, exists=False)
             report.update(
                 active_kid=state.active.key.kid,
@@ -225,7 +322,7 @@ class KmsRotation:
                 else seen.published_at + self._policy.next_min_age_seconds
             )
             if not force and (seen is None or (ready_at is not None and now < ready_at)):
-                _, pruned = self._publish(state.active, state.next, state.published)
+                pruned = self._publish_planned(state.active, state.next)
                 report.update(
                     active_kid=state.active.key.kid,
                     deferred_until=ready_at,
@@ -233,9 +330,7 @@ class KmsRotation:
                 )
             else:
                 created = self._create_key()
-                _, pruned = self._publish(
-                    state.next, created, state.published, retiring=state.active
-                )
+                pruned = self._publish_planned(state.next, created, retiring=state.active)
                 self._point(alias, state.next.arn, exists=True)
                 self._point(next_alias, created.arn, exists=True)
                 report.update(
@@ -244,6 +339,9 @@ class KmsRotation:
                     newly_retired_kid=state.active.key.kid,
                     added_next_kid=created.key.kid,
                 )
+        # Derived from the aliases as they now are: replaces a publication made meanwhile from
+        # the state before (KeySetup during a deployment).
+        self._publish_aliased()
         report["pruned_kids"] = [entry.kid for entry in pruned]
         report["pruned_kms_key_ids"] = [entry.kms_key_id for entry in pruned if entry.kms_key_id]
         report["retired_kids"] = [
@@ -255,6 +353,14 @@ class KmsRotation:
         return report
 
     def revoke(self, kid: str) -> dict[str, Any]:
+        with self._exclusive():
+            report = self._revoke(kid)
+            # Derived from the aliases as they now are, without the key: replaces a publication
+            # made meanwhile from the state before (KeySetup during a deployment).
+            self._publish_aliased(drop=[kid])
+            return report
+
+    def _revoke(self, kid: str) -> dict[str, Any]:
         state = self.state()
         report: dict[str, Any] = {
             "key_set": "access",
@@ -272,7 +378,7 @@ class KmsRotation:
             else:
                 replacement = self._create_key()
             following = self._create_key()
-            self._publish(replacement, following, state.published, drop=[kid])
+            self._publish_planned(replacement, following, drop=[kid])
             self._point(alias, replacement.arn, exists=True)
             self._point(next_alias, following.arn, exists=state.next is not None)
             self._disable(state.active.arn)
@@ -285,7 +391,7 @@ class KmsRotation:
             )
         elif state.next is not None and kid == state.next.key.kid:
             _, next_alias = self._require_alias()
-            self._publish(state.active, None, state.published, drop=[kid])
+            self._publish_planned(state.active, None, drop=[kid])
             self._delete_alias(next_alias)
             self._disable(state.next.arn)
             report.update(
@@ -297,7 +403,7 @@ class KmsRotation:
             entry = next((e for e in state.published if e.kid == kid), None)
             if entry is None:
                 raise LookupError(kid)
-            self._publish(state.active, state.next, state.published, drop=[kid])
+            self._publish_planned(state.active, state.next, drop=[kid])
             if entry.kms_key_id:
                 self._disable(entry.kms_key_id)
             report.update(
