@@ -319,6 +319,24 @@ def test_two_rotations_from_one_version_land_exactly_once(stack: SecretStack) ->
     one_lineage_and_a_derived_document(stack)
 
 
+def test_two_operators_rotating_at_once_land_exactly_once(stack: SecretStack) -> None:
+    """Two tokenctl rotate-keys, both planning from the same version: storing a pending version
+    moves AWSPENDING, so one of them finds its own no longer pending or loses the swap."""
+    start = stack.version_with(AWSCURRENT)
+    first, second = stack.rotation(), stack.rotation()
+    planned = threading.Barrier(2)
+    for racer in (first, second):
+        Hook(racer._secrets, "PutSecretValue", lambda: planned.wait(WAIT))
+    outcomes = race(lambda: first.rotate("access"), lambda: second.rotate("access"))
+    reports = [o for o in outcomes if isinstance(o, dict)]
+    assert len(reports) == 1, outcomes
+    assert reports[0]["promoted"] is True
+    assert isinstance(next(o for o in outcomes if not isinstance(o, dict)), KeyRotationFailed)
+    assert stack.version_with(AWSCURRENT) == reports[0]["version_id"]
+    assert stack.version_with("AWSPREVIOUS") == start
+    one_lineage_and_a_derived_document(stack)
+
+
 def test_the_lineage_check_catches_a_commit_that_is_not_a_compare_and_swap(
     stack: SecretStack,
 ) -> None:
