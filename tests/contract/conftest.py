@@ -11,9 +11,9 @@ Backends:
   The store builds its own client here, from AWS_ENDPOINT_URL, as it does in ``make dev``.
   It has no transactions.
 * ``motoserver``: the local stack's own embedded AWS endpoint over HTTP (devserver.awsendpoint:
-  moto's server with DynamoDB requests serialized), so conditional writes AND transactions are
-  atomic under concurrency, as on DynamoDB. Used for races only: what the race tests prove of
-  it is what ``make dev`` and ``make load`` run on.
+  moto's server with DynamoDB, Secrets Manager, SSM and KMS requests serialized), so conditional
+  writes AND transactions are atomic under concurrency, as on DynamoDB (and label moves,
+  parameter versions and alias moves as in AWS: test_key_races.py). Used for races only.
 
 Requests are observed with botocore's ``before-call`` event (the serialized request, after
 parameter validation, before moto or the network) and faults are injected through the same
