@@ -6,12 +6,13 @@ imports its function's module itself (its own cold start, its own module state),
 one invocation at a time until the stack closes its channel. devserver.lambdas starts and
 pools these; nothing else talks to them.
 
-Containers are forked from multiprocessing's fork server, which has imported the third-party
-libraries every function uses (``PRELOAD``: boto3, Powertools, cryptography...), as Lambda
-SnapStart restores an initialized snapshot instead of importing them again; the function's
-module and the tokencore layer are imported in the container, after the fork. The fork
-server never runs function code, so each container starts from the same clean state.
-(bench/coldstart.py measures a real cold start, every import included.)
+Containers are forked from multiprocessing's fork server, which has imported what every
+function uses (``PRELOAD``: boto3, Powertools, cryptography, the tokencore layer, whose modules
+hold no state until a Runtime is built) and parsed the AWS clients' service models
+(devserver.prime), as Lambda SnapStart restores a primed snapshot instead of starting from
+nothing. The function's module is imported in the container, after the fork, and the Runtime
+is built there: what a container holds is its own. (bench/coldstart.py measures a real cold
+start, every import included.)
 
 What it is given:
 
@@ -48,7 +49,9 @@ from typing import Any, Final
 
 from devserver.clock import DevClock, SharedOffset
 
-# Imported once by the fork server, before any container is forked from it.
+# Imported once by the fork server, before any container is forked from it: the libraries, the
+# layer (its modules hold no state until a Runtime is built), and the AWS clients' parsed
+# service models (devserver.prime). Never a function's module.
 PRELOAD: Final = (
     "boto3",
     "botocore.client",
@@ -59,6 +62,13 @@ PRELOAD: Final = (
     "aws_xray_sdk.core",
     "cryptography.hazmat.primitives.asymmetric.rsa",
     "argon2",
+    "tokencore.authz",
+    "tokencore.http",
+    "tokencore.keys.secretsmanager",
+    "tokencore.keys.ssm",
+    "tokencore.runtime",
+    "tokencore.service",
+    "devserver.prime",
 )
 Handler = Callable[[Any, Any], Any]
 

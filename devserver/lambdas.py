@@ -1,12 +1,13 @@
 """The template's functions as Lambda runs them: a pool of containers per function.
 
 Each function (logical id from template.yaml) gets a ``FunctionPool`` of containers: separate
-processes (``python -m devserver.container``, one per Lambda execution environment), each
-importing the function's module itself (its own cold start and module state) and serving one
-invocation at a time. A pool starts with one warm container and grows on demand, one cold
-start per new container, up to DEV_FUNCTION_CONCURRENCY (default 4). No lock is held during an
-invocation: concurrent requests run in as many containers at once, so the races a deployed
-stack has, the local stack has too.
+processes, one per Lambda execution environment (devserver.container is their whole life),
+each importing the function's module itself (its own cold start and module state) and serving
+one invocation at a time. A pool starts with one warm container; a request that finds every
+container busy starts one more, up to DEV_FUNCTION_CONCURRENCY (default 4), and takes whichever
+container is free first. No lock is held during an invocation: concurrent requests run in as
+many containers at once, so the races a deployed stack has, the local stack has too.
+``/_dev/containers`` (``containers_page``) lists them.
 
 What API Gateway answers when the function cannot:
 
@@ -245,6 +246,8 @@ class FunctionPool:
         self._closed = False
         self._warming: Container | None = None
         self._ended: list[Container] = []
+        self._start_failures = 0  # cold starts that failed, and the last one's reason
+        self._start_failure = ""
         self.cold_starts = 0
 
     # --- start and stop --------------------------------------------------------------------
@@ -332,9 +335,14 @@ class FunctionPool:
         )
 
     def _acquire(self) -> Container:
-        """An idle container, else a new one while the pool is below its size, else wait."""
+        """An idle container. When there is none, one more starts (while the pool is below its
+        size) and the request takes whichever container is free first: the new one, or one
+        that finishes meanwhile. Lambda would hold the request for the new container's cold
+        start; taking the first free one keeps bursts quick on a small machine and changes
+        nothing else (the pool still grows to what the concurrency needs)."""
         deadline = time.monotonic() + self._wait_seconds
         with self._changed:
+            failures_seen = self._start_failures
             while True:
                 if self._closed:
                     raise IntegrationError(503, "Service Unavailable", "the stack is stopping")
@@ -344,41 +352,50 @@ class FunctionPool:
                         self._busy.add(container)
                         return container
                     self._drop(container)
-                if self._size < self.concurrency:
-                    # Check and claim in one step under the lock: two requests can never both
-                    # take the last slot.
-                    self._size += 1
-                    self.cold_starts += 1
-                    break
+                if self._start_failures != failures_seen:
+                    raise IntegrationError(500, "Internal Server Error", self._start_failure)
+                if self._claim_slot():
+                    self._start_in_background()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise IntegrationError(
                         503,
                         "Service Unavailable",
                         f"{self.spec.logical_id}: no free container within "
-                        f"{self._wait_seconds:.0f} s (DEV_FUNCTION_CONCURRENCY={self.concurrency})",
+                        f"{self._wait_seconds:g} s (DEV_FUNCTION_CONCURRENCY={self.concurrency})",
                     )
                 self._changed.wait(left)
-        return self._cold_start()
 
-    def _cold_start(self) -> Container:
-        try:
-            container = Container.spawn(self.spec, self._environment, self._clock)
-            container.wait_ready()
-        except DevError as exc:
-            self._forget_slot()
-            raise IntegrationError(500, "Internal Server Error", str(exc)) from exc
-        except BaseException:
-            self._forget_slot()
-            raise
-        with self._changed:
-            if self._closed:
-                self._drop(container)
-                raise IntegrationError(503, "Service Unavailable", "the stack is stopping")
-            self._busy.add(container)
-        return container
+    def _claim_slot(self) -> bool:
+        """Room for one more container? Checked and claimed in one step, under the lock (held
+        by the caller): two requests can never both take the last slot."""
+        if self._size >= self.concurrency:
+            return False
+        self._size += 1
+        self.cold_starts += 1
+        return True
+
+    def _start_in_background(self) -> None:
+        def cold_start() -> None:
+            try:
+                container = Container.spawn(self.spec, self._environment, self._clock)
+                container.wait_ready()
+            except DevError as exc:
+                with self._changed:
+                    self._size -= 1
+                    self._start_failures += 1
+                    self._start_failure = str(exc)
+                    self._changed.notify_all()
+                return
+            self._release(container)  # idle: the first waiter takes it
+
+        threading.Thread(
+            target=cold_start, name=f"cold-start-{self.spec.logical_id}", daemon=True
+        ).start()
 
     def _release(self, container: Container) -> None:
+        """Back to idle (the first waiter takes it), or dropped when it is dead or the pool
+        is closed."""
         with self._changed:
             self._busy.discard(container)
             if self._closed or container.broken or not container.alive():

@@ -23,7 +23,7 @@ import pytest
 from devserver import lambdas
 from devserver.clock import DevClock, SharedOffset
 from devserver.gateway import FunctionError, IntegrationError
-from devserver.lambdas import Container, FunctionPool
+from devserver.lambdas import FunctionPool
 from devserver.settings import DevError
 from devserver.stack import FunctionSpec
 from tests.concurrency import run_at_once
@@ -144,6 +144,8 @@ def test_beyond_its_size_a_request_waits_then_gets_api_gateways_503(
     make_pool: MakePool,
 ) -> None:
     pool = make_pool(concurrency=1, wait_seconds=0.2)
+    pool.start()
+    pool.ready()
     warm = invoke(pool)
     with ThreadPoolExecutor(2) as threads:
         with stopped(warm["pid"]):
@@ -169,20 +171,23 @@ def test_the_pool_never_starts_more_containers_than_its_size(make_pool: MakePool
 
 
 def test_a_pool_that_checks_for_room_then_claims_it_would_overshoot(make_pool: MakePool) -> None:
-    """The deliberately broken variant: the check and the claim as two steps. A barrier lets
-    every request check before any claims, and every one starts a container."""
+    """The deliberately broken variant: the check and the claim as two steps, the lock let go
+    in between. A barrier lets every request check before any claims, and each starts a
+    container."""
     barrier = threading.Barrier(THREADS)
 
     class CheckThenClaim(FunctionPool):
-        def _acquire(self) -> Container:
-            with self._changed:
-                room = self._size < self.concurrency
-            barrier.wait()
-            assert room
-            with self._changed:
+        def _claim_slot(self) -> bool:  # called with the lock held
+            room = self._size < self.concurrency
+            self._changed.release()
+            try:
+                barrier.wait()
+            finally:
+                self._changed.acquire()
+            if room:
                 self._size += 1
                 self.cold_starts += 1
-            return self._cold_start()
+            return room
 
     pool = make_pool(concurrency=2, pool_class=CheckThenClaim)
     run_at_once(THREADS, lambda: invoke(pool))
