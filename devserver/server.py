@@ -253,6 +253,7 @@ class DevStack:
             f"  API            {api}",
             f"  browser demo   {api}/demo  (web/tokencore.js, the reference client)",
             f"  AWS endpoint   {self.ports.endpoint_url}  (moto)",
+            f"  containers     {api}/_dev/containers  (up to {self.concurrency} per function)",
             f"  discovery      {api}/.well-known/openid-configuration",
             f"  keys           {keys}; refresh HMAC key set in Secrets Manager",
             f"  table          {settings.sessions_table_name}",
