@@ -63,9 +63,9 @@ DESCRIBE_TIMEOUT_SECONDS: Final = 10.0
 CONTAINERS_PATH: Final = "/_dev/containers"
 _DESCRIBE: Final = json.dumps({"describe": True}).encode()
 
-# Containers are forked from a fork server that has imported the libraries every function
-# uses (devserver.container). Its own process, started with the first container; it ends
-# when this process does.
+# Containers are forked from multiprocessing's fork server (one per process: this setting is
+# global), which has imported devserver.container's PRELOAD. Its own process, started by
+# start_fork_server or the first container; it ends when this process does.
 _FORKS: Final = multiprocessing.get_context("forkserver")
 # "__main__": a program that runs a stack in-process (pytest) is imported by the fork server
 # once instead of again in every container (a module run with -m never is).
@@ -132,7 +132,7 @@ class Container:
         )
         try:
             process.start()
-        except OSError as exc:
+        except (OSError, EOFError) as exc:  # the fork server failed or went away
             ours.close()
             lifeline_write.close()
             raise DevError(f"{spec.logical_id}: cannot start a container ({exc})") from exc
@@ -380,11 +380,14 @@ class FunctionPool:
             try:
                 container = Container.spawn(self.spec, self._environment, self._clock)
                 container.wait_ready()
-            except DevError as exc:
+            except Exception as exc:  # noqa: BLE001 - every waiter learns it: a 500 each
+                reason = str(exc)
+                if not isinstance(exc, DevError):
+                    reason = f"{self.spec.logical_id}: no container ({type(exc).__name__})"
                 with self._changed:
                     self._size -= 1
                     self._start_failures += 1
-                    self._start_failure = str(exc)
+                    self._start_failure = reason
                     self._changed.notify_all()
                 return
             self._release(container)  # idle: the first waiter takes it
