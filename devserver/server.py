@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class DevStack:
+    """The local stack, from ``env`` (the developer's environment).
+
+    ``aws_wrap`` wraps the embedded AWS endpoint's WSGI application (fault injection:
+    devserver.awsendpoint). It runs in the endpoint's own process (devserver.awsprocess), so it
+    must pickle: a module-level function, or a ``functools.partial`` of one.
+    """
+
     def __init__(
         self, env: Mapping[str, str], *, aws_wrap: Callable[[WsgiApp], WsgiApp] | None = None
     ) -> None:
