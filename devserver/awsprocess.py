@@ -56,6 +56,14 @@ class AwsProcess:
             lifeline_read.close()
         self._channel = ours
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.exitcode
+
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         """Until it listens; AwsPortInUse or RuntimeError when it cannot."""
         try:
