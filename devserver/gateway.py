@@ -18,7 +18,9 @@ What it reproduces (the behaviour a client or a handler can observe):
   else base64 with ``isBase64Encoded``.
 * Answers: ``statusCode``, ``headers``, ``multiValueHeaders``, ``cookies`` (one Set-Cookie
   each), ``body`` and ``isBase64Encoded``; an answer without ``statusCode`` is a 200 JSON body.
-  A function that raises is a 500 (its traceback goes to this terminal).
+  A function that raises is a 500 (its traceback goes to this terminal). When no function
+  answers at all (no free container in time, a container that died), API Gateway's own answer
+  for that case (``IntegrationError``, raised by devserver.lambdas).
 * CorsConfiguration, when the template sets one: API Gateway answers preflights itself and
   its CORS headers replace the function's.
 """
@@ -54,6 +56,28 @@ _TEXT_TYPES: Final = re.compile(
 )
 
 Invoke = Callable[[str, dict[str, Any]], Any]
+"""Runs a function (logical id) on an event: its result, or it raises FunctionError when the
+handler raised, IntegrationError when API Gateway answers by itself."""
+
+
+class FunctionError(Exception):
+    """The handler raised: Lambda's function error (``errorMessage`` is ``str(error)``)."""
+
+    def __init__(self, message: str, error_type: str, stack_trace: Sequence[str]) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.stack_trace = list(stack_trace)
+
+
+class IntegrationError(Exception):
+    """No function answered; API Gateway answers ``status`` ``{"message": message}`` itself.
+    ``reason`` is the one line for the terminal (never a request's content)."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.message = message
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,9 +418,11 @@ class Gateway:
             context = verdict.context or {}
         try:
             result = self._invoke(route.function, parts.route_event(context))
-        except Exception:  # noqa: BLE001 - whatever a function raises, API Gateway answers 500
+        except IntegrationError as failure:
+            return _integration_failed(failure)
+        except Exception as exc:  # noqa: BLE001 - whatever a function raises, API Gateway answers 500
             print(f"devserver: {route.function} raised; API Gateway answers 500", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
+            _print_trace(exc)
             return gateway_message(500, "Internal Server Error")
         return translate(result)
 
@@ -422,11 +448,13 @@ class Gateway:
     ) -> AuthorizerVerdict:
         try:
             result = self._invoke(spec.function, parts.authorizer_event(identity))
+        except IntegrationError as failure:
+            return AuthorizerVerdict(False, failure=_integration_failed(failure))
         except Exception as exc:  # noqa: BLE001 - an authorizer error is API Gateway's 401/500
             if str(exc) == "Unauthorized":
                 return AuthorizerVerdict(False, failure=gateway_message(401, "Unauthorized"))
             print(f"devserver: authorizer {spec.function} raised: 500", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
+            _print_trace(exc)
             return AuthorizerVerdict(False, failure=gateway_message(500, "Internal Server Error"))
         if not isinstance(result, dict):
             return _authorizer_malformed("not an object")
@@ -444,6 +472,19 @@ class Gateway:
         if not allowed:
             return AuthorizerVerdict(False, failure=gateway_message(403, "Forbidden"))
         return AuthorizerVerdict(True, context=context or {})
+
+
+def _integration_failed(failure: IntegrationError) -> HttpResponse:
+    print(f"devserver: {failure.reason}; API Gateway answers {failure.status}", file=sys.stderr)
+    return gateway_message(failure.status, failure.message)
+
+
+def _print_trace(error: Exception) -> None:
+    """The traceback of a handler's exception: the container's own when it comes from one."""
+    if isinstance(error, FunctionError) and error.stack_trace:
+        print("".join(error.stack_trace), end="", file=sys.stderr)
+    else:
+        traceback.print_exception(error, file=sys.stderr)
 
 
 def _authorizer_malformed(why: str) -> AuthorizerVerdict:
@@ -553,9 +594,15 @@ def _apply_cors(response: HttpResponse, cors: CorsSpec, origin: str | None) -> N
 
 class ApiServer(ThreadingHTTPServer):
     """Bound at construction (so a busy port fails before anything else starts); serves once
-    ``gateway`` is set."""
+    ``gateway`` is set.
+
+    One thread per connection (kept while the client keeps the connection alive). The listen
+    backlog is 1024 instead of socketserver's 5: a burst of clients connecting at once is
+    queued by the kernel, even while this process is busy, instead of having its connections
+    dropped or reset (capped by the kernel's net.core.somaxconn, 4096 on current Linux)."""
 
     daemon_threads = True
+    request_queue_size = 1024
     gateway: Gateway | None = None
     # Pages served before API routing (the browser demo, devserver.static); None: API only.
     pages: Callable[[HttpRequest], HttpResponse | None] | None = None

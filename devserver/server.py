@@ -1,19 +1,23 @@
 """``python -m devserver`` (what `make dev` runs): the whole API on 127.0.0.1 without Docker or
 an AWS account, built from template.yaml.
 
-Start: bind both ports (a busy one is a one-line error naming it), start moto's server in a
-thread, put its endpoint and fake credentials in the environment (boto3 reads
-AWS_ENDPOINT_URL itself, so the functions' code is unchanged), create what the template
-declares (the table, the key secrets and their keys via the template's own KeySetup custom
-resource, the public JWKS parameter, the KMS key in KMS mode), seed the users, import every
-function (a cold start each), then serve. SIGINT and SIGTERM stop both servers and exit 0.
+Start: bind both ports (a busy one is a one-line error naming it), start the embedded AWS
+endpoint (devserver.awsendpoint: moto's server with DynamoDB's write semantics), put its
+endpoint and fake credentials in the environment (boto3 reads AWS_ENDPOINT_URL itself, so the
+functions' code is unchanged), start one warm container per routed function (their cold
+starts run meanwhile), create what the template declares (the table, the key secrets and
+their keys via the template's own KeySetup custom resource, the public JWKS parameter, the KMS
+key in KMS mode), seed the users, wait for the warm containers, then serve. SIGINT and SIGTERM
+stop the servers and every container and exit 0.
 
-One process runs every function, so they share one ``tokencore.runtime.Runtime`` (one set of
+Functions run as Lambda runs them (devserver.lambdas): a pool of container processes per
+function, each with its own module state and its own ``tokencore.runtime.Runtime`` (one set of
 Settings: the template gives all functions the same environment), kept for the life of the
-stack like a warm Lambda container. A key rotation or revocation (``make ctl ARGS=rotate-keys``,
-``revoke-key``) therefore reaches it exactly as it reaches a deployed warm container: signers
-and key caches follow within JWKS_CACHE_TTL_SECONDS (``tokencore.runtime``). To see it sooner,
-start the stack with a smaller JWKS_CACHE_TTL_SECONDS.
+stack like warm Lambda containers. A key rotation or revocation (``make ctl
+ARGS=rotate-keys``, ``revoke-key``) therefore reaches them exactly as it reaches deployed warm
+containers: signers and key caches follow within JWKS_CACHE_TTL_SECONDS
+(``tokencore.runtime``). To see it sooner, start the stack with a smaller
+JWKS_CACHE_TTL_SECONDS. Every container reads the stack's clock (devserver.clock).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Final
 
-from devserver.clock import DevClock, clock_control, control_enabled
+from devserver.awsendpoint import WsgiApp
+from devserver.awsprocess import AwsPortInUse, AwsProcess
+from devserver.clock import DevClock, SharedOffset, clock_control, control_enabled
 from devserver.gateway import ApiRequestHandler, ApiServer, Gateway, HttpRequest, HttpResponse
-from devserver.lambdas import LocalFunction
+from devserver.lambdas import FunctionPool, containers_page, start_fork_server
 from devserver.seed import (
     DEMO_PASSWORD,
     DEMO_USERNAME,
@@ -49,6 +55,7 @@ from devserver.settings import (
     Ports,
     aws_environment,
     developer_settings,
+    function_concurrency,
     ports_from,
     scrubbed,
 )
@@ -96,13 +103,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class DevStack:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    """The local stack, from ``env`` (the developer's environment).
+
+    ``aws_wrap`` wraps the embedded AWS endpoint's WSGI application (fault injection:
+    devserver.awsendpoint). It runs in the endpoint's own process (devserver.awsprocess), so it
+    must pickle: a module-level function, or a ``functools.partial`` of one.
+    """
+
+    def __init__(
+        self, env: Mapping[str, str], *, aws_wrap: Callable[[WsgiApp], WsgiApp] | None = None
+    ) -> None:
         self._env = dict(env)
         self.ports: Ports = ports_from(env)
+        self.concurrency = function_concurrency(env)
+        self._aws_wrap = aws_wrap  # wraps the embedded endpoint's WSGI app (fault injection)
         self._api_server: ApiServer | None = None
-        self._moto: Any = None
+        self._aws: AwsProcess | None = None
         self._serving: threading.Thread | None = None
-        self.functions: dict[str, LocalFunction] = {}
+        self._shared_offset: SharedOffset | None = None
+        self._function_environment: dict[str, str] = {}
+        self.pools: dict[str, FunctionPool] = {}
+        self._pools_lock = threading.Lock()
         self.api: ApiSpec | None = None
         self.users: list[tuple[SeedUser, str]] = []
 
@@ -110,12 +131,14 @@ class DevStack:
 
     def start(self) -> None:
         self._api_server = _bind_api(self.ports.http)
-        self._moto = _start_moto(self.ports.aws)
+        _probe(self.ports.aws, "AWS_PORT")  # a clean message before werkzeug prints its own
         environment = scrubbed(self._env)
         environment.update(aws_environment(self.ports))
         for name, value in LOCAL_DEFAULTS.items():
             environment.setdefault(name, value)
         _replace_environ(environment)
+        start_fork_server()  # it imports the functions' libraries while the stack starts
+        self._aws = _start_aws(self.ports.aws, self._aws_wrap)
 
         template = load_template()
         stack = LocalStack(
@@ -139,23 +162,39 @@ class DevStack:
         except ConfigError as exc:
             raise DevError(exc.message) from exc
         seeds = with_demo(parse_seed_users(self._env.get("SEED_USERS", "")))
-        stack.provision()
-        self.clock = DevClock()
-        runtime = Runtime(settings, self.clock)
-        set_runtime(runtime)
-        self.settings = settings
+        self._shared_offset = SharedOffset.create()
+        self.clock = DevClock(shared=self._shared_offset)
+        self._function_environment = dict(os.environ)
 
-        self.users = [(seed, user.user_id) for seed, user in create_users(runtime.users, seeds)]
-
+        # One warm container per function the API calls, started from another thread: their
+        # cold starts run while the template's resources are created and the users seeded.
         self.api = stack.api()
         wanted = {route.function for route in self.api.routes}
         wanted |= {authorizer.function for authorizer in self.api.authorizers.values()}
-        for logical_id in sorted(wanted):
-            self._function(logical_id).load()
+        warm = [self._pool(logical_id) for logical_id in sorted(wanted)]
+
+        def start_warm() -> None:
+            for pool in warm:
+                pool.start()
+
+        warming = _Background(start_warm)
+
+        stack.provision()
+        runtime = Runtime(settings, self.clock)  # the stack's own, for seeding users
+        set_runtime(runtime)
+        self.settings = settings
+        self.users = [(seed, user.user_id) for seed, user in create_users(runtime.users, seeds)]
+        warming.result()
+        for pool in warm:
+            pool.ready()
 
         self._api_server.gateway = Gateway(self.api, self._invoke)
-        # The browser demo at /demo (same origin), and the clock control when asked for.
-        pages: list[Callable[[HttpRequest], HttpResponse | None]] = [static_response]
+        # The browser demo at /demo (same origin), the containers page, and the clock control
+        # when asked for.
+        pages: list[Callable[[HttpRequest], HttpResponse | None]] = [
+            containers_page(self.pools, os.getpid()),
+            static_response,
+        ]
         if control_enabled(self._env):
             pages.insert(0, clock_control(self.clock))
         self._api_server.pages = _first_answer(pages)
@@ -174,21 +213,35 @@ class DevStack:
                 self._api_server.shutdown()
                 self._serving.join(timeout=5)
             self._api_server.server_close()
-        if self._moto is not None:
-            self._moto.stop()
+        with self._pools_lock:
+            pools = list(self.pools.values())
+        for pool in pools:  # every container ends at once, then each is waited for
+            pool.close()
+        for pool in pools:
+            pool.join()
+        if self._aws is not None:
+            self._aws.stop()
+        if self._shared_offset is not None:
+            self._shared_offset.close()
 
     # --- functions ---------------------------------------------------------------------------
 
-    def _function(self, logical_id: str) -> LocalFunction:
-        function = self.functions.get(logical_id)
-        if function is None:
-            function = self.functions[logical_id] = LocalFunction(
-                self.stack.function_spec(logical_id)
-            )
-        return function
+    def _pool(self, logical_id: str) -> FunctionPool:
+        with self._pools_lock:
+            pool = self.pools.get(logical_id)
+            if pool is None:
+                if self._shared_offset is None:
+                    raise DevError("the stack is not started")
+                pool = self.pools[logical_id] = FunctionPool(
+                    self.stack.function_spec(logical_id),
+                    self._function_environment,
+                    self._shared_offset,
+                    concurrency=self.concurrency,
+                )
+            return pool
 
     def _invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        return self._function(logical_id).invoke(event)
+        return self._pool(logical_id).invoke(event)
 
     # --- what to tell the developer ------------------------------------------------------------
 
@@ -207,6 +260,7 @@ class DevStack:
             f"  API            {api}",
             f"  browser demo   {api}/demo  (web/tokencore.js, the reference client)",
             f"  AWS endpoint   {self.ports.endpoint_url}  (moto)",
+            f"  containers     {api}/_dev/containers  (up to {self.concurrency} per function)",
             f"  discovery      {api}/.well-known/openid-configuration",
             f"  keys           {keys}; refresh HMAC key set in Secrets Manager",
             f"  table          {settings.sessions_table_name}",
@@ -338,28 +392,38 @@ def _bind_api(port: int) -> ApiServer:
         raise DevError(f"cannot listen on {HOST}:{port} (PORT): {exc.strerror}") from None
 
 
-def _start_moto(port: int) -> Any:
-    from moto.server import ThreadedMotoServer
+class _Background:
+    """One call in a thread; ``result`` waits for it and re-raises what it raised."""
 
-    class MotoServer(ThreadedMotoServer):
-        """Reports a bind failure instead of leaving start() waiting forever (werkzeug exits
-        its thread with SystemExit when the port is taken)."""
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._call = call
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="background", daemon=True)
+        self._thread.start()
 
-        bind_failed: bool = False
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._error = exc
 
-        def _server_entry(self) -> None:
-            try:
-                super()._server_entry()
-            except (OSError, SystemExit):
-                self.bind_failed = True
-                self._server_ready_event.set()
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
-    _probe(port, "AWS_PORT")  # a clean message before werkzeug prints its own
-    server = MotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
-    if server.bind_failed:
-        raise _in_use(port, "AWS_PORT")
-    return server
+
+def _start_aws(port: int, wrap: Callable[[WsgiApp], WsgiApp] | None) -> AwsProcess:
+    aws = AwsProcess(HOST, port, wrap=wrap)
+    try:
+        aws.wait_ready()
+    except AwsPortInUse:  # taken since the probe; werkzeug has printed its own lines
+        aws.stop()
+        raise _in_use(port, "AWS_PORT") from None
+    except RuntimeError as exc:
+        aws.stop()
+        raise DevError(str(exc)) from exc
+    return aws
 
 
 def _probe(port: int, variable: str) -> None:

@@ -92,6 +92,21 @@ def ports_from(env: Mapping[str, str]) -> Ports:
     return ports
 
 
+CONCURRENCY_VARIABLE: Final = "DEV_FUNCTION_CONCURRENCY"
+DEFAULT_CONCURRENCY: Final = 4
+MAX_CONCURRENCY: Final = 64  # each container is a Python process of some 60 MiB
+
+
+def function_concurrency(env: Mapping[str, str]) -> int:
+    """How many containers each function may run at once (devserver.lambdas)."""
+    raw = (env.get(CONCURRENCY_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_CONCURRENCY
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CONCURRENCY:
+        raise DevError(f"{CONCURRENCY_VARIABLE} must be a whole number from 1 to {MAX_CONCURRENCY}")
+    return int(raw)
+
+
 def aws_environment(ports: Ports) -> dict[str, str]:
     """Endpoint, fake credentials, region; no shared config or credentials file is read."""
     return {

@@ -16,6 +16,7 @@ from devserver.clock import (
     CLOCK_PATH,
     MAX_ADVANCE_SECONDS,
     DevClock,
+    SharedOffset,
     clock_control,
     control_enabled,
     stack_offset,
@@ -76,6 +77,26 @@ def test_concurrent_advances_all_count() -> None:
 
     assert sum(run_at_once(8, advance_often)) == 800
     assert clock.offset == 800.0
+
+
+def test_a_shared_clock_is_followed_through_its_page() -> None:
+    """The stack's clock writes its offset into a page that every function container maps
+    read-only (devserver.container): a follower sees each move at its next read."""
+    page = SharedOffset.create()
+    follower_page = SharedOffset.attach(page.fileno())
+    try:
+        stack_clock = DevClock(shared=page)
+        follower = DevClock(shared=follower_page)
+        assert follower.offset == 0.0
+        stack_clock.advance(31)
+        stack_clock.advance(0.5)
+        assert follower.offset == 31.5
+        assert follower.now() >= stack_clock.now() - 1
+        with pytest.raises(TypeError):  # the follower's mapping is read-only
+            follower_page.write(1.0)
+    finally:
+        follower_page.close()
+        page.close()
 
 
 def test_the_control_reads_and_advances_the_clock() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from devserver.gateway import Gateway, HttpRequest, Router, translate
 from devserver.seed import parse_seed_users, with_demo
-from devserver.settings import DevError, Ports, developer_settings
+from devserver.settings import DevError, Ports, developer_settings, function_concurrency
 from devserver.stack import ApiSpec, AuthorizerSpec, LocalStack, RouteSpec
 from devserver.template import NO_VALUE, Evaluator, TemplateError, load_template
 from tokencore import cli
@@ -269,6 +269,14 @@ def test_authorizer_results_are_cached_only_when_configured() -> None:
     _get(cached, Authorization="Bearer t")
     _get(cached, Authorization="Bearer other")
     assert len(functions.events["Auth"]) == 2
+
+
+def test_function_concurrency_is_a_bounded_whole_number() -> None:
+    assert function_concurrency({}) == 4
+    assert function_concurrency({"DEV_FUNCTION_CONCURRENCY": " 12 "}) == 12
+    for bad in ("0", "65", "-1", "2.5", "many"):
+        with pytest.raises(DevError, match=r"^DEV_FUNCTION_CONCURRENCY must be a whole number"):
+            function_concurrency({"DEV_FUNCTION_CONCURRENCY": bad})
 
 
 # --- seed users and the CLI's offline command -------------------------------------------------
