@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from functions.rotation import app
+from tests.functional.conftest import fresh_aws
 from tests.functional.rotation_support import (
     T0,
     KeyStack,
@@ -43,7 +43,7 @@ ACCESS_KEEP = 900 + 30 + 300  # token lifetime + leeway + the signers' cache
 
 @pytest.fixture
 def keys() -> Iterator[KeyStack]:
-    with mock_aws():
+    with fresh_aws():
         stack = make_key_stack()
         app._rotation = stack.rotation  # the function's container, with our clock
         try:
