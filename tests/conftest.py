@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tokencore.clock import ManualClock
 from tokencore.config import reset_settings
@@ -32,6 +33,12 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+# Hypothesis times every example (a 200 ms deadline) and the generation of its data (the
+# too_slow health check): on a loaded machine both fail for speed, not for a bug. No test here
+# depends on how fast the machine is; speed is `make bench`'s business.
+settings.register_profile("tokencore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tokencore")
 
 
 @pytest.fixture(autouse=True)
