@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tokencore.clock import ManualClock
 from tokencore.config import reset_settings
@@ -32,6 +34,12 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+# Hypothesis times every example (a 200 ms deadline) and the generation of its data (the
+# too_slow health check): on a loaded machine both fail for speed, not for a bug. No test here
+# depends on how fast the machine is; speed is `make bench`'s business.
+settings.register_profile("tokencore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tokencore")
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +79,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _security.order_last(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The run keeps what collection imported alive to its end (boto3, moto and the rest,
+    # ~100,000 objects), and CPython's full collections rescan all of it: a fifth of the
+    # functional tier's CPU time. Freeze it, and collect in full a tenth as often (the young
+    # generations, where almost all garbage dies, run as before).
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

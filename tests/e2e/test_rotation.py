@@ -3,11 +3,15 @@
 ``make ctl`` (tokenctl) rotating and revoking keys meanwhile.
 
 The stack runs with the key caches at 2 s (JWKS_CACHE_TTL_SECONDS: verifiers' key lists, the
-signers' key sets), refetches at most once a second, 30 s access tokens and no clock leeway, so
-every bound in docs/keys.md is a few seconds here. The stack's time moves only when a test
-advances it past such a bound (devserver.clock; `make ctl` follows the same clock), so nothing
-waits for time to pass: the user keeps working in real time meanwhile, and every request it
-makes meets whatever state the rotation has reached.
+signers' key sets), refetches at most once a second and no clock leeway, so every key bound in
+docs/keys.md is a few seconds here. The stack's time moves only when a test advances it past
+such a bound (devserver.clock; `make ctl` follows the same clock), so nothing waits for time to
+pass: the user keeps working in real time meanwhile, and every request it makes meets whatever
+state the rotation has reached.
+
+The stack's clock also runs on with the wall clock, so whatever must outlive the test lives
+longer than any run of it, however slow the machine: access tokens live an hour (the first
+one must work throughout; the test then moves the clock to its expiry), sessions two.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ pytestmark = pytest.mark.e2e
 CACHE_SECONDS = 2  # JWKS_CACHE_TTL_SECONDS on this stack
 PAST_THE_CACHE = CACHE_SECONDS + 0.5
 JWKS_ENDPOINT_CACHE_SECONDS = 5  # the issuer's cache of the published JWKS (runtime.py)
-ACCESS_TTL_SECONDS = 30
-WORKER_DEADLINE_SECONDS = 20  # how long the user's thread may take to show a step
+ACCESS_TTL_SECONDS = 3600
+BEFORE_EXPIRY = 60  # how far before its expiry the first token is tried: the clock runs on
+WORKER_DEADLINE_SECONDS = 120  # for the user's thread to show a step: only a hang takes this long
 REFRESH_COOKIE = "__Secure-rt"
 
 
@@ -48,7 +53,7 @@ def rotating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
         JWKS_CACHE_TTL_SECONDS=str(CACHE_SECONDS),
         JWKS_REFETCH_MIN_INTERVAL_SECONDS="1",
         ACCESS_TOKEN_TTL_SECONDS=str(ACCESS_TTL_SECONDS),
-        REFRESH_TOKEN_TTL_SECONDS="600",
+        REFRESH_TOKEN_TTL_SECONDS=str(2 * ACCESS_TTL_SECONDS),
         CLOCK_SKEW_LEEWAY_SECONDS="0",
         SESSION_CHECK_SAMPLE_RATE="0",
         REFRESH_RATE_LIMIT="10000/60",
@@ -185,17 +190,19 @@ def test_rotation_while_a_user_is_active_denies_nothing(rotating: RunningStack) 
         assert statuses[second_kid] == "retired"
     finally:
         user.stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=WORKER_DEADLINE_SECONDS)
     assert user.denied == [], f"{len(user.denied)} of {user.requests} requests denied"
     assert user.requests > 20
     # The first access token, signed by a key retired twice over, worked throughout.
     assert user.first_token_answers
     assert set(user.first_token_answers) == {200}
 
-    # 4. ... and until it expires (no leeway on this stack), not a second longer.
-    rotating.advance_clock(max(0.0, expires_at - 1.5 - rotating.clock()))
+    # 4. ... and until it expires (no leeway on this stack), not a second longer. The clock
+    # runs on between moving it and the request, hence the margin before the expiry; after it,
+    # any delay only moves the token further past its expiry.
+    rotating.advance_clock(max(0.0, expires_at - BEFORE_EXPIRY - rotating.clock()))
     assert client.request("GET", "/me", bearer=first).status == 200
-    rotating.advance_clock(2)
+    rotating.advance_clock(BEFORE_EXPIRY + 1)
     assert client.request("GET", "/me", bearer=first).status == 403
 
 

@@ -12,7 +12,7 @@ from tests.e2e.conftest import REPO_ROOT, base_environment, free_port
 
 pytestmark = pytest.mark.e2e
 
-FAIL_DEADLINE_SECONDS = 30
+FAIL_DEADLINE_SECONDS = 120  # a hang bound: the failure itself comes within seconds
 
 
 def run_devserver(**settings: str) -> subprocess.CompletedProcess[str]:

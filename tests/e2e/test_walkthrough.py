@@ -16,6 +16,7 @@ from tests.e2e.conftest import RunningStack
 pytestmark = pytest.mark.e2e
 
 SECURE_COOKIES_ON_LOOPBACK = (7, 79)
+WALKTHROUGH_DEADLINE_SECONDS = 180  # a hang bound: the script takes seconds
 COMPACT_JWS = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")  # how a failure report hides tokens
 
 
@@ -46,7 +47,7 @@ def run_walkthrough(stack: RunningStack, directory: Path) -> subprocess.Complete
         cwd=directory,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=WALKTHROUGH_DEADLINE_SECONDS,
         check=False,
     )
 

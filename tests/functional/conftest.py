@@ -1,6 +1,14 @@
 """A whole stack in moto for the handler tests: table, key sets in Secrets Manager, the public
 JWKS in SSM, two users, and the container Runtime the handlers use. Keys are generated here, at
-test time; nothing secret is committed."""
+test time; nothing secret is committed.
+
+Every test gets empty AWS backends and builds its stack again (about 40 ms): what made that cost
+0.5-1.6 s was not moto's state but boto3's, rebuilt by every ``mock_aws()`` (a new default
+session parses the service models again). ``fresh_aws()`` keeps boto3's default session, and
+the stack is built with clients created once per run. A client holds no AWS state (moto keeps
+that in its backends, emptied when each test's mock starts), so sharing clients shares nothing
+a test can see; ``test_stack_isolation.py`` proves it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import boto3
 import pytest
 from argon2 import PasswordHasher
 from moto import mock_aws
+from moto.core.models import MockAWS
 
 from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
@@ -93,24 +102,48 @@ def generated_keys() -> dict[str, PrivateKeyEntry]:
     return {alg: generate_key(alg) for alg in ("RS256", "ES256", "EdDSA", "HS256")}
 
 
+def fresh_aws() -> MockAWS:
+    """``mock_aws()`` with empty backends, keeping boto3's default session: tests that call
+    ``boto3.client()`` reuse its parsed service models instead of parsing them again."""
+    return mock_aws(config={"core": {"reset_boto3_session": False}})
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The clients the fixtures build stacks with, created once per run."""
+
+    dynamodb: Any
+    secretsmanager: Any
+    ssm: Any
+
+
+@pytest.fixture(scope="session")
+def aws_clients() -> AwsClients:
+    session = boto3.session.Session()
+    return AwsClients(
+        session.client("dynamodb"), session.client("secretsmanager"), session.client("ssm")
+    )
+
+
 @pytest.fixture
 def stack(
     monkeypatch: pytest.MonkeyPatch,
     clock: ManualClock,
     generated_keys: dict[str, PrivateKeyEntry],
+    aws_clients: AwsClients,
 ) -> Iterator[Stack]:
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
     reset_settings()
-    with mock_aws():
+    with fresh_aws():
         settings = Settings.from_env()
-        create_table(boto3.client("dynamodb"), settings.sessions_table_name)
+        create_table(aws_clients.dynamodb, settings.sessions_table_name)
         access_keys = KeySet([generated_keys[settings.access_token_alg]], "access")
         refresh_keys = KeySet([generated_keys["HS256"]], "refresh")
-        secrets = boto3.client("secretsmanager")
+        secrets = aws_clients.secretsmanager
         create_key_set_secret(secrets, settings.signing_keys_secret_id, access_keys)
         create_key_set_secret(secrets, settings.refresh_keys_secret_id, refresh_keys)
-        boto3.client("ssm").put_parameter(
+        aws_clients.ssm.put_parameter(
             Name=settings.public_jwks_parameter,
             Type="String",
             Value=json.dumps(jwks_document(access_keys.verification_keys())),

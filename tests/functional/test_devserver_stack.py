@@ -10,11 +10,11 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from devserver.settings import Ports, developer_settings
 from devserver.stack import LocalStack
 from devserver.template import load_template
+from tests.functional.conftest import fresh_aws
 from tokencore.keys import KeySet
 from tokencore.store.table import TABLE_DEFINITION, TTL_ATTRIBUTE
 
@@ -30,7 +30,7 @@ def _invoke(function: str, event: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def aws() -> Iterator[boto3.session.Session]:
-    with mock_aws():
+    with fresh_aws():
         yield boto3.session.Session()
 
 

@@ -16,13 +16,19 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
-from moto import mock_aws
 
 from functions.issuer import app as issuer_app
 from functions.me import app as me_app
 from functions.refresher import app as refresher_app
 from functions.revoker import app as revoker_app
-from tests.functional.conftest import EVENTS_DIR, STACK_ENV, USER_PASSWORD, Stack, load_event
+from tests.functional.conftest import (
+    EVENTS_DIR,
+    STACK_ENV,
+    USER_PASSWORD,
+    Stack,
+    fresh_aws,
+    load_event,
+)
 from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.errors import StoreUnavailable
@@ -203,7 +209,7 @@ def edge_runtime(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> Iterato
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
     reset_settings()
-    with mock_aws():
+    with fresh_aws():
         runtime = Runtime(Settings.from_env(), clock)
         set_runtime(runtime)
         try:

@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.keysetup import app
+from tests.functional.conftest import fresh_aws
 from tests.functional.test_template import load_template
 from tokencore.errors import InvalidKeyMaterial
 from tokencore.keys import KeySet, generate_key, parse_jwks, private_jwk
@@ -134,7 +134,7 @@ def event(
 @pytest.fixture
 def aws() -> Iterator[app.Clients]:
     """The stack as CloudFormation leaves it before KeySetup runs."""
-    with mock_aws():
+    with fresh_aws():
         clients = app.Clients(
             secretsmanager=boto3.client("secretsmanager"),
             ssm=boto3.client("ssm"),

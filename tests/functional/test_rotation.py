@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from functions.rotation import app
+from tests.functional.conftest import fresh_aws
 from tests.functional.rotation_support import (
     T0,
     KeyStack,
@@ -43,7 +42,7 @@ ACCESS_KEEP = 900 + 30 + 300  # token lifetime + leeway + the signers' cache
 
 @pytest.fixture
 def keys() -> Iterator[KeyStack]:
-    with mock_aws():
+    with fresh_aws():
         stack = make_key_stack()
         app._rotation = stack.rotation  # the function's container, with our clock
         try:
@@ -431,8 +430,17 @@ def test_rotate_abandons_a_stale_or_outdated_rotation(keys: KeyStack) -> None:
 
 
 def test_rotate_waits_for_a_rotation_secrets_manager_has_just_started(keys: KeyStack) -> None:
-    keys.clock.set(time.time())  # the version's CreatedDate is moto's wall clock
     token = keys.start_rotation("access")  # no value yet: the function is running it
+    # The version's CreatedDate is moto's wall clock: the rotation's clock starts right there,
+    # however long creating it took.
+    (created,) = [
+        version["CreatedDate"].timestamp()
+        for version in keys.secrets.list_secret_version_ids(
+            SecretId=keys.secret_id("access"), IncludeDeprecated=True
+        )["Versions"]
+        if version["VersionId"] == token
+    ]
+    keys.clock.set(created)
     with pytest.raises(KeyRotationFailed, match="in progress"):
         keys.rotation.rotate("access")
     assert keys.versions("access")[token] == [AWSPENDING]

@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
-from moto import mock_aws
 
 from functions.keysetup import app as keysetup
+from tests.functional.conftest import fresh_aws
 from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, UnknownKey
@@ -72,7 +72,7 @@ class KmsStack:
 
 @pytest.fixture
 def kms_stack() -> Iterator[KmsStack]:
-    with mock_aws():
+    with fresh_aws():
         kms, ssm = boto3.client("kms"), boto3.client("ssm")
         key = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]
         kms.create_alias(AliasName=ALIAS, TargetKeyId=key["KeyId"])

@@ -27,9 +27,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from devserver.template import load_template as devserver_load_template
+from tests.functional.conftest import fresh_aws
 from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.sessioncheck import STANDING_ATTRIBUTES
@@ -119,7 +119,7 @@ def test_a_table_created_from_the_template_serves_the_session_store(
 ) -> None:
     props = template["Resources"]["SessionsTable"]["Properties"]
     name = template["Parameters"]["SessionsTableName"]["Default"]
-    with mock_aws():
+    with fresh_aws():
         client = boto3.client("dynamodb")
         client.create_table(
             TableName=name,

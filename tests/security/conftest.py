@@ -13,6 +13,7 @@ import pytest
 from tests.e2e.conftest import launch_stack, wait_until_ready
 from tests.functional.conftest import (  # noqa: F401  (the functional stack, as fixtures here)
     authz,
+    aws_clients,
     generated_keys,
     stack,
 )

@@ -11,7 +11,9 @@ throwaway local one. Attacks that need no key (alg none, key confusion, stripped
 use none.
 
 Every request has a socket timeout of ``REQUEST_TIMEOUT`` seconds and its elapsed time is
-recorded: "bounded time" is asserted on every answer.
+recorded: "bounded time" is asserted on every answer. The bound catches a hang (a server stuck
+on hostile input, a connection never closed), not a slow machine: answers take milliseconds,
+and how fast they come is `make bench`'s business, never a test's.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from tokencore.keys.jwk import PrivateKeyEntry
 from tokencore.keys.local import LocalSigner
 from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
 
-REQUEST_TIMEOUT = 2.0  # seconds: the bound on every answer ("bounded time")
+REQUEST_TIMEOUT = 20.0  # seconds: the bound on every answer ("bounded time"): only a hang
 REFRESH_COOKIE = "__Secure-rt"
 FINGERPRINT_COOKIE = "__Host-fgp"
 # Headers that differ between two answers whatever their content: per-request ids and dates.

@@ -8,7 +8,8 @@ Every attack asserts the same three things:
   so bearer-token attacks end in 403; grant routes answer 401 ``invalid_grant``);
 * no oracle: every rejected token on one route gets the same status, body and headers
   (per-request ids and dates aside), whatever was wrong with it; compared per route;
-* bounded time: every answer arrives within ``REQUEST_TIMEOUT`` (2 s, the socket timeout).
+* bounded time: every answer arrives within ``REQUEST_TIMEOUT`` (the socket timeout, 20 s: it
+  catches a hang, never a slow machine).
 
 How claim-level attacks reach the claim checks: a token with a bad claim must be validly signed,
 or the signature check would refuse it first and the claim check would never be exercised. The
@@ -67,7 +68,13 @@ pytestmark = pytest.mark.e2e
 
 EDGES = ["sec", "strict"]
 LEEWAY = 30  # CLOCK_SKEW_LEEWAY_SECONDS: the template's default on both stacks
-MARGIN = 10  # seconds either side of a leeway edge: the two processes share one clock
+# The stacks' clocks run on with the wall clock while a test sends its cases (the two processes
+# share it), so each time claim keeps its verdict however long sending takes: a time past an
+# edge in the past stays past it; one past an edge in the future lies far past it; one inside
+# the leeway after an expiry leaves its answer more than REQUEST_TIMEOUT to arrive.
+MARGIN = 10  # seconds past an edge in the past (exp)
+AHEAD = 600  # seconds past an edge in the future (nbf, iat): longer than any test takes
+INSIDE = 5  # seconds after exp, inside the leeway: LEEWAY - INSIDE > REQUEST_TIMEOUT
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 DROP = object()  # a claim or header value meaning "leave it out"
 GATEWAY_FORBIDDEN = b'{"message":"Forbidden"}'
@@ -541,8 +548,8 @@ def claim_attacks(arsenal: Arsenal) -> list[Case]:
     cases = [
         Case("exp past the leeway", signed(c(exp=now - LEEWAY - MARGIN))),
         Case("exp long past", signed(c(exp=now - 86_400, iat=now - 90_000))),
-        Case("nbf past the leeway", signed(c(nbf=now + LEEWAY + MARGIN))),
-        Case("iat in the future past the leeway", signed(c(iat=now + LEEWAY + MARGIN))),
+        Case("nbf past the leeway", signed(c(nbf=now + LEEWAY + AHEAD))),
+        Case("iat in the future past the leeway", signed(c(iat=now + LEEWAY + AHEAD))),
         Case("exp as a string", signed(c(exp=str(now + 600)))),
         Case("exp true", signed(c(exp=True))),
         Case("exp null", signed(c(exp=None))),
@@ -666,7 +673,7 @@ def test_claim_attacks_are_refused(arsenal: Arsenal) -> None:
     now = arsenal.edge.now()
     c = arsenal.access_claims
     for label, claims in {
-        "exp inside the leeway": c(exp=now - LEEWAY + MARGIN),
+        "exp inside the leeway": c(exp=now - INSIDE),
         "nbf inside the leeway": c(nbf=now + LEEWAY - MARGIN),
         "iat in the future inside the leeway": c(iat=now + LEEWAY - MARGIN),
         "aud as a list holding ours": c(aud=["another-api", arsenal.login.claims["aud"]]),
@@ -1133,6 +1140,13 @@ def _login_answer(
     )
 
 
+# Limits count in fixed windows that turn with the stacks' clocks (wall clock plus what tests
+# advanced): each test starts with at least this much of its window left, far longer than the
+# test takes, so its attempts never straddle a window's end.
+LOGIN_WINDOW_LEFT = 120  # of LOGIN_RATE_LIMIT's and LOGIN_IP_RATE_LIMIT's 300 s
+REFRESH_WINDOW_LEFT = 45  # of REFRESH_RATE_LIMIT's 60 s
+
+
 def _assert_rate_limited(case: str, answer: Answer, window: int) -> int:
     refused("rate_limits", case, answer, status=429)
     assert answer.json()["error"] == "rate_limited"
@@ -1143,7 +1157,7 @@ def _assert_rate_limited(case: str, answer: Answer, window: int) -> int:
 
 
 def test_login_is_limited_per_username_whatever_its_spelling(sec: Edge) -> None:
-    sec.stack.fresh_window(300)
+    sec.stack.fresh_window(300, needed=LOGIN_WINDOW_LEFT)
     account = sec.new_account()
     wrong = "not-the-password-of-" + account.username
     REGISTRY.register(wrong, "password")
@@ -1174,7 +1188,7 @@ def test_login_is_limited_per_username_whatever_its_spelling(sec: Edge) -> None:
 def test_login_is_limited_per_source_address_and_forwarding_headers_do_not_reset_it(
     sec: Edge,
 ) -> None:
-    sec.stack.fresh_window(300)
+    sec.stack.fresh_window(300, needed=LOGIN_WINDOW_LEFT)
     address = fresh_source_ip()
     for n in range(12):  # LOGIN_IP_RATE_LIMIT=12/300: spraying twelve names from one address
         answer = _login_answer(sec, f"sprayed-name-{n}", "sprayed-password-x", address)
@@ -1202,7 +1216,7 @@ def test_an_attacker_cannot_lock_a_victim_out_without_the_victim_noticing(sec: E
     per name), block the victim's address, or lock the account silently or for long (the
     victim sees 429 rate_limited with Retry-After, never "wrong password", and the window is
     LOGIN_RATE_LIMIT's, here 300 s)."""
-    sec.stack.fresh_window(300)
+    sec.stack.fresh_window(300, needed=LOGIN_WINDOW_LEFT)
     victim = sec.new_account()
     session = sec.login(victim, source_ip=fresh_source_ip())
     attacker_ip = fresh_source_ip()
@@ -1241,7 +1255,7 @@ def test_an_attacker_cannot_lock_a_victim_out_without_the_victim_noticing(sec: E
 
 
 def test_refresh_is_limited_per_user_and_a_limited_refresh_keeps_the_session(strict: Edge) -> None:
-    strict.stack.fresh_window(60)
+    strict.stack.fresh_window(60, needed=REFRESH_WINDOW_LEFT)
     login = strict.login(strict.new_account())
     token = login.refresh
     # Garbage tokens do not count against the user: only verified tokens reach the limiter.
