@@ -227,8 +227,8 @@ class TwoWritesDynamoDBStore(DynamoDBUserStore):
         assert current is not None
         roles = {"L": [{"S": role} for role in changes.roles or ()]}
         me = threading.get_ident()
-        self._write(_profile_key_of(user_id), roles)
-        with self._lock:
+        with self._lock:  # the order written is the order recorded
+            self._write(_profile_key_of(user_id), roles)
             self._profile_order.append(me)
         if self._barrier.wait() == 0:
             self._claim_order = InOrder(list(reversed(self._profile_order)))

@@ -81,7 +81,7 @@ class Client:
         json_body: Any = None,
         headers: dict[str, str] | None = None,
         bearer: str | None = None,
-        timeout: float = 20.0,
+        timeout: float = 120.0,  # a hang bound, not a speed budget
     ) -> Response:
         url = urlsplit(self.base_url)
         connection = http.client.HTTPConnection(
