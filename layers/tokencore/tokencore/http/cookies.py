@@ -21,7 +21,7 @@ import math
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from tokencore.config import Settings
-from tokencore.service import TokenGrant
+from tokencore.grant import TokenGrant
 
 REFRESH_COOKIE = "__Secure-rt"
 REFRESH_COOKIE_PATH = "/auth"
