@@ -140,11 +140,12 @@ def test_login_success_failure_and_rate_limits_are_events_and_metrics(
 
     assert invoke("issuer", disabled).status == 401
     # The limits: the username's (10/300 in this stack), then the address's.
-    stack.runtime.settings = dataclasses.replace(
-        stack.settings,
-        login_rate_limit=dataclasses.replace(stack.settings.login_rate_limit, count=3),
+    stack.rewire(
+        dataclasses.replace(
+            stack.settings,
+            login_rate_limit=dataclasses.replace(stack.settings.login_rate_limit, count=3),
+        )
     )
-    stack.runtime.__dict__.pop("auth", None)
     for _ in range(3):
         send("issuer/login-wrong-password.json", password="not the password")
     assert send("issuer/login-valid.json", password=USER_PASSWORD).status == 429
@@ -170,11 +171,12 @@ def test_login_success_failure_and_rate_limits_are_events_and_metrics(
 def test_a_login_limited_by_address_names_its_scope(
     stack: Stack, events: Events, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack.runtime.settings = dataclasses.replace(
-        stack.settings,
-        login_ip_rate_limit=dataclasses.replace(stack.settings.login_ip_rate_limit, count=1),
+    stack.rewire(
+        dataclasses.replace(
+            stack.settings,
+            login_ip_rate_limit=dataclasses.replace(stack.settings.login_ip_rate_limit, count=1),
+        )
     )
-    stack.runtime.__dict__.pop("auth", None)
     send("issuer/login-wrong-password.json", password="not the password")
     assert send("issuer/login-valid.json", password=USER_PASSWORD).status == 429
     (limited,) = events.named("login_rate_limited")
@@ -258,9 +260,7 @@ def test_every_kind_of_revocation_is_an_event(
     stack.clock.advance(1)
     users.change_password(stack.user.user_id, USER_PASSWORD)
     # the session cap evicts the oldest
-    stack.runtime.settings = dataclasses.replace(stack.settings, max_sessions_per_user=1)
-    stack.runtime.__dict__.pop("sessions", None)
-    stack.runtime.__dict__.pop("auth", None)
+    stack.rewire(dataclasses.replace(stack.settings, max_sessions_per_user=1))
     stack.login()
     stack.login()
     # a session whose tokens could not be minted
