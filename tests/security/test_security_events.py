@@ -261,8 +261,13 @@ def test_every_kind_of_revocation_is_an_event(
     users.change_password(stack.user.user_id, USER_PASSWORD)
     # the session cap evicts the oldest
     stack.rewire(dataclasses.replace(stack.settings, max_sessions_per_user=1))
+    # One login per second: the cap orders sessions created within one second by their
+    # random ids, so a login could otherwise evict its own new session.
+    stack.clock.advance(1)
     stack.login()
+    stack.clock.advance(1)
     stack.login()
+    stack.clock.advance(1)
     # a session whose tokens could not be minted
     auth = stack.runtime.auth
 
