@@ -46,7 +46,7 @@ from tokencore.http import (
     to_iso8601,
 )
 from tokencore.policy import ADMIN_ROLE
-from tokencore.runtime import Runtime, get_runtime
+from tokencore.runtime import Runtime, current_settings, get_runtime
 from tokencore.sessions import REASON_ADMIN, REASON_LOGOUT, REASON_REVOKE_ALL
 from tokencore.users.base import is_valid_user_id
 
@@ -54,7 +54,7 @@ logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 router = new_router()
-edge = HttpEdge(router, logger)
+edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
 
 # The caller ended one of their own sessions from the session list.
