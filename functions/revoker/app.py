@@ -26,11 +26,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokencore.audit import hash_identifier, security_event
+from tokencore.authcontext import AuthorizerContext
 from tokencore.errors import Forbidden, SessionNotFound, UserNotFound
 from tokencore.http import (
     FINGERPRINT_COOKIE,
     REFRESH_COOKIE,
-    Caller,
     HttpEdge,
     HttpResponse,
     NotFound,
@@ -48,7 +48,7 @@ from tokencore.http import (
 from tokencore.policy import ADMIN_ROLE
 from tokencore.runtime import Runtime, current_settings, get_runtime
 from tokencore.sessions import REASON_ADMIN, REASON_LOGOUT, REASON_REVOKE_ALL
-from tokencore.users.base import is_valid_user_id
+from tokencore.wire import is_valid_user_id
 
 logger = Logger()
 metrics = Metrics()
@@ -62,7 +62,7 @@ REASON_USER_REVOKED = "user_revoked"
 REFRESH_TOKEN_MAX_CHARS = 8192
 
 
-def _caller(runtime: Runtime) -> Caller:
+def _caller(runtime: Runtime) -> AuthorizerContext:
     """Who the authorizer allowed, with the leeway it allowed them under."""
     return Request(router.current_event.raw_event).caller(
         runtime.clock.now(), leeway_seconds=runtime.settings.clock_skew_leeway_seconds
