@@ -42,7 +42,8 @@ DEVICE_ID_MAX_CHARS: Final = 128
 # characters when we make them; the wider set is what the session store has always accepted.
 _OPAQUE_ID: Final = r"[A-Za-z0-9_\-.:@+=]{1,128}"
 _USER_ID: Final = r"[A-Za-z0-9_.:-]{1,128}"
-_DEVICE_ID: Final = r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?"
+# Except this one: the authorizer reads X-Device-Id on every request that carries one.
+_DEVICE_ID: Final = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
 
 
 def is_valid_session_id(value: object) -> bool:
@@ -55,7 +56,7 @@ def is_valid_user_id(value: object) -> bool:
 
 
 def is_valid_device_id(value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(_DEVICE_ID, value) is not None
+    return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
 
 
 def device_id_or_none(value: object) -> str | None:
@@ -81,7 +82,7 @@ def header_map(headers: Mapping[object, object], multi: object = None) -> dict[s
         if isinstance(name, str):
             key = name.lower()
             lowered[key] = [lowered[key], value] if key in lowered else value
-    if isinstance(multi, Mapping):
+    if isinstance(multi, dict):  # a dict, not any Mapping: this runs on every request
         for name, values in multi.items():
             if isinstance(name, str) and isinstance(values, list) and len(values) > 1:
                 lowered[name.lower()] = list(values)
@@ -158,15 +159,17 @@ def cookie_pairs(pieces: object) -> list[CookiePair]:
     event's ``cookies``, or a header split into pieces). Nothing here raises."""
     if isinstance(pieces, str):
         pieces = [pieces]
-    if not isinstance(pieces, list):
+    elif not isinstance(pieces, list):
         return []
     pairs: list[CookiePair] = []
     for piece in pieces[:MAX_COOKIES]:
         if not isinstance(piece, str) or len(piece) > MAX_COOKIE_HEADER_CHARS:
             continue
-        for pair in piece.split(";", MAX_COOKIES)[:MAX_COOKIES]:
-            pair = pair.strip()
+        # An entry of the cookies list is usually one pair: split only when it is not.
+        split = piece.split(";", MAX_COOKIES)[:MAX_COOKIES] if ";" in piece else (piece,)
+        for pair in split:
             name, sep, value = pair.partition("=")
+            name = name.lstrip()
             if not sep or not name or len(pair) > MAX_COOKIE_CHARS:
                 continue
             pairs.append((name, value.strip()))
