@@ -74,6 +74,7 @@ class Parts:
         "access_signer",
         "dynamodb_client",
         "initial_access_keys",
+        "key_rotation",
         "password_hasher",
         "policy",
         "public_key_source",
@@ -101,6 +102,7 @@ class Parts:
         access_signer: Signer | None = None,
         refresh_signer: Signer | None = None,
         policy: Policy | None = None,
+        key_rotation: SecretsManagerRotation | None = None,
     ) -> None:
         self.dynamodb_client = dynamodb_client
         self.sessions = sessions
@@ -115,6 +117,7 @@ class Parts:
         self.access_signer = access_signer
         self.refresh_signer = refresh_signer
         self.policy = policy
+        self.key_rotation = key_rotation
 
     def replace(self, **changes: Any) -> Parts:
         """These parts with ``changes`` (for a fresh container of the same stack)."""
@@ -362,8 +365,10 @@ class Runtime:
 
     @cached_property
     def key_rotation(self) -> SecretsManagerRotation:
-        """The Secrets Manager key sets' rotation (both purposes), as the rotation function
-        runs it."""
+        """The Secrets Manager key sets' rotation (both purposes): what the rotation function
+        runs on schedule and tokenctl runs now."""
+        if self.parts.key_rotation is not None:
+            return self.parts.key_rotation
         from tokencore.awsclient import LazyClient
         from tokencore.keys.rotation import SecretsManagerRotation
 
