@@ -62,11 +62,8 @@ from tokencore.tokens import (
 if TYPE_CHECKING:
     from tokencore.sessioncheck import SessionReader
 
-FINGERPRINT_COOKIE: Final = wire.FINGERPRINT_COOKIE
-DEVICE_ID_HEADER: Final = wire.DEVICE_ID_HEADER
 # The bound every reader of X-Device-Id shares (the session store's too): tokencore.wire.
 DEVICE_ID_MAX_CHARS: Final = wire.DEVICE_ID_MAX_CHARS
-MAX_AUTHORIZATION_LENGTH: Final = wire.MAX_AUTHORIZATION_CHARS
 
 
 # --- errors (subclasses of the tree in tokencore.errors, with their own short codes) -----------
@@ -240,10 +237,7 @@ def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:
 
 
 __all__ = [
-    "DEVICE_ID_HEADER",
     "DEVICE_ID_MAX_CHARS",
-    "FINGERPRINT_COOKIE",
-    "MAX_AUTHORIZATION_LENGTH",
     "Authorizer",
     "AuthzRequest",
     "AuthzTrace",
