@@ -29,6 +29,7 @@ from tokencore.keys import KeyRing, KeyStatus
 from tokencore.keys.lifecycle import ROTATION_SLACK_SECONDS
 from tokencore.keys.rotation import AWSCURRENT, AWSPENDING
 from tokencore.keys.secretsmanager import SecretsManagerKeySource
+from tokencore.runtime import Parts, Runtime, set_runtime
 from tokencore.tokens import (
     VerifyOptions,
     mint_refresh_token,
@@ -44,11 +45,12 @@ ACCESS_KEEP = 900 + 30 + 300  # token lifetime + leeway + the signers' cache
 def keys() -> Iterator[KeyStack]:
     with fresh_aws():
         stack = make_key_stack()
-        app._rotation = stack.rotation  # the function's container, with our clock
+        # The function's container, with our clock and clients.
+        set_runtime(Runtime(stack.settings, stack.clock, Parts(key_rotation=stack.rotation)))
         try:
             yield stack
         finally:
-            app._rotation = None
+            set_runtime(None)
 
 
 @dataclass(frozen=True)
