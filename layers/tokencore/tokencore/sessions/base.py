@@ -293,6 +293,13 @@ class WriteOutcome:
     session: Session | None
 
 
+def creation_order(session: Session) -> tuple[float, str]:
+    """One total order of a user's sessions that every login agrees on: the exact creation time
+    (not the index's whole second, within which a new login would rank below older sessions at
+    random and evict itself), then the id for exact ties."""
+    return session.created_at, session.session_id
+
+
 def index_sort_key(session: Session) -> str:
     """The ``by_user`` sort key: a user's sessions oldest first (see store/table.py)."""
     return f"{SESSION_PREFIX}{math.floor(session.created_at):012d}#{session.session_id}"
@@ -434,8 +441,8 @@ class SessionStore(ABC):
         """Revoke, as "evicted", the user's active sessions beyond the newest
         ``max_sessions_per_user``.
 
-        Each login keeps the newest ``max`` sessions it can see (its own included, in
-        ``index_sort_key`` order) and evicts the rest. A session is therefore evicted only when
+        Each login keeps the newest ``max`` sessions it can see (its own included, ordered by
+        ``creation_order``: the exact creation time, then the id) and evicts the rest. A session is therefore evicted only when
         ``max`` newer ones exist, so logins racing each other never evict one of the newest
         ``max``: the last of them to look sees every session and leaves exactly the newest
         ``max``. (Excluding one's own session from the count, as a login naturally would, lets
@@ -456,7 +463,7 @@ class SessionStore(ABC):
             s.session_id: s for s in self._iter_user_sessions(created.user_id) if s.is_active(now)
         }
         visible.setdefault(created.session_id, created)  # the index may not show it yet
-        newest_last = sorted(visible.values(), key=index_sort_key)
+        newest_last = sorted(visible.values(), key=creation_order)
         excess = len(newest_last) - self.settings.max_sessions_per_user
         for oldest in newest_last[: max(0, excess)]:
             outcome = self._write_revocation(Revocation(oldest.session_id, REASON_EVICTED, now))
