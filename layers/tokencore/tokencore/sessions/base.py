@@ -442,11 +442,12 @@ class SessionStore(ABC):
         ``max_sessions_per_user``.
 
         Each login keeps the newest ``max`` sessions it can see (its own included, ordered by
-        ``creation_order``: the exact creation time, then the id) and evicts the rest. A session is therefore evicted only when
-        ``max`` newer ones exist, so logins racing each other never evict one of the newest
-        ``max``: the last of them to look sees every session and leaves exactly the newest
-        ``max``. (Excluding one's own session from the count, as a login naturally would, lets
-        two racing logins evict each other's sessions and end below the cap.) The ``by_user``
+        ``creation_order``: the exact creation time, then the id) and evicts the rest. A session
+        is therefore evicted only when ``max`` newer ones exist, so logins racing each other
+        never evict one of the newest ``max``: the last of them to look sees every session and
+        leaves exactly the newest ``max``. (Excluding one's own session from the count, as a
+        login naturally would, lets two racing logins evict each other's sessions and end below
+        the cap.) The ``by_user``
         index is eventually consistent on DynamoDB, so a session created a moment ago may be
         missed and the cap exceeded until the next login.
 
