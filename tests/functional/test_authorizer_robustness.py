@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from functions.authorizer import app
+from tests.awsspy import AwsCall, intercept_aws_calls
 from tests.functional.conftest import STACK_ENV, Stack, load_event
 from tests.functional.test_authorizer import (
     FakeContext,
@@ -157,15 +158,15 @@ def test_key_unavailable_denies(authz: Stack, capsys: pytest.CaptureFixture[str]
 def test_key_source_outage_on_a_cold_ring_denies(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    original = BaseClient._make_api_call
-
-    def ssm_down(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        if operation == "GetParameter":
-            raise ClientError({"Error": {"Code": "InternalServerError"}}, operation)
-        return original(client, operation, params)
+    def ssm_down(call: AwsCall) -> Any:
+        if call.operation == "GetParameter":
+            if call.stdlib:
+                raise call.refuse("InternalServerError")
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, call.operation)
+        return call.proceed()
 
     grant = stack.login()
-    monkeypatch.setattr(BaseClient, "_make_api_call", ssm_down)
+    intercept_aws_calls(monkeypatch, ssm_down)
     assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     assert invoke(event("rest-request-valid", grant)) == DENY_ALL
     assert set(deny_reasons(capsys)) == {"key_unavailable"}
