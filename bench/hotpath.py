@@ -1,15 +1,15 @@
 """Budgets 1 and 2: the authorizer's warm answer, against the floor and against peers.
 
-1. First sight of an RS256 token: the whole handler (an HTTP API event in, the simple response
+1. First sight of an RS256 token (1a against the raw verify, 1b against ``jwt.decode``): the
+   whole handler (an HTTP API event in, the simple response
    out, with its EMF metric line written) over tokens it has never seen, against bare
    ``jwt.decode`` of the same tokens with a preloaded key. Also: raw ``cryptography``
    verification (the floor), tokencore's verification alone, and joserfc, jwcrypto and
    python-jose decoding (each with its own claim checks for iss, aud and exp, as jwt.decode
    does).
-2. The same token again on a warm container: the verification step served by the
-   ``ClaimsCache`` (what the cache replaces: ``jwt.decode``'s work), and, for the record, the
-   whole handler on a cache hit (event parsing, binding, policy, response and metrics still
-   run on every request).
+2. The same token again on a warm container: the whole handler on a ``ClaimsCache`` hit (event
+   parsing, binding, policy, response and metrics still run on every request) against
+   ``jwt.decode``, and, for the record, the verification step alone.
 """
 
 from __future__ import annotations
@@ -201,18 +201,24 @@ def _run(quick: bool) -> tuple[list[str], list[Budget]]:
     ]
     budgets = [
         Budget(
-            "1",
-            "authorizer fast path, first sight, whole handler ÷ `jwt.decode`",
+            "1a",
+            "authorizer fast path, first sight: whole handler ÷ raw `cryptography` verify",
+            median_ratio(first_sight, "authorizer handler", "cryptography verify"),
+            2.0,
+        ),
+        Budget(
+            "1b",
+            "authorizer fast path, first sight: whole handler ÷ `jwt.decode`",
             median_ratio(first_sight, "authorizer handler", "jwt.decode"),
-            1.3,
+            0.5,
         ),
         Budget(
             "2",
-            "same token again: verification via `ClaimsCache` ÷ `jwt.decode`",
-            median_ratio(again, "verification, token seen before", "jwt.decode"),
-            0.1,
-            note="whole handler on a hit: "
-            f"{median_ratio(again, 'authorizer handler, token seen before', 'jwt.decode'):.2f}x",
+            "same token again: whole handler on a `ClaimsCache` hit ÷ `jwt.decode`",
+            median_ratio(again, "authorizer handler, token seen before", "jwt.decode"),
+            0.35,
+            note="verification step alone on a hit: "
+            f"{median_ratio(again, 'verification, token seen before', 'jwt.decode'):.2f}x",
         ),
     ]
     return lines, budgets
