@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Final
 
+from devserver import faults
+from devserver.awsendpoint import EmbeddedAws
 from devserver.clock import DevClock, clock_control, control_enabled
 from devserver.gateway import ApiRequestHandler, ApiServer, Gateway, HttpRequest, HttpResponse
 from devserver.lambdas import LocalFunction
@@ -110,7 +112,12 @@ class DevStack:
 
     def start(self) -> None:
         self._api_server = _bind_api(self.ports.http)
-        self._moto = _start_moto(self.ports.aws)
+        try:  # DEV_FAULTS applies once the stack is provisioned, which is never faulted
+            fault_plan = faults.plan_from_environment(self._env)
+        except ValueError as exc:
+            raise DevError(str(exc)) from exc
+        self.faults = faults.FaultInjector()
+        self._moto = _start_moto(self.ports.aws, self.faults)
         environment = scrubbed(self._env)
         environment.update(aws_environment(self.ports))
         for name, value in LOCAL_DEFAULTS.items():
@@ -158,6 +165,10 @@ class DevStack:
         pages: list[Callable[[HttpRequest], HttpResponse | None]] = [static_response]
         if control_enabled(self._env):
             pages.insert(0, clock_control(self.clock))
+        if faults.control_enabled(self._env):
+            pages.insert(0, faults.fault_control(self.faults))
+        if fault_plan is not None:
+            self.faults.configure(fault_plan)
         self._api_server.pages = _first_answer(pages)
 
     def serve(self) -> None:
@@ -338,28 +349,14 @@ def _bind_api(port: int) -> ApiServer:
         raise DevError(f"cannot listen on {HOST}:{port} (PORT): {exc.strerror}") from None
 
 
-def _start_moto(port: int) -> Any:
-    from moto.server import ThreadedMotoServer
-
-    class MotoServer(ThreadedMotoServer):
-        """Reports a bind failure instead of leaving start() waiting forever (werkzeug exits
-        its thread with SystemExit when the port is taken)."""
-
-        bind_failed: bool = False
-
-        def _server_entry(self) -> None:
-            try:
-                super()._server_entry()
-            except (OSError, SystemExit):
-                self.bind_failed = True
-                self._server_ready_event.set()
-
+def _start_moto(port: int, injector: faults.FaultInjector) -> EmbeddedAws:
+    """The embedded AWS endpoint (DynamoDB serialized, devserver.awsendpoint), behind the fault
+    injector (devserver.faults)."""
     _probe(port, "AWS_PORT")  # a clean message before werkzeug prints its own
-    server = MotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
-    if server.bind_failed:
-        raise _in_use(port, "AWS_PORT")
-    return server
+    try:
+        return EmbeddedAws(HOST, port, wrap=injector.wrap).start()
+    except (OSError, SystemExit):  # werkzeug exits when it cannot bind
+        raise _in_use(port, "AWS_PORT") from None
 
 
 def _probe(port: int, variable: str) -> None:
