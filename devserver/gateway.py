@@ -556,6 +556,9 @@ class ApiServer(ThreadingHTTPServer):
     ``gateway`` is set."""
 
     daemon_threads = True
+    # Connections queued before accept: socketserver's default of 5 resets clients when many
+    # connect at once (`make load`: ConnectionResetError), as the embedded AWS endpoint's did.
+    request_queue_size = 1024
     gateway: Gateway | None = None
     # Pages served before API routing (the browser demo, devserver.static); None: API only.
     pages: Callable[[HttpRequest], HttpResponse | None] | None = None
