@@ -197,7 +197,7 @@ class Browsers:
 
     # refresh -------------------------------------------------------------------------------
 
-    def _send_refresh(self, wire: Wire, session: SessionRecord, presented: str) -> Answer:
+    def send_refresh(self, wire: Wire, session: SessionRecord, presented: str) -> Answer:
         headers = headers_for(None, session.device)
         cookies = [f"{REFRESH_COOKIE}={presented}"]
         if session.fingerprint:
@@ -208,7 +208,7 @@ class Browsers:
 
     def refresh(self, session: SessionRecord) -> None:
         presented = session.refresh
-        answer = patient(lambda: self._send_refresh(self.wire, session, presented))
+        answer = patient(lambda: self.send_refresh(self.wire, session, presented))
         self._settle_refresh(session, presented, [answer])
 
     def tab_race(self, session: SessionRecord) -> None:
@@ -221,7 +221,7 @@ class Browsers:
         def tab(index: int) -> None:
             with contextlib.suppress(threading.BrokenBarrierError):  # slow to start: go anyway
                 start.wait(timeout=30)
-            answers[index] = patient(lambda: self._send_refresh(self.wire, session, presented))
+            answers[index] = patient(lambda: self.send_refresh(self.wire, session, presented))
 
         threads = [threading.Thread(target=tab, args=(i,), daemon=True) for i in range(tabs)]
         for thread in threads:
@@ -359,7 +359,7 @@ class Browsers:
         """A refresh token two generations old, replayed from elsewhere: reuse must be detected
         (401, the session revoked), never answered with tokens."""
         stale = session.lineage[-3]
-        answer = patient(lambda: self._send_refresh(thief, session, stale))
+        answer = patient(lambda: self.send_refresh(thief, session, stale))
         self.context.seen.stale(StaleReplay(session.label, answer.status))
         if answer.status == 401:
             self.end(session, REUSE)

@@ -51,6 +51,7 @@ from load.model import (
     KeyCheck,
     Observations,
     RevokedIdentity,
+    SessionRecord,
     User,
 )
 from load.stack import LoadStack, free_port
@@ -308,28 +309,6 @@ def _verify(
             if session.live and session.noticed_dead is None and session.refresh_uncertain:
                 checker.refresh(session)
 
-    # The rotation denied nothing: access tokens minted before it still pass /me.
-    margin = 30
-    for user in users:
-        for session in user.sessions:
-            if (
-                session.live
-                and session.noticed_dead is None
-                and session.phase == "A"
-                and session.first_access_expires > context.stack_now() + margin
-            ):
-                answer = checker.wire.send(
-                    "GET", "/me", route=ME, headers=_bearer(session.first_access, session)
-                )
-                context.seen.key_check(
-                    KeyCheck(
-                        "a token minted before the rotation still passes GET /me",
-                        session.label,
-                        answer.status == 200,
-                        f"answered {answer.status}",
-                    )
-                )
-
     # A fresh refresh window, so that the last refreshes meet no 429.
     now, _ = stack.clock()
     offset = stack.advance(refresh_limit.seconds - now % refresh_limit.seconds + 0.5)
@@ -337,6 +316,7 @@ def _verify(
     journal.offsets["final"] = offset
     items = {_item_key(item): item for item in stack.table_items(settings["SESSIONS_TABLE_NAME"])}
     finals: list[FinalRefresh] = []
+    kept: list[SessionRecord] = []
     uncertain = 0
     for user in users:
         for session in user.sessions:
@@ -345,13 +325,7 @@ def _verify(
             if session.ended_uncertain:
                 uncertain += 1
                 continue
-            answer = checker.wire.send(
-                "POST",
-                "/auth/refresh",
-                route=REFRESH,
-                headers=_refresh_headers(session),
-                key=user.user_id,
-            )
+            answer = checker.send_refresh(checker.wire, session, session.refresh)
             item = items.get(("SESSION#" + session.session_id, "META"), {})
             finals.append(
                 FinalRefresh(
@@ -363,8 +337,26 @@ def _verify(
                     noticed=session.noticed_dead,
                 )
             )
-            if answer.status != 200 and _string(item, "revoked_reason") == EVICTED:
+            if answer.status == 200:
+                kept.append(session)
+            elif _string(item, "revoked_reason") == EVICTED:
                 checker.ended.append(checker.identity(session, EVICTED))  # tried like any ending
+
+    # The rotation denied nothing: access tokens minted before it, of sessions still alive,
+    # still pass /me.
+    for session in kept:
+        if session.phase == "A" and session.first_access_expires > context.stack_now() + 30:
+            answer = checker.wire.send(
+                "GET", "/me", route=ME, headers=_bearer(session.first_access, session)
+            )
+            context.seen.key_check(
+                KeyCheck(
+                    "a token minted before the rotation still passes GET /me",
+                    session.label,
+                    answer.status == 200,
+                    f"answered {answer.status}",
+                )
+            )
 
     # Every session the run ended, on every sensitive route.
     identities: list[RevokedIdentity] = [
@@ -378,20 +370,10 @@ def _verify(
     return finals, uncertain, list(items.values())
 
 
-def _bearer(access: str, session: Any) -> dict[str, str]:
+def _bearer(access: str, session: SessionRecord) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {access}"}
     if session.fingerprint:
         headers["Cookie"] = f"__Host-fgp={session.fingerprint}"
-    if session.device.device_id:
-        headers["X-Device-Id"] = session.device.device_id
-    return headers
-
-
-def _refresh_headers(session: Any) -> dict[str, str]:
-    cookies = [f"__Secure-rt={session.refresh}"]
-    if session.fingerprint:
-        cookies.append(f"__Host-fgp={session.fingerprint}")
-    headers = {"Cookie": "; ".join(cookies)}
     if session.device.device_id:
         headers["X-Device-Id"] = session.device.device_id
     return headers
