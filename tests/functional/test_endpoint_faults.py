@@ -131,3 +131,20 @@ def test_an_exempt_client_is_never_faulted(clients: tuple[Any, Any, FaultInjecto
     snapshot = injector.snapshot()
     assert snapshot["requests"] == {}
     assert snapshot["exempt"] >= 11
+
+
+def test_the_endpoint_keeps_no_copy_of_an_item(clients: tuple[Any, Any, FaultInjector]) -> None:
+    """moto tracks every model instance it creates; DynamoDB's per-request deep copies (a
+    transaction's rollback backup of the whole table, a query's results) must not pile up."""
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    functions, _exempt, _injector = clients
+    for number in range(20):
+        functions.transact_write_items(
+            TransactItems=[{"Update": add_one(f"kept-{number}")}],
+            ClientRequestToken=f"kept-{number}",
+        )
+    functions.scan(TableName=TABLE)
+    assert len(Item.instances_tracked) == 0  # type: ignore[attr-defined]
+    assert len(Table.instances_tracked) == 0  # type: ignore[attr-defined]
