@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from devserver.faults import KINDS
 from load.report import document, lines
@@ -71,12 +73,24 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     return options, args.json
 
 
+class _Stopped(Exception):
+    """SIGTERM: unwind, so that the run stops the stack it started."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     options, json_path = parse(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = run(options)
     except (StackError, RuntimeError) as exc:
         print(f"load: the run could not be completed: {exc}", file=sys.stderr)
+        return 2
+    except (_Stopped, KeyboardInterrupt):
+        print("load: stopped; the stack was stopped too", file=sys.stderr)
         return 2
     print("\n".join(lines(result)))
     if json_path is not None:
