@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import secrets
@@ -41,7 +42,6 @@ from load.actors import (
     Context,
     Guesser,
     Sprayer,
-    kid_of,
 )
 from load.invariants import Check, FinalRefresh, Limit
 from load.model import (
@@ -55,7 +55,7 @@ from load.model import (
     User,
 )
 from load.stack import LoadStack, free_port
-from load.wire import Exchange, Journal, OnSecret, token_claims
+from load.wire import Exchange, Journal, OnSecret
 
 DEFAULT_SENSITIVE_ROUTES: Final = (
     "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
@@ -259,12 +259,12 @@ def _phase(
     spray = Budget(spray_budget)
     work: list[tuple[str, Callable[[], None]]] = []
     for number, client in enumerate(population.clients):
-        work.append((f"browser-{number}", lambda c=client: c.run(browse)))  # type: ignore[misc]
+        work.append((f"browser-{number}", functools.partial(client.run, browse)))
     for number, guesser in enumerate(population.guessers):
         budget = guess_budgets[number // per_campaign]
-        work.append((f"guesser-{number}", lambda g=guesser, b=budget: g.run(b)))  # type: ignore[misc]
+        work.append((f"guesser-{number}", functools.partial(guesser.run, budget)))
     for number, sprayer in enumerate(population.sprayers):
-        work.append((f"sprayer-{number}", lambda s=sprayer: s.run(spray)))  # type: ignore[misc]
+        work.append((f"sprayer-{number}", functools.partial(sprayer.run, spray)))
     phase = Phase(name, started=time.time())
     _run_threads(work)
     phase.ended = time.time()
@@ -568,6 +568,3 @@ def _counters(items: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
         windows, highest = found.get(scope, (0, 0))
         found[scope] = (windows + 1, max(highest, count))
     return found
-
-
-__all__ = ["LOGIN", "Options", "Result", "kid_of", "run", "token_claims"]

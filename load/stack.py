@@ -120,7 +120,9 @@ class LoadStack:
             headers={"Content-Type": "application/json"} if body is not None else {},
         )
         try:
-            with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_SECONDS) as answer:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310 - loopback
+                request, timeout=CONTROL_TIMEOUT_SECONDS
+            ) as answer:
                 document: dict[str, Any] = json.load(answer)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise StackError(f"{path}: {type(exc).__name__}") from exc
