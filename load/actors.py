@@ -281,6 +281,9 @@ class Browsers:
         )
         if answer.status in (401, 403) and session.live:
             self._noticed_dead(session, f"{route} answered {answer.status}")
+        elif answer.status == 404 and route != DELETE_SESSION:
+            # The route exists: another function's resolver answered (docs/capacity.md).
+            self.context.seen.note(f"{route} answered 404, as if routed to another function")
         return answer
 
     def logout(self, session: SessionRecord) -> None:

@@ -309,38 +309,39 @@ def _verify(
             if session.live and session.noticed_dead is None and session.refresh_uncertain:
                 checker.refresh(session)
 
-    # A fresh refresh window, so that the last refreshes meet no 429.
-    now, _ = stack.clock()
-    offset = stack.advance(refresh_limit.seconds - now % refresh_limit.seconds + 0.5)
-    journal.phase = "final"
-    journal.offsets["final"] = offset
+    # The last refreshes, at most the refresh limit per user in each of as many fresh windows
+    # as needed (the clock moves to each), so that none meets a 429.
     items = {_item_key(item): item for item in stack.table_items(settings["SESSIONS_TABLE_NAME"])}
     finals: list[FinalRefresh] = []
     kept: list[SessionRecord] = []
-    uncertain = 0
-    for user in users:
-        for session in user.sessions:
-            if session.ended is not None:
-                continue
-            if session.ended_uncertain:
-                uncertain += 1
-                continue
-            answer = checker.send_refresh(checker.wire, session, session.refresh)
-            item = items.get(("SESSION#" + session.session_id, "META"), {})
-            finals.append(
-                FinalRefresh(
-                    label=session.label,
-                    status=answer.status,
-                    stored_status=_string(item, "status"),
-                    stored_reason=_string(item, "revoked_reason"),
-                    exceeds_cap=user.exceeds_cap,
-                    noticed=session.noticed_dead,
+    uncertain = sum(1 for user in users for s in user.sessions if s.ended_uncertain)
+    waiting = {user: [s for s in user.sessions if s.live] for user in users}
+    round_number = 0
+    while any(waiting.values()):
+        round_number += 1
+        now, _ = stack.clock()
+        offset = stack.advance(refresh_limit.seconds - now % refresh_limit.seconds + 0.5)
+        journal.phase = f"final-{round_number}"
+        journal.offsets[journal.phase] = offset
+        for user, sessions in waiting.items():
+            for session in sessions[: refresh_limit.count]:
+                answer = checker.send_refresh(checker.wire, session, session.refresh)
+                item = items.get(("SESSION#" + session.session_id, "META"), {})
+                finals.append(
+                    FinalRefresh(
+                        label=session.label,
+                        status=answer.status,
+                        stored_status=_string(item, "status"),
+                        stored_reason=_string(item, "revoked_reason"),
+                        exceeds_cap=user.exceeds_cap,
+                        noticed=session.noticed_dead,
+                    )
                 )
-            )
-            if answer.status == 200:
-                kept.append(session)
-            elif _string(item, "revoked_reason") == EVICTED:
-                checker.ended.append(checker.identity(session, EVICTED))  # tried like any ending
+                if answer.status == 200:
+                    kept.append(session)
+                elif _string(item, "revoked_reason") == EVICTED:
+                    checker.ended.append(checker.identity(session, EVICTED))  # tried as ended
+            del sessions[: refresh_limit.count]
 
     # The rotation denied nothing: access tokens minted before it, of sessions still alive,
     # still pass /me.
@@ -445,7 +446,7 @@ def run(
         exit_code = stack.stop()
     logs = stack.stderr.read_text(errors="replace") + stack.stdout.read_text(errors="replace")
 
-    exchanges = journal.in_phase("A", "B", "verify", "final")
+    exchanges = journal.in_phase(*journal.offsets)  # every phase but the start-up
     labels = {user.user_id: user.label for user in population.everyone() if user.user_id}
     counted = frozenset({200, 401})
     checks = [
