@@ -301,7 +301,7 @@ class Browsers:
 
     def revoke_all(self, session: SessionRecord) -> None:
         user = session.user
-        live = [s for s in user.sessions if s.live and s.noticed_dead is None]
+        live = [s for s in user.sessions if s.live]
         answer = self.call(session, REVOKE_ALL_ROUTE, "POST", "/auth/sessions/revoke-all")
         self.ended_by(answer, live, REVOKE_ALL)
 
@@ -316,9 +316,9 @@ class Browsers:
 
     def end(self, session: SessionRecord, reason: str) -> None:
         """The run ended ``session``: from now on its access token must be refused on every
-        sensitive route. A session already noticed dead keeps that mark (invariant 2 still
-        asks why)."""
-        if session.noticed_dead is not None or not session.live:
+        sensitive route, and the table must say it ended for ``reason`` (not earlier, for
+        another: invariant 2)."""
+        if not session.live:
             return
         session.ended = reason
         self._detach(session)
@@ -344,7 +344,9 @@ class Browsers:
     def _noticed_dead(self, session: SessionRecord, what: str) -> None:
         if session.noticed_dead is None:
             cap = " (a user logged in beyond the session cap)" if session.user.exceeds_cap else ""
-            self.context.seen.note(f"sessions found dead by their client{cap}: {what}")
+            self.context.seen.note(
+                f"sessions given up by their client{cap} (ended, or an outage): {what}"
+            )
         session.noticed_dead = session.noticed_dead or what
         self._detach(session)
 
@@ -557,7 +559,7 @@ class BrowserClient:
             browsers.probe_next()
 
     def _admin_revoke(self, user: User) -> None:
-        live = [s for s in user.sessions if s.live and s.noticed_dead is None]
+        live = [s for s in user.sessions if s.live]
         answer = self.admin.revoke_user(user)
         if answer is not None:
             self.browsers.ended_by(answer, live, ADMIN)

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from load.model import Observations, Probe, StaleReplay
+from load.model import STORED_REASONS, Observations, Probe, StaleReplay
 from load.wire import Exchange
 
 MAX_DETAILS = 20
@@ -88,11 +88,34 @@ class FinalRefresh:
     noticed: str | None  # what the client saw go wrong during the run, if anything
 
 
-def sessions_kept(finals: Iterable[FinalRefresh], uncertain: int) -> Check:
-    """Every session the run did not end still refreshes; the only other ending accepted is
-    the session cap's eviction of a user the run logged in beyond it."""
-    check = Check("no session lost or revoked by a fault: every session not ended still refreshes")
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    """A session the run ended, and what the table says about it at the end."""
+
+    label: str
+    reason: str  # how the run ended it (load.model)
+    stored_status: str
+    stored_reason: str
+    noticed: str | None
+
+
+def sessions_kept(
+    finals: Iterable[FinalRefresh], ended: Iterable[EndedSession], uncertain: int
+) -> Check:
+    """Every session the run did not end still refreshes (the only other ending accepted is
+    the session cap's eviction of a user the run logged in beyond it), and every session it
+    ended was ended by that, not before, for another reason."""
+    check = Check("no session lost or revoked by a fault (not ended: refreshes; ended: as run)")
     check.note = f"{uncertain} sessions left out: the run tried to end them and got a 503"
+    for session in ended:
+        check.checked += 1
+        if session.stored_reason not in STORED_REASONS[session.reason]:
+            seen = f"; during the run: {session.noticed}" if session.noticed else ""
+            check.fail(
+                f"{session.label}: ended by the run ({session.reason}) but stored as "
+                f"{session.stored_status or 'missing'}"
+                f"{' (' + session.stored_reason + ')' if session.stored_reason else ''}{seen}"
+            )
     for final in finals:
         check.checked += 1
         if final.status == 200:

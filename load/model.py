@@ -23,6 +23,16 @@ REVOKE_ALL: Final = "revoke_all"
 ADMIN: Final = "admin"
 REUSE: Final = "reuse"
 EVICTED: Final = "evicted"
+# What the session item says after each (tokencore's revocation reasons). A user-wide
+# revocation that the index missed is completed at the next refresh as "revoke_all".
+STORED_REASONS: Final = {
+    LOGOUT: frozenset({"logout"}),
+    DELETED: frozenset({"user_revoked"}),
+    REVOKE_ALL: frozenset({"revoke_all"}),
+    ADMIN: frozenset({"admin", "revoke_all"}),
+    REUSE: frozenset({"refresh_reuse"}),
+    EVICTED: frozenset({"evicted"}),
+}
 
 
 @dataclass(eq=False)

@@ -43,7 +43,7 @@ from load.actors import (
     Guesser,
     Sprayer,
 )
-from load.invariants import Check, FinalRefresh, Limit
+from load.invariants import Check, EndedSession, FinalRefresh, Limit
 from load.model import (
     EVICTED,
     Budget,
@@ -286,6 +286,14 @@ def _rotate(stack: LoadStack, cache_seconds: int) -> float:
     return stack.advance(cache_seconds + 1)
 
 
+@dataclass
+class Verification:
+    finals: list[FinalRefresh]  # the last refresh of every session the run did not end
+    ended: list[EndedSession]  # what the table says of every session it ended
+    uncertain: int  # sessions whose ending answered 503
+    items: list[dict[str, Any]]  # the table at the end
+
+
 # --- verification -----------------------------------------------------------------------------
 
 
@@ -295,7 +303,7 @@ def _verify(
     context: Context,
     settings: dict[str, str],
     refresh_limit: Limit,
-) -> tuple[list[FinalRefresh], int, list[dict[str, Any]]]:
+) -> Verification:
     journal = context.journal
     now, offset = stack.clock()
     journal.phase = "verify"
@@ -315,6 +323,20 @@ def _verify(
     finals: list[FinalRefresh] = []
     kept: list[SessionRecord] = []
     uncertain = sum(1 for user in users for s in user.sessions if s.ended_uncertain)
+    ended: list[EndedSession] = []
+    for user in users:
+        for session in user.sessions:
+            if session.ended is not None:
+                item = items.get(("SESSION#" + session.session_id, "META"), {})
+                ended.append(
+                    EndedSession(
+                        session.label,
+                        session.ended,
+                        _string(item, "status"),
+                        _string(item, "revoked_reason"),
+                        session.noticed_dead,
+                    )
+                )
     waiting = {user: [s for s in user.sessions if s.live] for user in users}
     round_number = 0
     while any(waiting.values()):
@@ -368,7 +390,7 @@ def _verify(
         routes = (ADMIN_REVOKE, *SENSITIVE_PROBES) if identity.admin else SENSITIVE_PROBES
         for route in routes:
             checker.probe(identity, route)
-    return finals, uncertain, list(items.values())
+    return Verification(finals, ended, uncertain, list(items.values()))
 
 
 def _bearer(access: str, session: SessionRecord) -> dict[str, str]:
@@ -439,7 +461,7 @@ def run(
         after = stack.faults({"rate": 0})
         say("load: verifying, faults off")
         verify = Phase("verify", started=time.time())
-        finals, uncertain, items = _verify(stack, population, context, settings, refresh_limit)
+        verified = _verify(stack, population, context, settings, refresh_limit)
         verify.ended = time.time()
         phases.append(verify)
     finally:
@@ -451,7 +473,7 @@ def run(
     counted = frozenset({200, 401})
     checks = [
         invariants.answers(exchanges),
-        invariants.sessions_kept(finals, uncertain),
+        invariants.sessions_kept(verified.finals, verified.ended, verified.uncertain),
         invariants.revoked_refused(seen.probes),
         invariants.refresh_races(seen),
         invariants.stale_replays(seen.stale_replays),
@@ -487,11 +509,11 @@ def run(
         _stack_check(exit_code, logs),
     ]
     faults = _fault_delta(before, after)
-    counters = _counters(items)
+    counters = _counters(verified.items)
     known = {session.session_id for user in population.everyone() for session in user.sessions}
     ghosts = sum(
         1
-        for item in items
+        for item in verified.items
         if _item_key(item)[0].startswith("SESSION#")
         and _string(item, "status") == "active"
         and _string(item, "session_id") not in known

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from load.invariants import (
     Check,
+    EndedSession,
     FinalRefresh,
     Limit,
     answers,
@@ -208,6 +209,7 @@ def test_a_session_the_run_did_not_end_must_still_refresh() -> None:
             FinalRefresh("hoarder.d1.s1", 401, "revoked", "evicted", True, None),
             FinalRefresh("u003.d1.s1", 401, "revoked", "evicted", False, None),
         ],
+        [],
         uncertain=2,
     )
     assert check.checked == 4
@@ -215,6 +217,28 @@ def test_a_session_the_run_did_not_end_must_still_refresh() -> None:
     assert check.violations[0].startswith("u002.d1.s1: refresh answered 401; stored as revoked")
     assert "(refresh_reuse)" in check.violations[0]
     assert check.violations[1].startswith("u003.d1.s1")  # evicted, but never above the cap
+
+
+def test_a_session_the_run_ended_must_have_ended_for_that_reason() -> None:
+    """One the table says was revoked for another reason was lost before the run ended it
+    (and a revocation answered 204 must have happened)."""
+    check = sessions_kept(
+        [],
+        [
+            EndedSession("u001.d1.s1", "logout", "revoked", "logout", None),
+            EndedSession("u001.d2.s2", "deleted", "revoked", "user_revoked", None),
+            EndedSession("u002.d1.s1", "admin", "revoked", "revoke_all", None),  # index missed
+            EndedSession("u003.d1.s1", "logout", "revoked", "refresh_reuse", "answered 401"),
+            EndedSession("u004.d1.s1", "revoke_all", "active", "", None),
+        ],
+        uncertain=0,
+    )
+    assert check.checked == 5
+    assert check.violations == [
+        "u003.d1.s1: ended by the run (logout) but stored as revoked (refresh_reuse); during "
+        "the run: answered 401",
+        "u004.d1.s1: ended by the run (revoke_all) but stored as active",
+    ]
 
 
 def test_an_ended_session_passing_a_sensitive_route_is_a_violation() -> None:
