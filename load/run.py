@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from devserver.faults import KINDS
+from devserver.settings import CONCURRENCY_VARIABLE, MAX_CONCURRENCY
 from load import invariants
 from load.actors import (
     ADMIN_REVOKE,
@@ -422,7 +423,17 @@ def run(
     log_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(on_secret)
     seen = Observations()
-    settings = {"SESSIONS_TABLE_NAME": "tokencore-sessions", **RUN_SETTINGS, **options.settings}
+    # Lambda scales to the offered load; the local stack's pools stop at DEV_FUNCTION_CONCURRENCY
+    # (default 4), after which a request waits up to 30 s and gets API Gateway's own 503, which
+    # has no Retry-After. A container per client, as Lambda would run: the run measures the
+    # stack, not a queue in front of it.
+    containers = {CONCURRENCY_VARIABLE: str(min(MAX_CONCURRENCY, options.clients))}
+    settings = {
+        "SESSIONS_TABLE_NAME": "tokencore-sessions",
+        **RUN_SETTINGS,
+        **containers,
+        **options.settings,
+    }
     login_limit = Limit.parse(settings["LOGIN_RATE_LIMIT"])
     ip_limit = Limit.parse(settings["LOGIN_IP_RATE_LIMIT"])
     refresh_limit = Limit.parse(settings["REFRESH_RATE_LIMIT"])
