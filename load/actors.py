@@ -92,14 +92,22 @@ class Context:
         return Wire(self.port, source_ip, self.journal)
 
 
-def patient(send: Callable[[], Answer], *, retry: frozenset[int] = frozenset()) -> Answer:
-    """``send`` until it is not a 503 (nor in ``retry``), at most ATTEMPTS times."""
+def patient(
+    send: Callable[[], Answer],
+    *,
+    retry: frozenset[int] = frozenset(),
+    earlier: list[int] | None = None,
+) -> Answer:
+    """``send`` until it is not a 503 (nor in ``retry``), at most ATTEMPTS times; the statuses
+    of the attempts before the last are appended to ``earlier``."""
     answer = send()
     for _ in range(ATTEMPTS - 1):
         if answer.status != 503 and answer.status not in retry:
             break
         if answer.status == 503:
             time.sleep(RETRY_PAUSE_SECONDS)
+        if earlier is not None:
+            earlier.append(answer.status)
         answer = send()
     return answer
 
@@ -275,10 +283,16 @@ class Browsers:
         headers = headers_for(
             session, session.device, bearer=True, refresh=path.startswith("/auth/")
         )
+        earlier: list[int] = []
         answer = patient(
             lambda: self.wire.send(method, path, route=route, headers=headers),
             retry=AUTHORIZER_DENIAL,
+            earlier=earlier,
         )
+        if answer.status in (401, 403) and (0 in earlier or 503 in earlier):
+            # An earlier attempt may have been applied (a revocation answered 503 after its
+            # write): the denials that follow may be its own effect.
+            return Answer(503, answer.headers, answer.body)
         if answer.status in (401, 403) and session.live:
             self._noticed_dead(session, f"{route} answered {answer.status}")
         elif answer.status == 404 and route != DELETE_SESSION:
