@@ -68,6 +68,12 @@ SENSITIVE_PROBES: Final = (LIST_SESSIONS, DELETE_SESSION, REVOKE_ALL_ROUTE)
 
 ATTEMPTS: Final = 4  # a request and three retries
 RETRY_PAUSE_SECONDS: Final = 0.1
+# A refresh whose answer was lost may have rotated the session: only a retry with the same token
+# inside the grace window gets the successor (later, it is reuse). So a refresh keeps retrying
+# a 503 or a lost answer, pausing as Retry-After says (at most this long), until this many
+# seconds before the window closes.
+REFRESH_RETRY_PAUSE_MAX_SECONDS: Final = 1.0
+GRACE_MARGIN_SECONDS: Final = 5.0
 REFRESH_MARGIN_SECONDS: Final = 60  # refresh an access token this close to its expiry
 PROBES_PER_IDENTITY: Final = 2  # during the run; every one is tried again at the end
 # A session the client believes alive meets 403 only when the authorizer's session read failed
@@ -83,6 +89,12 @@ class Context:
     journal: Journal
     seen: Observations
     tabs: int
+    grace_seconds: float = 30.0
+
+    @property
+    def refresh_patience(self) -> float:
+        """How long a refresh may keep retrying and still be inside the grace window."""
+        return max(0.0, self.grace_seconds - GRACE_MARGIN_SECONDS)
 
     def stack_now(self) -> float:
         """The stack's time (its clock is the wall clock plus the phase's offset)."""
@@ -90,6 +102,19 @@ class Context:
 
     def wire(self, source_ip: str) -> Wire:
         return Wire(self.port, source_ip, self.journal)
+
+
+def patient_refresh(send: Callable[[], Answer], within: float) -> Answer:
+    """``send`` until it is answered with something other than a 503, for at most ``within``
+    seconds from the first try (a refresh's retries must land inside the grace window)."""
+    started = time.monotonic()
+    answer = send()
+    while answer.status in (0, 503) and time.monotonic() - started < within:
+        advised = (answer.header("Retry-After") or "").strip()
+        pause = float(advised) if advised.isdigit() else RETRY_PAUSE_SECONDS
+        time.sleep(min(pause, REFRESH_RETRY_PAUSE_MAX_SECONDS))
+        answer = send()
+    return answer
 
 
 def patient(
@@ -215,7 +240,9 @@ class Browsers:
 
     def refresh(self, session: SessionRecord) -> None:
         presented = session.refresh
-        answer = patient(lambda: self.send_refresh(self.wire, session, presented))
+        answer = patient_refresh(
+            lambda: self.send_refresh(self.wire, session, presented), self.context.refresh_patience
+        )
         self._settle_refresh(session, presented, [answer])
 
     def tab_race(self, session: SessionRecord) -> None:
@@ -228,7 +255,10 @@ class Browsers:
         def tab(index: int) -> None:
             with contextlib.suppress(threading.BrokenBarrierError):  # slow to start: go anyway
                 start.wait(timeout=30)
-            answers[index] = patient(lambda: self.send_refresh(self.wire, session, presented))
+            answers[index] = patient_refresh(
+                lambda: self.send_refresh(self.wire, session, presented),
+                self.context.refresh_patience,
+            )
 
         threads = [threading.Thread(target=tab, args=(i,), daemon=True) for i in range(tabs)]
         for thread in threads:

@@ -100,13 +100,19 @@ class EndedSession:
 
 
 def sessions_kept(
-    finals: Iterable[FinalRefresh], ended: Iterable[EndedSession], uncertain: int
+    finals: Iterable[FinalRefresh],
+    ended: Iterable[EndedSession],
+    uncertain: int,
+    unanswered: int = 0,
 ) -> Check:
     """Every session the run did not end still refreshes (the only other ending accepted is
     the session cap's eviction of a user the run logged in beyond it), and every session it
     ended was ended by that, not before, for another reason."""
     check = Check("no session lost or revoked by a fault (not ended: refreshes; ended: as run)")
-    check.note = f"{uncertain} sessions left out: the run tried to end them and got a 503"
+    check.note = (
+        f"{uncertain} sessions left out: the run tried to end them and got a 503; "
+        f"{unanswered}: every refresh retry inside the grace window answered 503"
+    )
     for session in ended:
         check.checked += 1
         if session.stored_reason not in STORED_REASONS[session.reason]:
