@@ -106,14 +106,27 @@ class Context:
 
 def patient_refresh(send: Callable[[], Answer], within: float) -> Answer:
     """``send`` until it is answered with something other than a 503, for at most ``within``
-    seconds from the first try (a refresh's retries must land inside the grace window)."""
+    seconds from the first try (a refresh's retries must land inside the grace window).
+
+    Once an attempt went unanswered (0 or 503: it may have rotated the session), a 429 is
+    retried too: the retries count against the refresh limit like any hit, and giving up on
+    one would leave the client holding a token that may be superseded. An answer still
+    unresolved at the end is reported as 503, uncertain, whatever the last status was (the
+    exchanges themselves are recorded as they came)."""
     started = time.monotonic()
     answer = send()
-    while answer.status in (0, 503) and time.monotonic() - started < within:
+    unsure = answer.status in (0, 503)
+    retryable = {0, 503}
+    while answer.status in retryable and time.monotonic() - started < within:
+        if unsure:
+            retryable = {0, 429, 503}
         advised = (answer.header("Retry-After") or "").strip()
         pause = float(advised) if advised.isdigit() else RETRY_PAUSE_SECONDS
         time.sleep(min(pause, REFRESH_RETRY_PAUSE_MAX_SECONDS))
         answer = send()
+        unsure = unsure or answer.status in (0, 503)
+    if unsure and answer.status in (0, 429, 503):
+        return Answer(503, answer.headers, answer.body)
     return answer
 
 
