@@ -26,6 +26,11 @@ serialized too, because moto's readers are not safe against a concurrent writer.
 
 Used by the contract suite's race tests, so that what the tests prove is what this endpoint
 does.
+
+``LoopbackOnly`` closes the endpoint to web pages: it holds the local stack's key secrets, and
+moto's server would answer any page the developer visits (it reflects any ``Origin``) and any
+``Host`` (DNS rebinding). Only loopback host names are answered, and no browser request
+(``Origin``, or a ``Sec-Fetch-Site`` other than ``none``) is: AWS SDKs send neither.
 """
 
 from __future__ import annotations
@@ -45,6 +50,42 @@ SERIALIZED_TARGET_PREFIXES: Final = {
 LISTEN_BACKLOG: Final = 1024
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def loopback_host(host: str | None) -> bool:
+    """``host`` (a Host header: name and optional port) names this machine's loopback."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    name = name[:name.find("]") + 1] if name.startswith("[") else name.rsplit(":", 1)[0]
+    return name in LOOPBACK_HOSTS
+
+
+class LoopbackOnly:
+    """WSGI middleware: 403 for a non-loopback Host or a browser's request (see the module
+    docstring); everything else reaches the wrapped application untouched."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        fetch_site = environ.get("HTTP_SEC_FETCH_SITE", "none").strip().lower()
+        if (
+            not loopback_host(environ.get("HTTP_HOST"))
+            or "HTTP_ORIGIN" in environ
+            or fetch_site != "none"
+        ):
+            body = b'{"message":"the local AWS endpoint answers AWS SDKs on loopback only"}'
+            start_response(
+                "403 Forbidden",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return self._app(environ, start_response)
 
 
 class SerializedServices:
@@ -99,6 +140,7 @@ class EmbeddedAws:
         app: WsgiApp = SerializedServices(moto_app())
         if wrap is not None:
             app = wrap(app)
+        app = LoopbackOnly(app)
         # Binds now: a port in use fails here, before anything else starts.
         self._server = Server(host, port, app, handler=QuietHandler)
         self._thread: threading.Thread | None = None

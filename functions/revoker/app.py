@@ -39,8 +39,8 @@ from tokencore.http import (
     endpoint,
     json_response,
     new_router,
-    refuse_cross_site,
     no_content,
+    refuse_cross_site,
     route_library_logs,
     to_iso8601,
 )

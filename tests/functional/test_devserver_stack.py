@@ -123,5 +123,6 @@ def test_the_audit_label_key_is_generated_per_stack_and_reaches_every_function(
     """The template's {{resolve:secretsmanager:...}} reference is resolved as CloudFormation
     resolves it: each stack its own random key, in every function's environment."""
     first = _provisioned(aws).settings_environment()["AUDIT_LABEL_KEY"]
-    assert len(first) == 64 and first.isalnum()
+    assert len(first) == 64
+    assert first.isalnum()
     assert "{{" not in first

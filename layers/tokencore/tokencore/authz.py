@@ -241,9 +241,7 @@ class Authorizer:
     ) -> tuple[str, ...]:
         """The roles the user holds now. One strongly consistent read of the session and its
         user; anything but good standing raises here."""
-        session, user = self._sessions().check(
-            claims.session_id, claims.subject, self._clock.now()
-        )
+        session, user = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
         if (
             reason is SessionCheckReason.SENSITIVE_ROUTE
             and session.device_id is not None

@@ -114,7 +114,8 @@ class SessionReader(ABC):
         if session is None:
             raise SessionNotFound()
         require_good_standing(session, user, subject, now)
-        assert user is not None  # require_good_standing refuses a missing user
+        if user is None:  # require_good_standing refuses a missing user; this tells mypy
+            raise UserNotFound("the session's user no longer exists")
         return session, user
 
 
