@@ -59,7 +59,7 @@ def loopback_host(host: str | None) -> bool:
     if not host:
         return False
     name = host.strip().lower()
-    name = name[:name.find("]") + 1] if name.startswith("[") else name.rsplit(":", 1)[0]
+    name = name[: name.find("]") + 1] if name.startswith("[") else name.rsplit(":", 1)[0]
     return name in LOOPBACK_HOSTS
 
 
