@@ -350,11 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose one operand may start with "-": key ids are base64url thumbprints (1 in 64
+# starts with "-"), and argparse would read such an operand as an option.
+_DASHED_OPERAND_COMMANDS = frozenset({"revoke-key", "decode"})
+
+
+def _operands_first(argv: list[str]) -> list[str]:
+    """``revoke-key -abc`` as ``revoke-key -- -abc``: an argument after such a command that
+    starts with "-" and is not an option of ours is its operand."""
+    if len(argv) < 2 or argv[0] not in _DASHED_OPERAND_COMMANDS or "--" in argv:
+        return argv
+    for index, word in enumerate(argv[1:], start=1):
+        if word.startswith("-") and word not in ("-", "-h", "--help"):
+            return [*argv[:index], "--", *argv[index:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
     """``clock``: the wall clock, or the local stack's (``make ctl``, devserver.clock)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_operands_first(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     args.clock = clock
