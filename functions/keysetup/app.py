@@ -93,14 +93,17 @@ class Request:
                 raise KeySetupError(f"property {name} is required")
             return value
 
+        from tokencore.jose.algorithms import ALGORITHMS
+
         backend = text("KeyBackend")
         if backend not in ("secretsmanager", "kms"):
             raise KeySetupError("property KeyBackend must be secretsmanager or kms")
         alg = text("AccessTokenAlg")
-        if alg not in ("RS256", "ES256", "EdDSA"):
-            raise KeySetupError("property AccessTokenAlg must be RS256, ES256 or EdDSA")
-        if backend == "kms" and alg == "EdDSA":
-            raise KeySetupError("EdDSA is not available with KeyBackend kms")
+        access = ALGORITHMS.for_purpose("access")
+        if alg not in access:
+            raise KeySetupError(f"property AccessTokenAlg must be one of {', '.join(access)}")
+        if backend == "kms" and not ALGORITHMS[alg].kms_signing_algorithm:
+            raise KeySetupError(f"{alg} is not available with KeyBackend kms")
         verify_ids = tuple(
             item.strip()
             for item in text("KmsVerifyKeyIds", required=False).split(",")
@@ -145,8 +148,10 @@ class Clients:
 
 def setup(request: Request, clients: Clients) -> dict[str, str]:
     """Fill what is empty, publish the public JWKS; the response Data (nothing secret)."""
+    from tokencore.jose.algorithms import REFRESH_ALGORITHM
+
     _, refresh_created = ensure_key_set(
-        clients.secretsmanager, request.refresh_keys_secret_id, "refresh", "HS256"
+        clients.secretsmanager, request.refresh_keys_secret_id, "refresh", REFRESH_ALGORITHM
     )
     data = {"RefreshKeysCreated": _flag(refresh_created)}
     if request.key_backend == "secretsmanager":
@@ -226,12 +231,12 @@ def is_placeholder(text: str) -> bool:
 
 
 def kms_publish(clients: Clients, request: Request) -> list[VerificationKey]:
-    """Publish the KMS public keys (``keys.kmsrotation``): the signing key (checked against
+    """Publish the KMS public keys (``ops.kmsrotation``): the signing key (checked against
     AccessTokenAlg), the next key, the retired keys still needed and KmsVerifyKeyIds."""
     from tokencore.config import get_settings
     from tokencore.errors import InvalidKeyMaterial
-    from tokencore.keys.kmsrotation import KmsRotation
     from tokencore.keys.lifecycle import LifecyclePolicy
+    from tokencore.ops.kmsrotation import KmsRotation
 
     publisher = KmsRotation(
         kms=clients.kms,
@@ -253,7 +258,7 @@ def publish_key_set(clients: Clients, request: Request) -> None:
     (a rotation may be running: its pending keys are published too), so a deployment racing
     ``tokenctl rotate-keys`` or ``revoke-key`` never leaves an older set published
     (``keys.ssm.publish_settled``)."""
-    from tokencore.keys.rotation import publish_access_jwks
+    from tokencore.ops.rotation import publish_access_jwks
 
     publish_access_jwks(
         clients.secretsmanager,

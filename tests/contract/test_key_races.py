@@ -44,17 +44,17 @@ from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeySet, KeyStatus, generate_key
 from tokencore.keys import ssm as ssm_module
-from tokencore.keys.kmsrotation import KmsRotation
 from tokencore.keys.lifecycle import LifecyclePolicy
-from tokencore.keys.rotation import (
+from tokencore.keys.secretsmanager import create_key_set_secret
+from tokencore.keys.ssm import PublishedKey, publish_keys, publish_public_jwks, read_published_keys
+from tokencore.ops.kmsrotation import KmsRotation
+from tokencore.ops.rotation import (
     AWSCURRENT,
     AWSPENDING,
     SecretsManagerRotation,
     derive_access_jwks,
     publish_access_jwks,
 )
-from tokencore.keys.secretsmanager import create_key_set_secret
-from tokencore.keys.ssm import PublishedKey, publish_keys, publish_public_jwks, read_published_keys
 
 REGION = "us-east-1"
 T0 = 1_800_000_000

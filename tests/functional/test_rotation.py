@@ -27,9 +27,10 @@ from tests.functional.rotation_support import (
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeyRing, KeyStatus
 from tokencore.keys.lifecycle import ROTATION_SLACK_SECONDS
-from tokencore.keys.rotation import AWSCURRENT, AWSPENDING
 from tokencore.keys.secretsmanager import SecretsManagerKeySource
+from tokencore.ops.rotation import AWSCURRENT, AWSPENDING
 from tokencore.tokens import (
+    RefreshClaims,
     VerifyOptions,
     mint_refresh_token,
     new_token_id,
@@ -244,16 +245,17 @@ def test_the_refresh_set_rotates_the_same_way_and_old_refresh_tokens_keep_workin
     settings = keys.settings
     old = keys.current("refresh")
     signer = old.signer()
-    token = mint_refresh_token(
-        signer,
+    claims = RefreshClaims(
         issuer=settings.token_issuer,
+        audience=settings.token_issuer,
         subject="user-1",
         session_id="session-1",
         token_id=new_token_id(),
         generation=3,
-        issued_at=keys.clock.now(),
-        expires_at=keys.clock.now() + settings.refresh_token_ttl_seconds,
-    ).token
+        issued_at=int(keys.clock.now()),
+        expires_at=int(keys.clock.now() + settings.refresh_token_ttl_seconds),
+    )
+    token = mint_refresh_token(signer, claims).token
     published_before = keys.ssm.get_parameter(Name=settings.public_jwks_parameter)
     keys.clock.advance(CACHE)
 

@@ -19,13 +19,19 @@ from tests.functional.conftest import fresh_aws
 from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, UnknownKey
+from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing
 from tokencore.keys.kms import KmsSigner
-from tokencore.keys.kmsrotation import KmsRotation
 from tokencore.keys.ssm import SsmJwksSource, read_published_keys
+from tokencore.ops.kmsrotation import KmsRotation
 from tokencore.runtime import Runtime
-from tokencore.tokens import VerifyOptions, mint_access_token, verify_access_token
-from tokencore.tokens.codec import b64url_decode
+from tokencore.tokens import (
+    AccessClaims,
+    VerifyOptions,
+    mint_access_token,
+    new_token_id,
+    verify_access_token,
+)
 
 T0 = 1_800_000_000
 ALIAS = "alias/tokencore-test-access-token-signing"
@@ -50,16 +56,18 @@ class KmsStack:
         return str(self.kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
 
     def mint(self, signer: KmsSigner) -> str:
-        return mint_access_token(
-            signer,
+        issued_at = int(self.clock.now())
+        claims = AccessClaims(
             issuer=self.settings.token_issuer,
             audience=self.settings.token_audience,
             subject="user-1",
             session_id="session-1",
+            token_id=new_token_id(),
             roles=("user",),
-            now=self.clock.now(),
-            ttl_seconds=self.settings.access_token_ttl_seconds,
-        ).token
+            issued_at=issued_at,
+            expires_at=issued_at + self.settings.access_token_ttl_seconds,
+        )
+        return mint_access_token(signer, claims).token
 
     def verifier(self) -> KeyRing:
         return KeyRing(SsmJwksSource(PARAMETER, boto3_client=self.ssm), self.clock, CACHE, 10)

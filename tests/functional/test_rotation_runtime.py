@@ -26,13 +26,13 @@ from functions.authorizer import app as authorizer
 from tests.functional.conftest import Stack, load_event
 from tests.functional.test_http_edge import send
 from tokencore.errors import ExpiredToken, KeyUnavailable, TokenRejected, UnknownKey
+from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing, StaticKeySource
 from tokencore.keys.lifecycle import LifecyclePolicy
-from tokencore.keys.rotation import SecretsManagerRotation
 from tokencore.keys.ssm import read_published_keys
+from tokencore.ops.rotation import SecretsManagerRotation
 from tokencore.runtime import JWKS_ENDPOINT_CACHE_SECONDS, Runtime, set_runtime
 from tokencore.service import TokenGrant
-from tokencore.tokens.codec import b64url_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

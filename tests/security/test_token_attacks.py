@@ -45,6 +45,8 @@ from tokencore.errors import (
     UnsupportedHeader,
     WrongTokenType,
 )
+from tokencore.jose.algorithms import verify_signature
+from tokencore.jose.codec import b64url_decode, b64url_encode
 from tokencore.keys.jwk import PrivateKeyEntry, public_jwk
 from tokencore.keys.local import LocalSigner
 from tokencore.keys.model import VerificationKey
@@ -57,8 +59,6 @@ from tokencore.tokens import (
     verify_jws,
     verify_refresh_token,
 )
-from tokencore.tokens.codec import b64url_decode, b64url_encode
-from tokencore.tokens.signature import verify_signature
 
 NOW = 1_800_000_000
 ISSUER = "https://auth.example.com"
@@ -384,7 +384,7 @@ class TestKid:
     def test_shell_metacharacter_kid_is_only_ever_an_unknown_kid(
         self, keys: Keys, access_keys: KeyLookup, kid: str
     ) -> None:
-        """The kid grammar (keys.jwk.is_valid_kid, shared with key loading) admits printable
+        """The kid grammar (jose.codec.is_valid_kid, shared with key loading) admits printable
         ASCII other than quotes, slashes and backslashes, so these reach the lookup, exactly as
         given and never interpreted; no key has such a kid, so the answer is UnknownKey."""
         token = forge(

@@ -37,11 +37,11 @@ from tokencore.errors import (
     UnknownKey,
     UnsupportedHeader,
 )
+from tokencore.jose.algorithms import verify_signature
+from tokencore.jose.codec import b64url_decode
 from tokencore.keys import jwk
 from tokencore.keys.model import VerificationKey
 from tokencore.tokens import verify_jws
-from tokencore.tokens.codec import b64url_decode
-from tokencore.tokens.signature import verify_signature
 
 JWS_FILE = "json_web_signature_test.json"
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from tokencore.errors import TokenCoreError
-from tokencore.keys.model import VerificationKey
+from tokencore.jose.algorithms import JwsKey
 from tokencore.tokens.claims import AccessClaims
 from tokencore.tokens.verify import KeyLookup
 
@@ -49,7 +49,7 @@ DEFAULT_MAX_AGE_SECONDS: Final = 60
 @dataclass(frozen=True, slots=True)
 class _Entry:
     claims: AccessClaims
-    key: VerificationKey
+    key: JwsKey
     stored_at: float
     expires_at: float
 
@@ -97,7 +97,7 @@ class ClaimsCache:
         self.hits += 1
         return entry.claims
 
-    def store(self, token: str, claims: AccessClaims, key: VerificationKey, now: float) -> None:
+    def store(self, token: str, claims: AccessClaims, key: JwsKey, now: float) -> None:
         """Remember claims that ``verify`` has just accepted for ``token`` with ``key``."""
         if self.max_entries == 0:
             return
@@ -119,7 +119,7 @@ class ClaimsCache:
         return len(self._entries)
 
 
-def _still_served(key: VerificationKey, keys: KeyLookup) -> bool:
+def _still_served(key: JwsKey, keys: KeyLookup) -> bool:
     """True when the ring still verifies this kid with this very key (or an equal one)."""
     try:
         current = keys.get(key.kid)

@@ -15,8 +15,8 @@ prints nothing else: a token given to ``decode`` is never echoed, and neither is
 Keys (docs/keys.md is the runbook):
 
 * ``rotate-keys [--refresh] [--force]`` runs one rotation now: with Secrets Manager keys, the
-  same four protocol steps the rotation function runs on schedule (``keys.rotation``); in KMS
-  mode, a new KMS key and a moved alias (``keys.kmsrotation``). The next key is promoted only
+  same four protocol steps the rotation function runs on schedule (``ops.rotation``); in KMS
+  mode, a new KMS key and a moved alias (``ops.kmsrotation``). The next key is promoted only
   once verifiers have had it for JWKS_CACHE_TTL_SECONDS (``--force`` overrides that).
 * ``revoke-key KID`` is the emergency: the key leaves its set and the public JWKS at once (an
   active key is replaced by the next one, or a fresh one); every verifier refuses its tokens
@@ -185,7 +185,7 @@ def cmd_revoke_user(args: argparse.Namespace) -> Any:
 
 def _rotation(runtime: Runtime) -> Any:
     from tokencore.awsclient import LazyClient
-    from tokencore.keys.rotation import SecretsManagerRotation
+    from tokencore.ops.rotation import SecretsManagerRotation
 
     return SecretsManagerRotation(
         runtime.settings,
@@ -197,7 +197,7 @@ def _rotation(runtime: Runtime) -> Any:
 
 def _kms_rotation(runtime: Runtime) -> Any:
     from tokencore.awsclient import LazyClient
-    from tokencore.keys.kmsrotation import KmsRotation
+    from tokencore.ops.kmsrotation import KmsRotation
 
     return KmsRotation.from_settings(
         runtime.settings,
@@ -220,7 +220,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> Any:
 
 
 def cmd_revoke_key(args: argparse.Namespace) -> Any:
-    from tokencore.keys import is_valid_kid
+    from tokencore.jose.codec import is_valid_kid
 
     if not is_valid_kid(args.kid):
         raise CliError("that is not a key id")
@@ -261,8 +261,8 @@ def cmd_show_jwks(args: argparse.Namespace) -> Any:
 
 
 def cmd_decode(args: argparse.Namespace) -> Any:
+    from tokencore.jose.codec import b64url_decode, json_object
     from tokencore.tokens import MAX_TOKEN_LENGTH
-    from tokencore.tokens.codec import b64url_decode, json_object
 
     token = args.token if args.token not in (None, "-") else sys.stdin.read()
     token = token.strip()

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from tokencore.keys.jwk import (
     PrivateKeyEntry,
-    is_valid_kid,
     jwk_thumbprint,
     key_thumbprint,
     parse_json_document,
@@ -28,7 +27,7 @@ from tokencore.keys.jwk import (
 from tokencore.keys.jwks import jwks_document
 from tokencore.keys.keyring import JwksDocumentSource, KeyRing, StaticKeySource
 from tokencore.keys.keyset import KeySet
-from tokencore.keys.local import LocalSigner, der_to_raw_ecdsa, generate_key
+from tokencore.keys.local import LocalSigner, generate_key
 from tokencore.keys.model import KeyPurpose, KeySource, KeyStatus, Signer, VerificationKey
 
 if TYPE_CHECKING:
@@ -67,9 +66,7 @@ __all__ = [
     "StaticKeySource",
     "VerificationKey",
     "create_key_set_secret",
-    "der_to_raw_ecdsa",
     "generate_key",
-    "is_valid_kid",
     "jwk_thumbprint",
     "jwks_document",
     "key_thumbprint",

@@ -24,8 +24,9 @@ reads them): ``created_at`` (when a rotation created it, as a ``next`` key) and 
 existed stays valid; a retired key without ``retired_at`` is treated as retired at the first
 rotation that sees it, which only ever keeps it longer.
 
-An access set holds asymmetric keys only (RS256, ES256, EdDSA; mixing them is how an algorithm
-migration rotates); a refresh set holds HS256 keys only. Mixing the two would let a refresh
+An access set holds keys of the access algorithms only (asymmetric; mixing them is how an
+algorithm migration rotates); a refresh set holds keys of the refresh HMAC only
+(``jose.algorithms`` says which algorithms those are). Mixing the two would let a refresh
 secret sign access tokens or put a secret into the published JWKS.
 """
 
@@ -35,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tokencore.errors import InvalidKeyMaterial
+from tokencore.jose.algorithms import ALGORITHMS
 from tokencore.keys.jwk import (
     PrivateKeyEntry,
     parse_json_document,
@@ -43,20 +45,9 @@ from tokencore.keys.jwk import (
 )
 from tokencore.keys.jwks import sort_by_status
 from tokencore.keys.local import LocalSigner
-from tokencore.keys.model import (
-    ASYMMETRIC_ALGORITHMS,
-    SYMMETRIC_ALGORITHMS,
-    KeyPurpose,
-    KeyStatus,
-    Signer,
-    VerificationKey,
-)
+from tokencore.keys.model import KeyPurpose, KeyStatus, Signer, VerificationKey
 
 SECRET_DOCUMENT_VERSION = 1
-_ALGORITHMS_BY_PURPOSE: Mapping[str, frozenset[str]] = {
-    "access": ASYMMETRIC_ALGORITHMS,
-    "refresh": SYMMETRIC_ALGORITHMS,
-}
 
 
 def check_purpose(purpose: object) -> KeyPurpose:
@@ -82,7 +73,7 @@ class KeySet:
         self._entries = tuple(entries)
         if not self._entries:
             raise InvalidKeyMaterial(f"{purpose} key set is empty")
-        allowed = _ALGORITHMS_BY_PURPOSE[purpose]
+        allowed = ALGORITHMS.allowed(self._purpose)
         kids: set[str] = set()
         for entry in self._entries:
             if not isinstance(entry, PrivateKeyEntry):

@@ -1,6 +1,6 @@
 """The key lifecycle, as pure functions of a key set and the time: next -> active -> retired ->
-removed, and emergency revocation. The I/O around them is ``keys.rotation`` (Secrets Manager)
-and ``keys.kmsrotation`` (KMS); docs/keys.md has the timeline with numbers.
+removed, and emergency revocation. The I/O around them is ``ops.rotation`` (Secrets Manager)
+and ``ops.kmsrotation`` (KMS); docs/keys.md has the timeline with numbers.
 
 One rotation (``plan_rotation``) does, in this order:
 
@@ -28,7 +28,7 @@ Times are whole epoch seconds. "When verifiers could first see a key" and "when 
 signing" come from the published JWKS's stamps when there is one (access keys, see
 ``keys.ssm``), which are exact; otherwise from the key set's own stamps (refresh keys), which
 the rotation writes when it starts, up to ``ROTATION_SLACK_SECONDS`` before the new set becomes
-current (``keys.rotation`` refuses to finish a rotation older than that): a retired refresh key
+current (``ops.rotation`` refuses to finish a rotation older than that): a retired refresh key
 is kept that much longer.
 """
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 # The longest a rotation may take from its first step (which stamps the new set) to its last
 # (which makes it current). Rotation steps run back to back, each bounded by the function's
-# timeout; keys.rotation abandons a pending set older than this.
+# timeout; ops.rotation abandons a pending set older than this.
 ROTATION_SLACK_SECONDS = 900
 
 NewKey = Callable[[KeyStatus, int], PrivateKeyEntry]

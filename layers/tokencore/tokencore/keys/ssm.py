@@ -110,7 +110,7 @@ def publish_public_jwks(
     """Write the public half of ``key_set`` to ``parameter_name`` (String, overwritten), keeping
     the stamps of keys already published (see the module doc). For a set nobody else publishes
     (a new stack, tests): a publisher of the stack's live set derives it with
-    ``publish_settled`` (keys.rotation, keys.kmsrotation)."""
+    ``publish_settled`` (ops.rotation, ops.kmsrotation)."""
     if key_set.purpose != "access":
         # A refresh set holds HMAC secrets; jwks_document would drop them anyway.
         raise InvalidKeyMaterial("only the access key set has a public JWKS")

@@ -1,10 +1,27 @@
-"""What a verified token says, as typed values. Token types are data: every token carries a
-``token_use`` claim and a ``typ`` header, and each is checked on every verify."""
+"""What a token says, as typed values: one type per kind of token, each with a rule table.
+
+A rule (:class:`Claim`) names a JSON member, the attribute that holds it, how a JSON value
+becomes that attribute (or is refused as ``InvalidClaim``), and whether every token must carry
+it. ``to_payload`` writes the members in table order (minting is deterministic), leaving out
+an optional claim that is None or ""; ``from_payload`` reads them back, refusing a missing
+required claim and any value its rule does not accept. ``verify`` runs its standard checks
+(issuer, audience, times, which need the settings and the clock) first, then ``from_payload``.
+
+A new claim is one rule and one attribute here, plus whoever supplies its value.
+
+Token types are data: every token carries a ``token_use`` claim and a ``typ`` header, and each
+is checked on every verify.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from tokencore.errors import InvalidClaim, MissingClaim, WrongTokenType
 
 
 class TokenUse(StrEnum):
@@ -25,9 +42,142 @@ CLAIM_FINGERPRINT = "fgp"
 CLAIM_SECURITY_LEVEL = "acr"
 CLAIM_GENERATION = "gen"
 
+MAX_ID_LENGTH = 256
+MAX_ROLES = 64
+MAX_ROLE_LENGTH = 64
+
+
+# --- how a JSON value becomes an attribute ------------------------------------------------------
+# Each takes the claim's name (for the message, never the value) and its JSON value.
+
+
+def string(name: str, value: object) -> str:
+    """A non-empty string (``iss``, and ``aud`` once verify has matched it)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidClaim(f"claim {name} must be a non-empty string")
+    return value
+
+
+def identifier(name: str, value: object) -> str:
+    """A non-empty string of bounded length (``sub``, ``sid``, ``jti``)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidClaim(f"claim {name} must be a non-empty string")
+    return value
+
+
+def optional_text(name: str, value: object) -> str | None:
+    """A string of bounded length, or JSON null (absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH:
+        raise InvalidClaim(f"claim {name} must be a string")
+    return value
+
+
+def numeric_date(name: str, value: object) -> int:
+    """RFC 7519 NumericDate: a number (PyJWT would accept "1700000000" and True), floored."""
+    if type(value) is int:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return math.floor(value)
+    raise InvalidClaim(f"claim {name} must be a NumericDate")
+
+
+def role_list(name: str, value: object) -> tuple[str, ...]:
+    """A list of at most ``MAX_ROLES`` short, non-empty strings."""
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ROLES
+        or not all(isinstance(role, str) and 0 < len(role) <= MAX_ROLE_LENGTH for role in value)
+    ):
+        raise InvalidClaim(f"claim {name} must be a list of short strings")
+    return tuple(value)
+
+
+def non_negative_integer(name: str, value: object) -> int:
+    """A non-negative integer (booleans are not integers here)."""
+    if type(value) is not int or value < 0:
+        raise InvalidClaim(f"claim {name} must be a non-negative integer")
+    return value
+
 
 @dataclass(frozen=True, slots=True)
-class AccessClaims:
+class Claim:
+    """One claim of a token type's rule table."""
+
+    name: str  # the JSON member
+    attr: str  # the attribute of the claims type that holds it
+    parse: Callable[[str, object], object]  # JSON value -> attribute; raises InvalidClaim
+    required: bool = True  # absent -> MissingClaim; else absent -> the attribute's default
+
+
+# Registered claims every token carries, in payload order. ``aud`` is read as one string:
+# verify has already matched it (a list holding our audience) and put the match in its place.
+STANDARD_CLAIMS: tuple[Claim, ...] = (
+    Claim("iss", "issuer", string),
+    Claim("aud", "audience", string),
+    Claim("sub", "subject", identifier),
+    Claim("sid", "session_id", identifier),
+    Claim("jti", "token_id", identifier),
+    Claim("iat", "issued_at", numeric_date),
+    Claim("exp", "expires_at", numeric_date),
+)
+# What verify checks is present before anything else (and the type claim after them).
+REQUIRED_CLAIMS: tuple[str, ...] = (
+    *(claim.name for claim in STANDARD_CLAIMS if claim.required),
+    CLAIM_TOKEN_USE,
+)
+
+
+class _Claims:
+    """``to_payload`` and ``from_payload`` over a subclass's ``USE`` and ``RULES`` (the
+    standard claims, then its own)."""
+
+    __slots__ = ()
+    USE: ClassVar[TokenUse]
+    RULES: ClassVar[tuple[Claim, ...]]
+    issued_at: int
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        # NumericDates are whole seconds: a fractional clock reading never leaks into a token
+        # (and a re-minted refresh token is the same token, byte for byte).
+        for name in ("issued_at", "expires_at"):
+            value = getattr(self, name)
+            if type(value) is not int:
+                object.__setattr__(self, name, int(value))
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JWT claims set: the standard claims, ``token_use``, then the type's own."""
+        payload: dict[str, Any] = {}
+        standard = len(STANDARD_CLAIMS)
+        self._write(self.RULES[:standard], payload)
+        payload[CLAIM_TOKEN_USE] = self.USE.value
+        self._write(self.RULES[standard:], payload)
+        return payload
+
+    def _write(self, rules: tuple[Claim, ...], payload: dict[str, Any]) -> None:
+        for claim in rules:
+            value = getattr(self, claim.attr)
+            if claim.required or (value is not None and value != ""):
+                payload[claim.name] = list(value) if isinstance(value, tuple) else value
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
+        """The claims of a payload, every rule applied; a wrong ``token_use`` is refused."""
+        if payload.get(CLAIM_TOKEN_USE) != cls.USE.value:
+            raise WrongTokenType("token_use does not match")
+        values: dict[str, Any] = {}
+        for claim in cls.RULES:
+            if claim.name in payload:
+                values[claim.attr] = claim.parse(claim.name, payload[claim.name])
+            elif claim.required:
+                raise MissingClaim(f"claim {claim.name} is required")
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessClaims(_Claims):
     subject: str
     session_id: str
     token_id: str
@@ -40,12 +190,26 @@ class AccessClaims:
     fingerprint_hash: str | None = None
     security_level: str | None = None
 
+    USE: ClassVar[TokenUse] = TokenUse.ACCESS
+    RULES: ClassVar[tuple[Claim, ...]] = (
+        *STANDARD_CLAIMS,
+        # Always written, even empty: absent reads as no roles.
+        Claim("roles", "roles", role_list, required=False),
+        Claim("email", "email", optional_text, required=False),
+        Claim(CLAIM_FINGERPRINT, "fingerprint_hash", optional_text, required=False),
+        Claim(CLAIM_SECURITY_LEVEL, "security_level", optional_text, required=False),
+    )
+
     def has_role(self, role: str) -> bool:
         return role in self.roles
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshClaims:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshClaims(_Claims):
+    """A refresh token names its session, its own id and generation, and nothing else about
+    the user: roles and email are re-read from the user record at every refresh. Its audience
+    is the issuer itself."""
+
     subject: str
     session_id: str
     token_id: str
@@ -54,3 +218,12 @@ class RefreshClaims:
     audience: str
     issued_at: int
     expires_at: int
+
+    USE: ClassVar[TokenUse] = TokenUse.REFRESH
+    RULES: ClassVar[tuple[Claim, ...]] = (
+        *STANDARD_CLAIMS,
+        Claim(CLAIM_GENERATION, "generation", non_negative_integer),
+    )
+
+
+TokenClaims = AccessClaims | RefreshClaims

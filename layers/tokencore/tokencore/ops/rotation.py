@@ -44,6 +44,7 @@ from tokencore.awsclient import aws_errors, error_code
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable, TokenCoreError
+from tokencore.jose.algorithms import REFRESH_ALGORITHM
 from tokencore.keys.keyring import KeyRing, StaticKeySource
 from tokencore.keys.keyset import KeySet
 from tokencore.keys.lifecycle import (
@@ -112,7 +113,7 @@ class SecretsManagerRotation:
         self._clock = clock
         self._new_key: dict[KeyPurpose, NewKey] = {
             "access": new_key_factory(settings.access_token_alg),
-            "refresh": new_key_factory("HS256"),
+            "refresh": new_key_factory(REFRESH_ALGORITHM),
             **(new_key or {}),
         }
 
@@ -643,6 +644,8 @@ class SecretsManagerRotation:
     def _probe(self, purpose: KeyPurpose, entry: Any, lookup: KeyRing) -> None:
         """Sign a short-lived probe token with ``entry`` and verify it through ``lookup``."""
         from tokencore.tokens import (
+            AccessClaims,
+            RefreshClaims,
             VerifyOptions,
             mint_access_token,
             mint_refresh_token,
@@ -653,31 +656,33 @@ class SecretsManagerRotation:
 
         settings = self.settings
         now = self._clock.now()
+        issued_at = int(now)
         signer = LocalSigner(entry)
         try:
             if purpose == "access":
-                minted = mint_access_token(
-                    signer,
+                access = AccessClaims(
                     issuer=settings.token_issuer,
                     audience=settings.token_audience,
                     subject=PROBE_SUBJECT,
                     session_id=PROBE_SUBJECT,
-                    roles=(),
-                    now=now,
-                    ttl_seconds=PROBE_TTL_SECONDS,
+                    token_id=new_token_id(),
+                    issued_at=issued_at,
+                    expires_at=issued_at + PROBE_TTL_SECONDS,
                 )
+                minted = mint_access_token(signer, access)
                 verify_access_token(minted.token, lookup, VerifyOptions.for_access(settings), now)
             else:
-                minted = mint_refresh_token(
-                    signer,
+                refresh = RefreshClaims(
                     issuer=settings.token_issuer,
+                    audience=settings.token_issuer,
                     subject=PROBE_SUBJECT,
                     session_id=PROBE_SUBJECT,
                     token_id=new_token_id(),
                     generation=0,
-                    issued_at=now,
-                    expires_at=now + PROBE_TTL_SECONDS,
+                    issued_at=issued_at,
+                    expires_at=issued_at + PROBE_TTL_SECONDS,
                 )
+                minted = mint_refresh_token(signer, refresh)
                 verify_refresh_token(minted.token, lookup, VerifyOptions.for_refresh(settings), now)
         except TokenCoreError as exc:
             raise KeyRotationFailed(

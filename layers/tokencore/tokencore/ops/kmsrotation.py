@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tokencore.awsclient import aws_errors, error_code
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.errors import InvalidKeyMaterial, KeyRotationFailed, KeyUnavailable
-from tokencore.keys.kms import KmsPublicKey, describe_public_key
+from tokencore.keys.kms import KmsPublicKey, describe_public_key, kms_algorithm
 from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.model import KeyStatus, VerificationKey
 from tokencore.keys.ssm import Derivation, PublishedKey, publish_settled, read_published_keys
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 NEXT_SUFFIX: Final = "-next"
 LOCK_SUFFIX: Final = "-lock"
-KEY_SPECS: Final = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 KEY_DESCRIPTION: Final = "tokencore access-token signing key (created by tokenctl)"
 
 
@@ -465,9 +464,11 @@ class KmsRotation:
             raise KeyUnavailable(f"could not {what} ({error_code(exc)})") from exc
 
     def _create_key(self) -> KmsPublicKey:
-        spec = KEY_SPECS.get(self._alg)
-        if spec is None:
+        # The key spec a new key gets: the first of its algorithm's (RSA_2048 for RS256).
+        algorithm = kms_algorithm(self._alg)
+        if algorithm is None:
             raise KeyRotationFailed(f"KMS cannot sign {self._alg}")
+        spec = algorithm.kms_key_specs[0]
         created = self._call(
             "create a KMS key",
             "create_key",
