@@ -221,13 +221,15 @@ def ensure_key_set(client: Any, secret_id: str, purpose: str, alg: str) -> tuple
 def is_placeholder(text: str) -> bool:
     """True for what template.yaml writes (a JSON object whose ``keys`` is empty or absent)
     and for an empty string; False for everything else, including a key set."""
+    from tokencore.jose.codec import json_object
+
     if not text.strip():
         return True
     try:
-        document = json.loads(text)
+        document = json_object(text, ValueError)
     except ValueError:
         return False
-    return isinstance(document, dict) and document.get("keys") in (None, [])
+    return document.get("keys") in (None, [])
 
 
 def kms_publish(clients: Clients, request: Request) -> list[VerificationKey]:

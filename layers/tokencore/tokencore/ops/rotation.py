@@ -45,6 +45,7 @@ from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable, TokenCoreError
 from tokencore.jose.algorithms import REFRESH_ALGORITHM
+from tokencore.jose.codec import json_object
 from tokencore.keys.keyring import KeyRing, StaticKeySource
 from tokencore.keys.keyset import KeySet
 from tokencore.keys.lifecycle import (
@@ -766,10 +767,10 @@ def _current_id(versions: Mapping[str, list[str]]) -> str | None:
 def _record(text: str) -> dict[str, Any]:
     """The ``rotation`` record of a stored document ({} if there is none)."""
     try:
-        document = json.loads(text)
+        document = json_object(text, ValueError)
     except ValueError:
         return {}
-    record = document.get("rotation") if isinstance(document, dict) else None
+    record = document.get("rotation")
     return record if isinstance(record, dict) else {}
 
 
