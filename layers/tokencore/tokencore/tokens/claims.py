@@ -83,6 +83,12 @@ def numeric_date(name: str, value: object) -> int:
     raise InvalidClaim(f"claim {name} must be a NumericDate")
 
 
+def whole_seconds(value: float) -> int:
+    """A NumericDate as minted: whole seconds, so a fractional clock reading never leaks into a
+    token (and a re-minted refresh token is the same token, byte for byte)."""
+    return int(value)
+
+
 def role_list(name: str, value: object) -> tuple[str, ...]:
     """A list of at most ``MAX_ROLES`` short, non-empty strings."""
     if (
@@ -101,14 +107,18 @@ def non_negative_integer(name: str, value: object) -> int:
     return value
 
 
+Parse = Callable[[str, object], object]
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """One claim of a token type's rule table."""
 
     name: str  # the JSON member
     attr: str  # the attribute of the claims type that holds it
-    parse: Callable[[str, object], object]  # JSON value -> attribute; raises InvalidClaim
+    parse: Parse  # JSON value -> attribute; raises InvalidClaim
     required: bool = True  # absent -> MissingClaim; else absent -> the attribute's default
+    dump: Callable[[Any], object] = lambda value: value  # attribute -> JSON value (as is)
 
 
 # Registered claims every token carries, in payload order. ``aud`` is read as one string:
@@ -119,8 +129,8 @@ STANDARD_CLAIMS: tuple[Claim, ...] = (
     Claim("sub", "subject", identifier),
     Claim("sid", "session_id", identifier),
     Claim("jti", "token_id", identifier),
-    Claim("iat", "issued_at", numeric_date),
-    Claim("exp", "expires_at", numeric_date),
+    Claim("iat", "issued_at", numeric_date, dump=whole_seconds),
+    Claim("exp", "expires_at", numeric_date, dump=whole_seconds),
 )
 # What verify checks is present before anything else (and the type claim after them).
 REQUIRED_CLAIMS: tuple[str, ...] = (
@@ -136,16 +146,14 @@ class _Claims:
     __slots__ = ()
     USE: ClassVar[TokenUse]
     RULES: ClassVar[tuple[Claim, ...]]
+    # RULES as plain tuples, built once per type: from_payload runs for every token verified.
+    _PLAN: ClassVar[tuple[tuple[str, str, Parse, bool], ...]]
     issued_at: int
     expires_at: int
 
-    def __post_init__(self) -> None:
-        # NumericDates are whole seconds: a fractional clock reading never leaks into a token
-        # (and a re-minted refresh token is the same token, byte for byte).
-        for name in ("issued_at", "expires_at"):
-            value = getattr(self, name)
-            if type(value) is not int:
-                object.__setattr__(self, name, int(value))
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._PLAN = tuple((c.name, c.attr, c.parse, c.required) for c in cls.RULES)
 
     def to_payload(self) -> dict[str, Any]:
         """The JWT claims set: the standard claims, ``token_use``, then the type's own."""
@@ -160,7 +168,7 @@ class _Claims:
         for claim in rules:
             value = getattr(self, claim.attr)
             if claim.required or (value is not None and value != ""):
-                payload[claim.name] = list(value) if isinstance(value, tuple) else value
+                payload[claim.name] = claim.dump(value)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Self:
@@ -168,12 +176,17 @@ class _Claims:
         if payload.get(CLAIM_TOKEN_USE) != cls.USE.value:
             raise WrongTokenType("token_use does not match")
         values: dict[str, Any] = {}
-        for claim in cls.RULES:
-            if claim.name in payload:
-                values[claim.attr] = claim.parse(claim.name, payload[claim.name])
-            elif claim.required:
-                raise MissingClaim(f"claim {claim.name} is required")
+        get = payload.get
+        for name, attr, parse, required in cls._PLAN:
+            value = get(name, _ABSENT)
+            if value is not _ABSENT:
+                values[attr] = parse(name, value)
+            elif required:
+                raise MissingClaim(f"claim {name} is required")
         return cls(**values)
+
+
+_ABSENT: Any = object()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,7 +207,7 @@ class AccessClaims(_Claims):
     RULES: ClassVar[tuple[Claim, ...]] = (
         *STANDARD_CLAIMS,
         # Always written, even empty: absent reads as no roles.
-        Claim("roles", "roles", role_list, required=False),
+        Claim("roles", "roles", role_list, required=False, dump=list),
         Claim("email", "email", optional_text, required=False),
         Claim(CLAIM_FINGERPRINT, "fingerprint_hash", optional_text, required=False),
         Claim(CLAIM_SECURITY_LEVEL, "security_level", optional_text, required=False),

@@ -56,8 +56,9 @@ def _mint(signer: Signer, claims: TokenClaims) -> MintedToken:
     use = claims.USE
     if signer.alg not in ALGORITHMS.allowed(use.value):
         raise ValueError(_WRONG_SIGNER[use])
-    token = _compact(signer, use, claims.to_payload())
-    return MintedToken(token, claims.token_id, claims.issued_at, claims.expires_at)
+    payload = claims.to_payload()
+    token = _compact(signer, use, payload)
+    return MintedToken(token, claims.token_id, payload["iat"], payload["exp"])
 
 
 def _compact(signer: Signer, use: TokenUse, claims: dict[str, Any]) -> str:
