@@ -3,8 +3,8 @@
 A rule (:class:`Claim`) names a JSON member, the attribute that holds it, how a JSON value
 becomes that attribute (or is refused as ``InvalidClaim``), and whether every token must carry
 it. ``to_payload`` writes the members in table order (minting is deterministic), leaving out
-an optional claim that is None or ""; ``from_payload`` reads them back, refusing a missing
-required claim and any value its rule does not accept. ``verify`` runs its standard checks
+an optional claim that is None or ""; ``from_payload`` reads them back, refusing a missing (or
+null) required claim and any value its rule does not accept. ``verify`` runs its standard checks
 (issuer, audience, times, which need the settings and the clock) first, then ``from_payload``.
 
 A new claim is one rule and one attribute here, plus whoever supplies its value.
@@ -179,10 +179,13 @@ class _Claims:
         get = payload.get
         for name, attr, parse, required in cls._PLAN:
             value = get(name, _ABSENT)
-            if value is not _ABSENT:
-                values[attr] = parse(name, value)
-            elif required:
-                raise MissingClaim(f"claim {name} is required")
+            # A required claim that is JSON null is missing ("gen": null); an optional one is
+            # left to its rule ("email": null is no email, "roles": null is refused).
+            if value is _ABSENT or (value is None and required):
+                if required:
+                    raise MissingClaim(f"claim {name} is required")
+                continue
+            values[attr] = parse(name, value)
         return cls(**values)
 
 
