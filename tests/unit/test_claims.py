@@ -67,6 +67,8 @@ def test_payloads_in_table_order_with_the_type_claim_after_the_standard_ones() -
 @pytest.mark.parametrize("claims", [ACCESS, REFRESH])
 def test_round_trip(claims: AccessClaims | RefreshClaims) -> None:
     assert type(claims).from_payload(claims.to_payload()) == claims
+    # verify's path (standard claims already checked) reads the same value.
+    assert type(claims).from_payload(claims.to_payload(), standard_checked=True) == claims
 
 
 def test_every_attribute_has_exactly_one_rule() -> None:

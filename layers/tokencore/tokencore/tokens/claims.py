@@ -148,12 +148,14 @@ class _Claims:
     RULES: ClassVar[tuple[Claim, ...]]
     # RULES as plain tuples, built once per type: from_payload runs for every token verified.
     _PLAN: ClassVar[tuple[tuple[str, str, Parse, bool], ...]]
+    _OWN_PLAN: ClassVar[tuple[tuple[str, str, Parse, bool], ...]]
     issued_at: int
     expires_at: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._PLAN = tuple((c.name, c.attr, c.parse, c.required) for c in cls.RULES)
+        cls._OWN_PLAN = cls._PLAN[len(STANDARD_CLAIMS) :]
 
     def to_payload(self) -> dict[str, Any]:
         """The JWT claims set: the standard claims, ``token_use``, then the type's own."""
@@ -171,13 +173,23 @@ class _Claims:
                 payload[claim.name] = claim.dump(value)
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
-        """The claims of a payload, every rule applied; a wrong ``token_use`` is refused."""
+    def from_payload(cls, payload: Mapping[str, Any], *, standard_checked: bool = False) -> Self:
+        """The claims of a payload, every rule applied; a wrong ``token_use`` is refused.
+
+        ``standard_checked``: verify's standard checks have already validated and normalized
+        the standard claims (identifiers, NumericDates, the audience that matched), so they are
+        taken as they are and only the type's own rules run (the authorizer's hot path).
+        """
         if payload.get(CLAIM_TOKEN_USE) != cls.USE.value:
             raise WrongTokenType("token_use does not match")
-        values: dict[str, Any] = {}
         get = payload.get
-        for name, attr, parse, required in cls._PLAN:
+        if standard_checked:
+            values = {attr: payload[name] for name, attr in _STANDARD_ATTRS}
+            plan = cls._OWN_PLAN
+        else:
+            values = {}
+            plan = cls._PLAN
+        for name, attr, parse, required in plan:
             value = get(name, _ABSENT)
             # A required claim that is JSON null is missing ("gen": null); an optional one is
             # left to its rule ("email": null is no email, "roles": null is refused).
@@ -190,6 +202,7 @@ class _Claims:
 
 
 _ABSENT: Any = object()
+_STANDARD_ATTRS = tuple((claim.name, claim.attr) for claim in STANDARD_CLAIMS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -197,7 +197,7 @@ _REFRESH_ALGORITHMS = ALGORITHMS.allowed("refresh")
 def _typed[C: (AccessClaims, RefreshClaims)](kind: type[C], claims: dict[str, Any]) -> C:
     """The claims value, through the type's rule table; nothing but a rejection escapes."""
     try:
-        return kind.from_payload(claims)
+        return kind.from_payload(claims, standard_checked=True)
     except TokenCoreError:
         raise
     except Exception as exc:
