@@ -3,7 +3,7 @@ and REST REQUEST events, told apart by the event itself (``version`` "2.0" -> HT
 "TOKEN" / "REQUEST" -> REST; a HTTP API authorizer on payload 1.0 is a REST REQUEST event).
 
 Thin on purpose: parse the event into a ``tokencore.authz.AuthzRequest``, call
-``Authorizer.authorize`` (built once per container from ``get_runtime()``), shape the answer.
+``Authorizer.authorize`` (built once per container by its ``Runtime``), shape the answer.
 
 Fast path: signature and claims only. The key ring starts from PUBLIC_JWKS, so a warm or cold
 container with a known kid makes no network call, builds no store and never imports boto3. The
@@ -96,24 +96,19 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     HttpVerb,
 )
 
+from tokencore import wire
 from tokencore.audit import hash_identifier
 from tokencore.authz import (
-    DEVICE_ID_HEADER,
-    DEVICE_ID_MAX_CHARS,
-    FINGERPRINT_COOKIE,
     Authorizer,
     AuthzRequest,
     AuthzTrace,
     Grant,
     RouteForbidden,
-    authorizer_context,
-    cookie_pairs_from_header,
-    find_cookie,
 )
 from tokencore.emf import CountMetrics
 from tokencore.errors import InvalidRequest, Rejected, ServiceFault
 from tokencore.policy import ADMIN_PREFIX, ADMIN_ROLE, SessionCheckReason
-from tokencore.runtime import Runtime, get_runtime
+from tokencore.runtime import get_runtime
 from tokencore.tokens import AccessClaims
 
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME") or "tokencore-authorizer"
@@ -234,18 +229,9 @@ def _decide(kind: EventKind, event: Any) -> Outcome:
     return Outcome(Verdict.ALLOW, "allow", parsed, grant, grant.claims, grant.session_check)
 
 
-_cached: tuple[Runtime, Authorizer] | None = None
-
-
 def _authorizer() -> Authorizer:
-    """Built once per container (per Runtime: tests and the local stack install their own)."""
-    global _cached
-    runtime = get_runtime()
-    cached = _cached
-    if cached is None or cached[0] is not runtime:
-        cached = (runtime, Authorizer.from_runtime(runtime))
-        _cached = cached
-    return cached[1]
+    """Built once per container, by its Runtime (tests and the local stack install their own)."""
+    return get_runtime().authorizer
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -284,16 +270,14 @@ def _parse_http(event: APIGatewayAuthorizerEventV2) -> ParsedEvent:
     headers = _lowercase_headers(event.get("headers"))
     context = event.request_context
     path = _strip_stage(_path(event.raw_path), context.get("stage"))
-    cookies = event.get("cookies")
-    if not isinstance(cookies, list):
-        cookies = cookie_pairs_from_header(headers.get("cookie"))
+    cookies = wire.cookie_pairs(wire.cookie_pieces(event.get("cookies"), headers.get(wire.COOKIE)))
     request = AuthzRequest(
-        authorization=headers.get("authorization"),
+        authorization=headers.get(wire.AUTHORIZATION),
         method=_method(context.http.method),
         path=path,
         route_path=_route_template(event.get("routeKey")),
-        fingerprint=find_cookie(cookies, FINGERPRINT_COOKIE),
-        device_id=_device_id(headers.get(DEVICE_ID_HEADER)),
+        fingerprint=wire.cookie_value(cookies, wire.FINGERPRINT_COOKIE),
+        device_id=wire.device_id_or_none(headers.get(wire.DEVICE_ID_HEADER)),
     )
     return ParsedEvent(request)
 
@@ -319,41 +303,25 @@ def _parse_rest_request(event: APIGatewayAuthorizerRequestEvent) -> ParsedEvent:
     resource_path = context.get("resourcePath") if isinstance(context, dict) else None
     path = event.get("path") or resource_path or "/" + arn.resource
     template = event.get("resource") or resource_path
+    cookies = wire.cookie_pairs(headers.get(wire.COOKIE))
     request = AuthzRequest(
-        authorization=headers.get("authorization"),
+        authorization=headers.get(wire.AUTHORIZATION),
         method=str(arn.http_method),
         path=_path(path),
         route_path=_path(template) if template is not None else None,
-        fingerprint=find_cookie(_rest_cookie_pairs(headers.get("cookie")), FINGERPRINT_COOKIE),
-        device_id=_device_id(headers.get(DEVICE_ID_HEADER)),
+        fingerprint=wire.cookie_value(cookies, wire.FINGERPRINT_COOKIE),
+        device_id=wire.device_id_or_none(headers.get(wire.DEVICE_ID_HEADER)),
     )
     return ParsedEvent(request, arn)
 
 
 def _lowercase_headers(headers: object, multi: object = None) -> dict[str, object]:
-    """Header names lowercased. A header given more than once (two spellings, or several
-    values in multiValueHeaders) becomes a list, which no single-value reader accepts."""
+    """Header names lowercased, a repeated header as a list (``wire.header_map``)."""
     if headers is None:
         headers = {}
     if not isinstance(headers, dict):
         raise MalformedEvent("headers are not an object")
-    lowered: dict[str, object] = {}
-    for name, value in headers.items():
-        if isinstance(name, str):
-            key = name.lower()
-            lowered[key] = [lowered[key], value] if key in lowered else value
-    if isinstance(multi, dict):
-        for name, values in multi.items():
-            if isinstance(name, str) and isinstance(values, list) and len(values) > 1:
-                lowered[name.lower()] = list(values)
-    return lowered
-
-
-def _rest_cookie_pairs(header: object) -> list[object]:
-    # HTTP/2 clients may send the Cookie header in several pieces: each is a list of pairs.
-    if isinstance(header, list):
-        return [pair for piece in header for pair in cookie_pairs_from_header(piece)]
-    return list(cookie_pairs_from_header(header))
+    return wire.header_map(headers, multi)
 
 
 def _method_arn(value: object) -> APIGatewayRouteArn:
@@ -408,19 +376,13 @@ def _route_template(route_key: object) -> str | None:
     return _path(path)
 
 
-def _device_id(value: object) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= DEVICE_ID_MAX_CHARS:
-        return value
-    return None
-
-
 # --- responses --------------------------------------------------------------------------------
 
 
 def _shape(kind: EventKind, outcome: Outcome) -> dict[str, Any] | None:
     if kind is EventKind.HTTP:
         if outcome.verdict is Verdict.ALLOW and outcome.grant is not None:
-            context = authorizer_context(outcome.grant)
+            context = outcome.grant.context().to_context()
             return APIGatewayAuthorizerResponseV2(authorize=True, context=context).asdict()
         return _http_deny()
     if kind is EventKind.UNKNOWN:
@@ -438,7 +400,7 @@ def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
     if parsed is None or parsed.arn is None or claims is None:
         raise ValueError("an allow or a route denial needs the method ARN and the claims")
     if verdict is Verdict.ALLOW and outcome.grant is not None:
-        context = authorizer_context(outcome.grant)
+        context = outcome.grant.context().to_context()
         return _principal_policy(parsed.arn, claims, context).asdict()
     # A valid token refused on this route: the principal's policy, which stays right for the
     # caller's other routes if cached, plus an explicit Deny on exactly this method ARN.

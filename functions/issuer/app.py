@@ -28,7 +28,7 @@ from tokencore.http import (
     route_library_logs,
 )
 from tokencore.keys import jwks_document
-from tokencore.runtime import get_runtime
+from tokencore.runtime import current_settings, get_runtime
 from tokencore.service import LoginRequest
 from tokencore.users import username_rate_key
 
@@ -36,7 +36,7 @@ logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 router = new_router()
-edge = HttpEdge(router, logger)
+edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
 
 USERNAME_MAX_CHARS = 256  # the user store refuses names over 64 after normalizing

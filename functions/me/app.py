@@ -19,13 +19,13 @@ from tokencore.http import (
     new_router,
     route_library_logs,
 )
-from tokencore.runtime import get_runtime
+from tokencore.runtime import current_settings, get_runtime
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 router = new_router()
-edge = HttpEdge(router, logger)
+edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
 
 

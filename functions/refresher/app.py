@@ -35,14 +35,14 @@ from tokencore.http import (
     new_router,
     route_library_logs,
 )
-from tokencore.runtime import get_runtime
+from tokencore.runtime import current_settings, get_runtime
 from tokencore.sessions import RefreshReuseRevoked
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 router = new_router()
-edge = HttpEdge(router, logger)
+edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
 
 REFRESH_TOKEN_MAX_CHARS = 8192  # the verifier's own bound on any token

@@ -17,20 +17,18 @@ valid context a protected route answers 401, never 500.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokencore.audit import hash_identifier, security_event
+from tokencore.audit import security_event
+from tokencore.authcontext import AuthorizerContext
 from tokencore.errors import Forbidden, SessionNotFound, UserNotFound
 from tokencore.http import (
     FINGERPRINT_COOKIE,
     REFRESH_COOKIE,
-    Caller,
     HttpEdge,
     HttpResponse,
     NotFound,
@@ -46,23 +44,22 @@ from tokencore.http import (
     to_iso8601,
 )
 from tokencore.policy import ADMIN_ROLE
-from tokencore.runtime import Runtime, get_runtime
+from tokencore.runtime import Runtime, current_settings, get_runtime
 from tokencore.sessions import REASON_ADMIN, REASON_LOGOUT, REASON_REVOKE_ALL
-from tokencore.users.base import is_valid_user_id
+from tokencore.sessionservice import REASON_USER_REVOKED
+from tokencore.wire import is_valid_user_id
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 router = new_router()
-edge = HttpEdge(router, logger)
+edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
 
-# The caller ended one of their own sessions from the session list.
-REASON_USER_REVOKED = "user_revoked"
 REFRESH_TOKEN_MAX_CHARS = 8192
 
 
-def _caller(runtime: Runtime) -> Caller:
+def _caller(runtime: Runtime) -> AuthorizerContext:
     """Who the authorizer allowed, with the leeway it allowed them under."""
     return Request(router.current_event.raw_event).caller(
         runtime.clock.now(), leeway_seconds=runtime.settings.clock_skew_leeway_seconds
@@ -104,7 +101,7 @@ def list_sessions() -> HttpResponse:
             "device_id": session.device_id,
             "current": session.session_id == caller.session_id,
         }
-        for session in runtime.sessions.list_sessions(caller.user_id)
+        for session in runtime.session_service.list_sessions(caller.user_id)
     ]
     return json_response(200, {"sessions": sessions})
 
@@ -115,18 +112,13 @@ def delete_session(session_id: str) -> HttpResponse:
     runtime = get_runtime()
     caller = _caller(runtime)
     try:
-        revoked = runtime.sessions.revoke(session_id, REASON_USER_REVOKED, user_id=caller.user_id)
+        revoked = runtime.session_service.revoke_session(
+            session_id, REASON_USER_REVOKED, owner=caller.user_id
+        )
     except SessionNotFound as exc:
         raise NotFound("no such session for this user") from exc
     if revoked:
         count(metrics, "Revocation", reason=REASON_USER_REVOKED)
-        security_event(
-            "session_revoked",
-            level=logging.INFO,
-            reason=REASON_USER_REVOKED,
-            user_id=caller.user_id,
-            session_id=session_id,
-        )
     # Ending the current session is a logout: clear this browser's cookies too.
     current = session_id == caller.session_id
     return no_content(cookies=clearing_cookies() if current else ())
@@ -137,21 +129,11 @@ def delete_session(session_id: str) -> HttpResponse:
 def revoke_all() -> HttpResponse:
     runtime = get_runtime()
     caller = _caller(runtime)
-    revoked = runtime.users.revoke_all_sessions(caller.user_id, REASON_REVOKE_ALL)
-    # The user index is eventually consistent: make sure the calling session itself is gone.
-    with contextlib.suppress(SessionNotFound):
-        revoked += runtime.sessions.revoke(
-            caller.session_id, REASON_REVOKE_ALL, user_id=caller.user_id
-        )
+    revoked = runtime.session_service.revoke_all(
+        caller.user_id, REASON_REVOKE_ALL, current_session_id=caller.session_id
+    )
     if revoked:
         count(metrics, "Revocation", value=revoked, reason=REASON_REVOKE_ALL)
-    security_event(
-        "sessions_revoked",
-        level=logging.INFO,
-        reason=REASON_REVOKE_ALL,
-        count=revoked,
-        user_id=caller.user_id,
-    )
     return no_content(cookies=clearing_cookies())
 
 
@@ -166,19 +148,11 @@ def admin_revoke(user_id: str) -> HttpResponse:
     if not is_valid_user_id(user_id):
         raise NotFound("no such user")
     try:
-        runtime.users.get_user(user_id, include_disabled=True)
+        revoked = runtime.session_service.admin_revoke(user_id, admin_id=caller.user_id)
     except UserNotFound as exc:
         raise NotFound("no such user") from exc
-    revoked = runtime.users.revoke_all_sessions(user_id, REASON_ADMIN)
     if revoked:
         count(metrics, "Revocation", value=revoked, reason=REASON_ADMIN)
-    security_event(
-        "sessions_revoked",
-        reason=REASON_ADMIN,
-        count=revoked,
-        user_id=user_id,
-        admin=hash_identifier(caller.user_id),
-    )
     return no_content()
 
 

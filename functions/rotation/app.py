@@ -5,7 +5,7 @@ finishSecret), with the secret's ARN and the ClientRequestToken of the version b
 the schedule template.yaml sets (every KeyRotationDays, 90 by default) or when someone runs
 ``aws secretsmanager rotate-secret --secret-id <secret>``. The steps live in
 ``tokencore.ops.rotation`` (tokenctl rotate-keys runs the very same code); this handler only
-reads the event, builds the clients and reports what happened.
+reads the event, asks the container's ``Runtime`` for the rotation and reports what happened.
 
 A step that fails raises: Secrets Manager records the rotation as failed, AWSCURRENT stays where
 it was (signers and verifiers are untouched until finishSecret), and the next attempt carries on
@@ -29,27 +29,16 @@ logger = Logger()
 for _noisy in ("boto3", "botocore", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-_rotation: SecretsManagerRotation | None = None
-
 
 class RotationEventError(ValueError):
     """The event is not a Secrets Manager rotation request."""
 
 
 def rotation() -> SecretsManagerRotation:
-    """The container's rotation (clients built once, on first use)."""
-    global _rotation
-    if _rotation is None:
-        from tokencore.awsclient import LazyClient
-        from tokencore.config import get_settings
-        from tokencore.ops.rotation import SecretsManagerRotation
+    """The container's rotation, from its Runtime (clients built once, on first use)."""
+    from tokencore.runtime import get_runtime
 
-        _rotation = SecretsManagerRotation(
-            get_settings(),
-            secretsmanager=LazyClient("secretsmanager").get(),
-            ssm=LazyClient("ssm").get(),
-        )
-    return _rotation
+    return get_runtime().key_rotation
 
 
 def _field(event: Any, name: str) -> str:

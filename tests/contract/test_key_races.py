@@ -467,7 +467,7 @@ Publisher = Callable[[SecretStack, Any, Any], Any]
 
 
 def settled_publisher(stack: SecretStack, secrets: Any, ssm: Any) -> Any:
-    """KeySetup's publication: derived from the secret, settled (keys.rotation)."""
+    """KeySetup's publication: derived from the secret, settled (ops.rotation)."""
     return publish_access_jwks(
         secrets, ssm, stack.secret_id, stack.settings.public_jwks_parameter, stack.clock
     )

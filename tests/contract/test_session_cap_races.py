@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from tests.concurrency import run_at_once
 from tokencore.sessions import InMemorySessionStore, SessionStore
-from tokencore.sessions.base import REASON_EVICTED, Revocation, Session, index_sort_key
+from tokencore.sessions.base import REASON_EVICTED, Revocation, Session, creation_order
 
 from .conftest import Backend, settings_with
 
@@ -46,7 +46,7 @@ def login_all_at_once(store: SessionStore) -> list[Session]:
 
 def the_newest_cap_survive(store: SessionStore, created: list[Session]) -> None:
     active = {s.session_id for s in store.list_sessions(USER)}
-    newest = {s.session_id for s in sorted(created, key=index_sort_key)[-CAP:]}
+    newest = {s.session_id for s in sorted(created, key=creation_order)[-CAP:]}
     assert active == newest
     for session in created:
         if session.session_id not in newest:
@@ -97,6 +97,20 @@ def test_the_check_catches_logins_that_leave_their_own_session_out() -> None:
     else:
         raise AssertionError("the check passed a rule that over-evicts under races")
     assert len(store.list_sessions(USER)) < CAP  # racing logins evicted each other's sessions
+
+
+def test_a_login_at_the_cap_keeps_its_own_session_within_one_second(backend: Backend) -> None:
+    """Logins one after another, a millisecond apart: each evicts the oldest, never itself
+    (ranking by the index's whole second would put the new session below older ones of the
+    same second at random: half the time)."""
+    store = backend.store(settings_with(max_sessions_per_user=2))
+    created = []
+    for _ in range(20):
+        backend.clock.advance(0.001)
+        created.append(store.create_session(USER))
+        active = {s.session_id for s in store.list_sessions(USER)}
+        assert created[-1].session_id in active
+    assert active == {created[-2].session_id, created[-1].session_id}
 
 
 def test_a_session_the_index_does_not_show_yet_still_counts(backend: Backend) -> None:

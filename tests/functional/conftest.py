@@ -27,12 +27,11 @@ from moto.core.models import MockAWS
 from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
-from tokencore.keys.keyring import KeyRing
 from tokencore.keys.secretsmanager import create_key_set_secret
-from tokencore.runtime import Runtime, set_runtime
+from tokencore.runtime import Parts, Runtime, set_runtime
 from tokencore.service import LoginRequest, TokenGrant
 from tokencore.store.table import create_table
-from tokencore.users import DynamoDBUserStore, RevokeAllSessions, User, UserService
+from tokencore.users import User
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 ISSUER = "https://auth.example.com"
@@ -51,6 +50,12 @@ STACK_ENV = {
 }
 
 
+# Cheap Argon2 parameters keep the suite fast; the real ones are tested in unit tests. The
+# stack's users are hashed with them, so every runtime of a stack uses them too (the default
+# hasher would rehash at login: one more write that a deployment never makes).
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
 @dataclass
 class Stack:
     runtime: Runtime
@@ -60,6 +65,15 @@ class Stack:
     refresh_keys: KeySet
     user: User
     admin: User
+
+    def rewire(self, settings: Settings | None = None, **parts: Any) -> Runtime:
+        """Install a new Runtime (a fresh container of the same stack) built with these
+        settings and these parts replaced, and return it."""
+        current = self.runtime
+        runtime = Runtime(settings or current.settings, self.clock, current.parts.replace(**parts))
+        self.runtime = runtime
+        set_runtime(runtime)
+        return runtime
 
     def login(
         self, username: str = "alice", password: str = USER_PASSWORD, **extra: Any
@@ -74,15 +88,7 @@ class Stack:
 def authz(stack: Stack) -> Stack:
     """The stack with the authorizer's key ring started from the public keys, as PUBLIC_JWKS
     does in a deployed container: verifying makes no call until the keys' TTL passes."""
-    runtime = stack.runtime
-    settings = runtime.settings
-    runtime.__dict__["access_keys"] = KeyRing(
-        runtime.public_key_source,
-        stack.clock,
-        cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
-        refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
-        initial=stack.access_keys.verification_keys(),
-    )
+    stack.rewire(initial_access_keys=stack.access_keys.verification_keys())
     return stack
 
 
@@ -149,16 +155,7 @@ def stack(
             Value=json.dumps(jwks_document(access_keys.verification_keys())),
             Overwrite=True,
         )
-        runtime = Runtime(settings, clock)
-        # Cheap Argon2 parameters keep the suite fast; the real ones are tested in unit tests.
-        runtime.__dict__["users"] = UserService(
-            DynamoDBUserStore(
-                settings.sessions_table_name, clock, boto3_client=runtime.dynamodb_client
-            ),
-            RevokeAllSessions(runtime.sessions),
-            clock,
-            hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-        )
+        runtime = Runtime(settings, clock, Parts(password_hasher=CHEAP_HASHER))
         user = runtime.users.create_user(
             "alice", USER_PASSWORD, email="alice@example.com", roles=["user"]
         )

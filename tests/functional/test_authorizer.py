@@ -77,7 +77,7 @@ def aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def set_sample_rate(stack: Stack, rate: float, seed: int = 7) -> None:
     """Install a Policy with this sample rate and a seeded sampler (before the first call)."""
     settings = replace(stack.runtime.settings, session_check_sample_rate=rate)
-    stack.runtime.__dict__["policy"] = Policy(settings, random.Random(seed))
+    stack.rewire(policy=Policy(settings, random.Random(seed)))
 
 
 # --- helpers ------------------------------------------------------------------------------------

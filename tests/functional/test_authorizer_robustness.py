@@ -147,7 +147,7 @@ class _FailingKeys:
 
 
 def test_key_unavailable_denies(authz: Stack, capsys: pytest.CaptureFixture[str]) -> None:
-    authz.runtime.__dict__["access_keys"] = _FailingKeys()
+    authz.rewire(access_keys=_FailingKeys())
     grant = authz.login()
     assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     assert invoke(event("rest-request-valid", grant)) == DENY_ALL

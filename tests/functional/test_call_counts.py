@@ -37,18 +37,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from botocore.client import BaseClient
 
 from functions.authorizer import app as authorizer_app
-from tests.functional.conftest import USER_PASSWORD, Stack, load_event
+from tests.functional.conftest import CHEAP_HASHER, USER_PASSWORD, Stack, load_event
 from tests.functional.test_authorizer import FakeContext
 from tests.functional.test_http_edge import HttpResult, invoke
 from tokencore.claimscache import ClaimsCache
 from tokencore.config import RateLimit
-from tokencore.keys import KeyRing
-from tokencore.runtime import Runtime, set_runtime
-from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
+from tokencore.runtime import Parts, Runtime, set_runtime
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -101,30 +98,16 @@ class Containers:
 
     def _new(self, function: str) -> Runtime:
         stack = self._stack
-        runtime = Runtime(stack.settings, stack.clock)
         # The suite's cheap Argon2 parameters (the users were hashed with them: the default
         # hasher would rehash on login, one more write that a deployment never makes).
-        runtime.__dict__["users"] = UserService(
-            DynamoDBUserStore(
-                stack.settings.sessions_table_name,
-                stack.clock,
-                boto3_client=runtime.dynamodb_client,
-            ),
-            RevokeAllSessions(runtime.sessions),
-            stack.clock,
-            hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-        )
+        parts = Parts(password_hasher=CHEAP_HASHER)
         if function == "authorizer":
             # PUBLIC_JWKS, as the template gives it: the key ring starts with the keys.
-            settings = stack.settings
-            runtime.__dict__["access_keys"] = KeyRing(
-                runtime.public_key_source,
-                stack.clock,
-                cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
-                refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
-                initial=stack.access_keys.verification_keys(),
+            parts = Parts(
+                password_hasher=CHEAP_HASHER,
+                initial_access_keys=stack.access_keys.verification_keys(),
             )
-        return runtime
+        return Runtime(stack.settings, stack.clock, parts)
 
 
 @pytest.fixture

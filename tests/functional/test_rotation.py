@@ -1,4 +1,4 @@
-"""The rotation of the key sets in Secrets Manager (keys.rotation, functions/rotation) against
+"""The rotation of the key sets in Secrets Manager (ops.rotation, functions/rotation) against
 moto, step by step as Secrets Manager drives it (tests/functional/rotation_support.py starts the
 rotation; moto cannot invoke the function), including failures in the middle and retries, the
 test-only invocation Secrets Manager makes when a schedule is created, tokenctl's rotate-in-one-go
@@ -29,6 +29,7 @@ from tokencore.keys import KeyRing, KeyStatus
 from tokencore.keys.lifecycle import ROTATION_SLACK_SECONDS
 from tokencore.keys.secretsmanager import SecretsManagerKeySource
 from tokencore.ops.rotation import AWSCURRENT, AWSPENDING
+from tokencore.runtime import Parts, Runtime, set_runtime
 from tokencore.tokens import (
     RefreshClaims,
     VerifyOptions,
@@ -45,11 +46,12 @@ ACCESS_KEEP = 900 + 30 + 300  # token lifetime + leeway + the signers' cache
 def keys() -> Iterator[KeyStack]:
     with fresh_aws():
         stack = make_key_stack()
-        app._rotation = stack.rotation  # the function's container, with our clock
+        # The function's container, with our clock and clients.
+        set_runtime(Runtime(stack.settings, stack.clock, Parts(key_rotation=stack.rotation)))
         try:
             yield stack
         finally:
-            app._rotation = None
+            set_runtime(None)
 
 
 @dataclass(frozen=True)

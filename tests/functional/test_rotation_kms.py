@@ -1,4 +1,4 @@
-"""KMS mode (keys.kmsrotation) against moto: rotation by a new KMS key and a moved alias, the
+"""KMS mode (ops.kmsrotation) against moto: rotation by a new KMS key and a moved alias, the
 old key's public key kept in the published JWKS for the overlap, a warm signer that follows the
 alias without a failed request, emergency revocation (the KMS key is disabled), and KeySetup
 republishing without undoing any of it."""

@@ -23,7 +23,7 @@ import pytest
 from botocore.client import BaseClient
 
 from functions.authorizer import app as authorizer
-from tests.functional.conftest import Stack, load_event
+from tests.functional.conftest import CHEAP_HASHER, Stack, load_event
 from tests.functional.test_http_edge import send
 from tokencore.errors import ExpiredToken, KeyUnavailable, TokenRejected, UnknownKey
 from tokencore.jose.codec import b64url_decode
@@ -31,7 +31,7 @@ from tokencore.keys import KeyRing, StaticKeySource
 from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.ssm import read_published_keys
 from tokencore.ops.rotation import SecretsManagerRotation
-from tokencore.runtime import JWKS_ENDPOINT_CACHE_SECONDS, Runtime, set_runtime
+from tokencore.runtime import JWKS_ENDPOINT_CACHE_SECONDS, Parts, Runtime, set_runtime
 from tokencore.service import TokenGrant
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -175,8 +175,8 @@ def test_an_unknown_kid_costs_one_rate_limited_refetch_then_verifies(
     stack.clock.advance(stack.settings.jwks_refetch_min_interval_seconds)
     rotation.rotate("access")
     rotation.rotate("access", force=True)
-    fresh = Runtime(stack.settings, stack.clock)  # a cold issuer container
-    fresh.__dict__["users"] = stack.runtime.users
+    # A cold issuer container (the suite's Argon2 parameters: the stack's parts).
+    fresh = Runtime(stack.settings, stack.clock, Parts(password_hasher=CHEAP_HASHER))
     set_runtime(fresh)
     new = fresh.auth.login(_login_request())
     set_runtime(stack.runtime)

@@ -21,7 +21,6 @@ from tests.functional.conftest import Stack, load_event
 from tests.functional.test_authorizer import mint
 from tests.security.tally import record
 from tests.security.test_fuzz import decide
-from tokencore.keys import KeyRing
 from tokencore.service import TokenGrant
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -177,14 +176,7 @@ REST_TOKEN_DAMAGES: dict[str, Damage] = {
 
 @pytest.fixture
 def grant(stack: Stack) -> TokenGrant:
-    runtime = stack.runtime
-    runtime.__dict__["access_keys"] = KeyRing(
-        runtime.public_key_source,
-        stack.clock,
-        cache_ttl_seconds=300,
-        refetch_min_interval_seconds=10,
-        initial=stack.access_keys.verification_keys(),
-    )
+    stack.rewire(initial_access_keys=stack.access_keys.verification_keys())
     return stack.login()
 
 

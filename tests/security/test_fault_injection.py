@@ -39,7 +39,6 @@ from typing import Any
 
 import boto3
 import pytest
-from argon2 import PasswordHasher
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from cryptography.hazmat.primitives import serialization
@@ -48,6 +47,7 @@ from moto import mock_aws
 from functions.authorizer import app as authorizer_app
 from tests.functional.conftest import (
     ADMIN_PASSWORD,
+    CHEAP_HASHER,
     STACK_ENV,
     USER_PASSWORD,
     Stack,
@@ -61,11 +61,10 @@ from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
 from tokencore.keys.jwk import verification_key_for
 from tokencore.keys.model import KeyStatus
 from tokencore.keys.secretsmanager import create_key_set_secret
-from tokencore.runtime import Runtime, get_runtime, set_runtime
+from tokencore.runtime import Parts, Runtime, get_runtime, set_runtime
 from tokencore.service import TokenGrant
 from tokencore.sessions.base import STATUS_REVOKED
 from tokencore.store.table import create_table
-from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -148,9 +147,10 @@ class World:
     def fresh_container(self) -> Runtime:
         """A new Runtime: its keys are read again on first use (a cold start). It shares the
         DynamoDB client (building one costs more than the whole operation under test)."""
-        runtime = Runtime(self.stack.settings, self.stack.clock)
-        runtime.__dict__["dynamodb_client"] = self.stack.runtime.dynamodb_client
-        runtime.__dict__["users"] = _users(runtime, self.stack.clock)
+        parts = Parts(
+            dynamodb_client=self.stack.runtime.dynamodb_client, password_hasher=CHEAP_HASHER
+        )
+        runtime = Runtime(self.stack.settings, self.stack.clock, parts)
         set_runtime(runtime)
         return runtime
 
@@ -165,18 +165,6 @@ class World:
 
     def active_sessions(self, user_id: str) -> set[str]:
         return {s.session_id for s in self.stack.runtime.sessions.list_sessions(user_id)}
-
-
-def _users(runtime: Runtime, clock: ManualClock) -> UserService:
-    """Cheap Argon2 parameters: the suite logs in hundreds of times."""
-    return UserService(
-        DynamoDBUserStore(
-            runtime.settings.sessions_table_name, clock, boto3_client=runtime.dynamodb_client
-        ),
-        RevokeAllSessions(runtime.sessions),
-        clock,
-        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-    )
 
 
 @contextmanager
@@ -217,8 +205,8 @@ def world(
             Value=json.dumps(jwks_document(published)),
             Overwrite=True,
         )
-        runtime = Runtime(settings, clock)
-        runtime.__dict__["users"] = _users(runtime, clock)
+        # Cheap Argon2 parameters: the suite logs in hundreds of times.
+        runtime = Runtime(settings, clock, Parts(password_hasher=CHEAP_HASHER))
         user = runtime.users.create_user("alice", USER_PASSWORD, roles=["user"])
         admin = runtime.users.create_user("root", ADMIN_PASSWORD, roles=["admin", "user"])
         set_runtime(runtime)

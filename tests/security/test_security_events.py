@@ -34,6 +34,7 @@ from tests.functional.conftest import (
 )
 from tests.functional.test_http_edge import caller_placeholders, metrics_in, send
 from tests.functional.test_template import REPO_ROOT
+from tokencore.audit import hash_identifier
 from tokencore.errors import StoreUnavailable
 from tokencore.service import TokenGrant
 
@@ -140,11 +141,12 @@ def test_login_success_failure_and_rate_limits_are_events_and_metrics(
 
     assert invoke("issuer", disabled).status == 401
     # The limits: the username's (10/300 in this stack), then the address's.
-    stack.runtime.settings = dataclasses.replace(
-        stack.settings,
-        login_rate_limit=dataclasses.replace(stack.settings.login_rate_limit, count=3),
+    stack.rewire(
+        dataclasses.replace(
+            stack.settings,
+            login_rate_limit=dataclasses.replace(stack.settings.login_rate_limit, count=3),
+        )
     )
-    stack.runtime.__dict__.pop("auth", None)
     for _ in range(3):
         send("issuer/login-wrong-password.json", password="not the password")
     assert send("issuer/login-valid.json", password=USER_PASSWORD).status == 429
@@ -170,11 +172,12 @@ def test_login_success_failure_and_rate_limits_are_events_and_metrics(
 def test_a_login_limited_by_address_names_its_scope(
     stack: Stack, events: Events, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack.runtime.settings = dataclasses.replace(
-        stack.settings,
-        login_ip_rate_limit=dataclasses.replace(stack.settings.login_ip_rate_limit, count=1),
+    stack.rewire(
+        dataclasses.replace(
+            stack.settings,
+            login_ip_rate_limit=dataclasses.replace(stack.settings.login_ip_rate_limit, count=1),
+        )
     )
-    stack.runtime.__dict__.pop("auth", None)
     send("issuer/login-wrong-password.json", password="not the password")
     assert send("issuer/login-valid.json", password=USER_PASSWORD).status == 429
     (limited,) = events.named("login_rate_limited")
@@ -258,11 +261,14 @@ def test_every_kind_of_revocation_is_an_event(
     stack.clock.advance(1)
     users.change_password(stack.user.user_id, USER_PASSWORD)
     # the session cap evicts the oldest
-    stack.runtime.settings = dataclasses.replace(stack.settings, max_sessions_per_user=1)
-    stack.runtime.__dict__.pop("sessions", None)
-    stack.runtime.__dict__.pop("auth", None)
+    stack.rewire(dataclasses.replace(stack.settings, max_sessions_per_user=1))
+    # One login per second: the cap orders sessions created within one second by their
+    # random ids, so a login could otherwise evict its own new session.
+    stack.clock.advance(1)
     stack.login()
+    stack.clock.advance(1)
     stack.login()
+    stack.clock.advance(1)
     # a session whose tokens could not be minted
     auth = stack.runtime.auth
 
@@ -287,6 +293,55 @@ def test_every_kind_of_revocation_is_an_event(
         assert_hashed(event, stack.user.user_id, grant.session_id, late.session_id)
     for reason in ("logout", "user_revoked", "revoke_all", "admin"):
         assert count(documents, "Revocation", reason=reason) >= 1, reason
+
+
+def test_tokenctl_revokes_with_the_routes_flows_and_events(
+    stack: Stack, events: Events, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """revoke-session and revoke-user run the revoker's own flows (tokencore.sessionservice):
+    the same records, the same security events, the user's marker first."""
+    from tokencore import cli
+
+    def tokenctl(*argv: str) -> dict[str, Any]:
+        capsys.readouterr()  # the routes' metric documents so far
+        assert cli.main(list(argv), clock=stack.clock) == 0
+        answer: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return answer
+
+    own, operated = stack.login(), stack.login()
+    assert (
+        _as(stack, own, "revoker/sessions-delete.json", target_session_id=own.session_id).status
+        == 204
+    )
+    assert tokenctl("revoke-session", operated.session_id)["already_revoked"] is False
+    by_route, by_cli = events.named("session_revoked")
+    assert (by_route["reason"], by_cli["reason"]) == ("user_revoked", "admin")
+    assert by_cli["session_id_hash"] == hash_identifier(operated.session_id)
+    assert set(by_route) - {"reason", "user_id_hash"} == set(by_cli) - {"reason"}
+
+    bulk = [stack.login() for _ in range(2)]
+    admin = stack.login_admin()
+    assert (
+        _as(stack, admin, "revoker/admin-revoke.json", target_user_id=stack.user.user_id).status
+        == 204
+    )
+    stack.clock.advance(1)
+    late = stack.login()
+    stack.clock.advance(1)
+    assert tokenctl("revoke-user", "alice")["sessions_revoked"] == 1
+    by_admin, by_operator = events.named("sessions_revoked", reason="admin")
+    assert (by_admin["count"], by_operator["count"]) == (2, 1)
+    assert (by_admin["actor"], by_operator["actor"]) == ("admin", "operator")
+    assert by_admin["user_id_hash"] == by_operator["user_id_hash"]
+    for event in (by_route, by_cli, by_admin, by_operator):
+        assert_hashed(event, stack.user.user_id, operated.session_id, late.session_id)
+    records = [
+        stack.runtime.sessions.get_session(g.session_id, active_only=False) for g in (*bulk, late)
+    ]
+    assert all(record.status == "revoked" for record in records)
+    # The marker too, as the admin route writes it: it outlives an index that missed a session.
+    marker = stack.runtime.users.get_user(stack.user.user_id).sessions_revoked_at
+    assert marker > records[-1].created_at
 
 
 def test_a_session_that_predates_a_password_change_is_revoked_at_refresh_with_an_event(

@@ -319,14 +319,12 @@ def test_the_cache_answers_what_verify_answers(world: World) -> None:
 
 
 def test_the_runtime_bounds_the_cache_by_the_key_rings_ttl() -> None:
-    from tokencore.runtime import Runtime
+    from tokencore.runtime import Parts, Runtime
 
     settings = replace(Settings(), jwks_cache_ttl_seconds=20)
-    runtime = Runtime(settings, ManualClock())
-    runtime.__dict__["access_keys"] = KeyRing(
-        StaticKeySource([]), runtime.clock, cache_ttl_seconds=20, refetch_min_interval_seconds=0
-    )
-    authorizer = Authorizer.from_runtime(runtime)
+    clock = ManualClock()
+    keys = KeyRing(StaticKeySource([]), clock, cache_ttl_seconds=20, refetch_min_interval_seconds=0)
+    authorizer = Runtime(settings, clock, Parts(access_keys=keys)).authorizer
     assert authorizer.claims_cache is not None
     assert authorizer.claims_cache.max_age_seconds == 20
     assert authorizer.claims_cache.max_entries == 1024

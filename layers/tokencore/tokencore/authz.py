@@ -5,7 +5,8 @@ The authorizer function (``functions/authorizer``) turns an API Gateway event in
 the same code. The steps, cheapest first, each raising one error of ``tokencore.errors``:
 
 1. the ``Authorization`` header: exactly ``Bearer <token>`` (scheme case-insensitive, one
-   space, one RFC 6750 b64token, bounded length) -> ``MissingToken`` / ``MalformedAuthorization``;
+   space, one RFC 6750 b64token, bounded length; ``tokencore.wire``, the one parser the HTTP
+   edge uses too) -> ``MissingToken`` / ``MalformedAuthorization``;
 2. the access token: signature and claims (``tokens.verify``), no network while the key ring
    holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault). A token
    seen before on this container is taken from the ``ClaimsCache`` instead (exact string,
@@ -27,19 +28,19 @@ Roles are checked before the session is read, so a forbidden route never costs a
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from tokencore.claimscache import DEFAULT_MAX_AGE_SECONDS, ClaimsCache
+from tokencore import wire
+from tokencore.authcontext import AuthorizerContext
+from tokencore.claimscache import ClaimsCache
 from tokencore.clock import Clock
 from tokencore.config import RoutePattern
 from tokencore.errors import (
     DeviceMismatch,
     FingerprintMismatch,
     Forbidden,
-    MalformedToken,
     SessionUserMismatch,
 )
 from tokencore.policy import (
@@ -51,7 +52,6 @@ from tokencore.policy import (
     required_role,
 )
 from tokencore.tokens import (
-    MAX_TOKEN_LENGTH,
     AccessClaims,
     KeyLookup,
     VerifyOptions,
@@ -60,38 +60,13 @@ from tokencore.tokens import (
 )
 
 if TYPE_CHECKING:
-    from tokencore.runtime import Runtime
     from tokencore.sessioncheck import SessionReader
 
-FINGERPRINT_COOKIE: Final = "__Host-fgp"
-DEVICE_ID_HEADER: Final = "x-device-id"
-# The longest X-Device-Id a session stores (sessions.base.DEVICE_ID_MAX_CHARS, kept equal by a
-# test): stated here so the authorizer's fast path never imports the session package.
-DEVICE_ID_MAX_CHARS: Final = 128
-# "Bearer " plus the largest token verify would even look at: anything longer is refused
-# before any regular expression runs over it.
-MAX_AUTHORIZATION_LENGTH: Final = len("Bearer ") + MAX_TOKEN_LENGTH
-# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; we accept exactly one space, so a header
-# that two parsers could split differently never reaches the verifier.
-_BEARER: Final = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
-# Bounds on the cookie material we scan; beyond them the request simply has no fingerprint.
-MAX_COOKIE_HEADER_LENGTH: Final = 16_384
-MAX_COOKIES: Final = 100
+# The bound every reader of X-Device-Id shares (the session store's too): tokencore.wire.
+DEVICE_ID_MAX_CHARS: Final = wire.DEVICE_ID_MAX_CHARS
 
 
 # --- errors (subclasses of the tree in tokencore.errors, with their own short codes) -----------
-
-
-class MissingToken(MalformedToken):
-    """No Authorization header (or an empty one)."""
-
-    code = "missing_token"
-
-
-class MalformedAuthorization(MalformedToken):
-    """An Authorization header that is not exactly ``Bearer <token>``."""
-
-    code = "malformed_authorization"
 
 
 class FingerprintUnavailable(FingerprintMismatch):
@@ -145,6 +120,10 @@ class Grant:
     def session_checked(self) -> bool:
         return self.session_check is not None
 
+    def context(self) -> AuthorizerContext:
+        """What the routes behind the authorizer learn about the caller."""
+        return AuthorizerContext.from_claims(self.claims, session_checked=self.session_checked)
+
 
 @dataclass(slots=True)
 class AuthzTrace:
@@ -153,67 +132,6 @@ class AuthzTrace:
 
     claims: AccessClaims | None = None
     session_check: SessionCheckReason | None = None
-
-
-ContextValue = str | int | bool
-
-
-def authorizer_context(grant: Grant) -> dict[str, ContextValue]:
-    """The flat context API Gateway hands to the integration (strings, numbers, booleans)."""
-    claims = grant.claims
-    return {
-        "user_id": claims.subject,
-        "email": claims.email or "",
-        "roles": ",".join(claims.roles),
-        "session_id": claims.session_id,
-        "token_id": claims.token_id,
-        "expires_at": claims.expires_at,
-        "session_checked": grant.session_checked,
-    }
-
-
-# --- parsing helpers ----------------------------------------------------------------------------
-
-
-def bearer_token(authorization: object) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header value."""
-    if authorization is None or authorization == "":
-        raise MissingToken("no bearer token")
-    if not isinstance(authorization, str):
-        raise MalformedAuthorization("authorization header is not one string")
-    if len(authorization) > MAX_AUTHORIZATION_LENGTH:
-        raise MalformedAuthorization("authorization header is too long")
-    match = _BEARER.fullmatch(authorization)
-    if match is None:
-        raise MalformedAuthorization("authorization header is not 'Bearer <token>'")
-    return match.group(1)
-
-
-def cookie_pairs_from_header(header: object) -> list[str]:
-    """The ``name=value`` pairs of a ``Cookie`` header (empty when absent or unreasonably big)."""
-    if not isinstance(header, str) or len(header) > MAX_COOKIE_HEADER_LENGTH:
-        return []
-    return header.split(";", MAX_COOKIES)[:MAX_COOKIES]
-
-
-def find_cookie(pairs: Iterable[object], name: str) -> str | None:
-    """The value of cookie ``name``, or None when it is absent or present more than once.
-
-    A repeated ``__Host-`` cookie cannot come from an honest browser (the prefix forbids
-    Domain and requires Path=/), so an ambiguous fingerprint counts as no fingerprint.
-    """
-    found: str | None = None
-    for count, pair in enumerate(pairs):
-        if count >= MAX_COOKIES:
-            break
-        if not isinstance(pair, str):
-            continue
-        key, sep, value = pair.partition("=")
-        if sep and key.strip() == name:
-            if found is not None:
-                return None
-            found = value.strip()
-    return found
 
 
 # --- the authorizer -----------------------------------------------------------------------------
@@ -246,26 +164,10 @@ class Authorizer:
         self._clock = clock
         self.claims_cache = claims_cache
 
-    @classmethod
-    def from_runtime(cls, runtime: Runtime) -> Authorizer:
-        settings = runtime.settings
-        return cls(
-            keys=runtime.access_keys,
-            options=VerifyOptions.for_access(settings),
-            policy=runtime.policy,
-            sessions=lambda: runtime.session_reader,
-            sensitive_routes=settings.sensitive_routes,
-            clock=runtime.clock,
-            # Never trusted longer than the key ring trusts its keys without a refetch.
-            claims_cache=ClaimsCache(
-                max_age_seconds=min(DEFAULT_MAX_AGE_SECONDS, settings.jwks_cache_ttl_seconds)
-            ),
-        )
-
     def authorize(self, request: AuthzRequest, trace: AuthzTrace | None = None) -> Grant:
         """A Grant, or the error that says why not (a Rejected or a ServiceFault)."""
         trace = trace if trace is not None else AuthzTrace()
-        token = bearer_token(request.authorization)
+        token = wire.bearer_token(request.authorization)
         claims = self.verified_claims(token)
         trace.claims = claims
         _check_fingerprint(claims, request)
@@ -335,21 +237,12 @@ def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:
 
 
 __all__ = [
-    "DEVICE_ID_HEADER",
     "DEVICE_ID_MAX_CHARS",
-    "FINGERPRINT_COOKIE",
-    "MAX_AUTHORIZATION_LENGTH",
     "Authorizer",
     "AuthzRequest",
     "AuthzTrace",
     "FingerprintUnavailable",
     "Grant",
-    "MalformedAuthorization",
-    "MissingToken",
     "RouteForbidden",
     "SessionUserMismatch",
-    "authorizer_context",
-    "bearer_token",
-    "cookie_pairs_from_header",
-    "find_cookie",
 ]

@@ -2,10 +2,11 @@
 
 Accounts (create-user, set-roles, disable-user), sessions (list-sessions, revoke-session,
 revoke-user), keys (rotate-keys, revoke-key, list-keys, show-jwks) and one diagnostic (decode).
-Wiring comes from
-``tokencore.runtime.Runtime`` and Settings from the environment, exactly as in the functions:
-with ``AWS_ENDPOINT_URL`` set (``make ctl`` sets it to the local stack) every call goes there;
-unset, boto3 uses the normal credential chain and the real AWS endpoints.
+Wiring comes from ``tokencore.runtime.Runtime`` and Settings from the environment, exactly as
+in the functions, and the session commands run the revoker's own flows
+(``tokencore.sessionservice``, security events included). With ``AWS_ENDPOINT_URL`` set (``make
+ctl`` sets it to the local stack) every call goes there; unset, boto3 uses the normal
+credential chain and the real AWS endpoints.
 
 Output is one JSON document on stdout. Errors are one line on stderr
 (``tokenctl: <code>: <message>``) and a non-zero exit: 1 for a failed operation, 2 for bad
@@ -50,7 +51,7 @@ UNVERIFIED_WARNING: Final = (
     "UNVERIFIED: the signature, issuer, audience and expiry were NOT checked; "
     "never use this output to make a decision"
 )
-ADMIN_REASON: Final = "admin"
+ADMIN_REASON: Final = "admin"  # sessions.REASON_ADMIN, without importing the store here
 
 
 class CliError(Exception):
@@ -102,10 +103,9 @@ def _session_view(session: Session) -> dict[str, Any]:
 
 def _find_user(runtime: Runtime, reference: str) -> User:
     """A user by id, else by username (as typed: the store normalizes it)."""
-    from tokencore.users import DynamoDBUserStore
-    from tokencore.users.base import is_valid_user_id
+    from tokencore.wire import is_valid_user_id
 
-    store = DynamoDBUserStore(runtime.settings.sessions_table_name, runtime.clock)
+    store = runtime.user_store
     if is_valid_user_id(reference):
         try:
             return store.get(reference)
@@ -160,59 +160,37 @@ def cmd_disable_user(args: argparse.Namespace) -> Any:
 def cmd_list_sessions(args: argparse.Namespace) -> Any:
     runtime = _runtime(args)
     user = _find_user(runtime, args.user)
-    sessions = runtime.sessions.list_sessions(user.user_id)
+    sessions = runtime.session_service.list_sessions(user.user_id)
     return {"user_id": user.user_id, "sessions": [_session_view(s) for s in sessions]}
 
 
 def cmd_revoke_session(args: argparse.Namespace) -> Any:
+    """The same flow (and security event) as an HTTP revocation, by the operator."""
     from tokencore.errors import SessionNotFound
 
     try:
-        revoked = _runtime(args).sessions.revoke(args.session_id, ADMIN_REASON)
+        revoked = _runtime(args).session_service.revoke_session(args.session_id, ADMIN_REASON)
     except SessionNotFound:
         raise CliError("no such session") from None
     return {"session_id": args.session_id, "revoked": True, "already_revoked": not revoked}
 
 
 def cmd_revoke_user(args: argparse.Namespace) -> Any:
+    """The admin route's flow (the user's marker first, then the index), by the operator."""
     runtime = _runtime(args)
     user = _find_user(runtime, args.user)
     return {
         "user_id": user.user_id,
-        "sessions_revoked": runtime.users.revoke_all_sessions(user.user_id, ADMIN_REASON),
+        "sessions_revoked": runtime.session_service.admin_revoke(user.user_id),
     }
-
-
-def _rotation(runtime: Runtime) -> Any:
-    from tokencore.awsclient import LazyClient
-    from tokencore.ops.rotation import SecretsManagerRotation
-
-    return SecretsManagerRotation(
-        runtime.settings,
-        secretsmanager=LazyClient("secretsmanager").get(),
-        ssm=LazyClient("ssm").get(),
-        clock=runtime.clock,
-    )
-
-
-def _kms_rotation(runtime: Runtime) -> Any:
-    from tokencore.awsclient import LazyClient
-    from tokencore.ops.kmsrotation import KmsRotation
-
-    return KmsRotation.from_settings(
-        runtime.settings,
-        kms=LazyClient("kms").get(),
-        ssm=LazyClient("ssm").get(),
-        clock=runtime.clock,
-    )
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> Any:
     runtime = _runtime(args)
     if not args.refresh and runtime.settings.key_backend == "kms":
-        report = _kms_rotation(runtime).rotate(force=args.force)
+        report = runtime.kms_rotation.rotate(force=args.force)
     else:
-        report = _rotation(runtime).rotate(
+        report = runtime.key_rotation.rotate(
             "refresh" if args.refresh else "access", force=args.force
         )
     report["signers_follow_within_seconds"] = runtime.settings.jwks_cache_ttl_seconds
@@ -225,13 +203,13 @@ def cmd_revoke_key(args: argparse.Namespace) -> Any:
     if not is_valid_kid(args.kid):
         raise CliError("that is not a key id")
     runtime = _runtime(args)
-    rotation = _rotation(runtime)
+    rotation = runtime.key_rotation
     purpose = rotation.find(args.kid)
     try:
         if purpose is not None:
             report = rotation.revoke(args.kid, purpose)
         elif runtime.settings.key_backend == "kms":
-            report = _kms_rotation(runtime).revoke(args.kid)
+            report = runtime.kms_rotation.revoke(args.kid)
         else:
             # In no set: still listed in the public JWKS (a stale publication) it is removed
             # from there; otherwise LookupError.
@@ -244,9 +222,9 @@ def cmd_revoke_key(args: argparse.Namespace) -> Any:
 
 def cmd_list_keys(args: argparse.Namespace) -> Any:
     runtime = _runtime(args)
-    rotation = _rotation(runtime)
+    rotation = runtime.key_rotation
     access = (
-        _kms_rotation(runtime).describe()
+        runtime.kms_rotation.describe()
         if runtime.settings.key_backend == "kms"
         else rotation.describe("access")
     )

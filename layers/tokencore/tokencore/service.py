@@ -39,6 +39,7 @@ from tokencore.errors import (
     SessionRevoked,
     TokenRejected,
 )
+from tokencore.grant import TokenGrant
 from tokencore.jose.algorithms import Signer, pinned
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
@@ -77,20 +78,6 @@ logger = logging.getLogger(__name__)
 REASON_ISSUE_FAILED = "issue_failed"
 # A fingerprint we generated: token_urlsafe(32) is 43 characters of the url-safe alphabet.
 _FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    """What a successful login or refresh hands the client. Every field but the ids is secret."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in: int
-    session_id: str
-    refresh_expires_at: int
-    # The fingerprint cookie's value (None when binding is off).
-    fingerprint: str | None = field(default=None, repr=False)
-    grace_replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)

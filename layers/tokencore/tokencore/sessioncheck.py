@@ -33,14 +33,14 @@ from tokencore.sessions.base import (
     REASON_REVOKE_ALL,
     SessionStanding,
     SessionStore,
-    is_valid_session_id,
 )
 from tokencore.sessions.dynamodb import STANDING_ATTRIBUTES as SESSION_ATTRIBUTES
 from tokencore.sessions.dynamodb import DynamoDBSessionStore
-from tokencore.users.base import UserStanding, UserStore, is_valid_user_id
+from tokencore.users.base import UserStanding, UserStore
 from tokencore.users.dynamodb import STANDING_ATTRIBUTES as USER_ATTRIBUTES
 from tokencore.users.dynamodb import DynamoDBUserStore
 from tokencore.users.service import REASON_PASSWORD_CHANGED, REASON_USER_DISABLED
+from tokencore.wire import is_valid_session_id, is_valid_user_id
 
 # Both items come back from one projection (BatchGetItem takes one per table).
 STANDING_ATTRIBUTES: Final = tuple(dict.fromkeys((*SESSION_ATTRIBUTES, *USER_ATTRIBUTES)))

@@ -20,6 +20,7 @@ Importing this package does not read settings (the resolver is built on the firs
 and does not import boto3.
 """
 
+from tokencore.authcontext import AuthorizerContext, Unauthenticated
 from tokencore.http.cookies import (
     FINGERPRINT_COOKIE,
     REFRESH_COOKIE,
@@ -34,11 +35,10 @@ from tokencore.http.errors import (
     NotFound,
     PayloadTooLarge,
     RouteKind,
-    Unauthenticated,
     UnsupportedMediaType,
     error_response,
 )
-from tokencore.http.request import Caller, JsonBody, Request
+from tokencore.http.request import JsonBody, Request
 from tokencore.http.responses import (
     HttpResponse,
     grant_response,
@@ -52,8 +52,8 @@ __all__ = [
     "FINGERPRINT_COOKIE",
     "REFRESH_COOKIE",
     "REFRESH_COOKIE_PATH",
+    "AuthorizerContext",
     "BadRequest",
-    "Caller",
     "HttpEdge",
     "HttpResponse",
     "JsonBody",

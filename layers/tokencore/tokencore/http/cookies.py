@@ -20,20 +20,14 @@ import math
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
+from tokencore import wire
 from tokencore.config import Settings
-from tokencore.service import TokenGrant
+from tokencore.grant import TokenGrant
 
-REFRESH_COOKIE = "__Secure-rt"
+REFRESH_COOKIE = wire.REFRESH_COOKIE
 REFRESH_COOKIE_PATH = "/auth"
-FINGERPRINT_COOKIE = "__Host-fgp"
+FINGERPRINT_COOKIE = wire.FINGERPRINT_COOKIE
 FINGERPRINT_COOKIE_PATH = "/"
-
-# Reading: a request carries a handful of cookies; anything beyond these bounds is ignored
-# rather than parsed. The per-entry bound matches the verifier's 8 KB bound on a token (plus
-# the name), so any token-sized value is judged by the verifier like every other bad token
-# (the same 401), not mistaken for a missing cookie. Browsers send at most 4096 bytes anyway.
-MAX_COOKIES = 50
-MAX_COOKIE_CHARS = 8192 + 64
 
 
 def _cookie(name: str, value: str, path: str, max_age: int) -> Cookie:
@@ -70,26 +64,8 @@ def clearing_cookies() -> list[Cookie]:
     ]
 
 
-def parse_cookies(raw: object) -> dict[str, str]:
-    """``event["cookies"]`` (a list of ``name=value`` strings) as a dict.
-
-    The first occurrence of a name wins: browsers send the cookie with the longest matching
-    path first, so that is the one set for the narrowest scope. Entries that are not strings,
-    have no ``=``, or exceed the bounds are skipped; nothing here raises.
-    """
-    cookies: dict[str, str] = {}
-    if not isinstance(raw, list):
-        return cookies
-    for entry in raw[:MAX_COOKIES]:
-        if not isinstance(entry, str) or len(entry) > MAX_COOKIE_CHARS:
-            continue
-        # One list entry may still hold several pairs if a proxy joined them.
-        for pair in entry.split(";"):
-            name, sep, value = pair.strip().partition("=")
-            if not sep or not name:
-                continue
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]  # RFC 6265 allows a DQUOTE-wrapped value
-            cookies.setdefault(name, value)
-    return cookies
+def parse_cookies(cookies: object, header: object = None) -> dict[str, str]:
+    """A request's cookies by name: the event's ``cookies`` list, else its ``Cookie`` header,
+    read by ``tokencore.wire`` (the authorizer's rules: a repeated ``__Host-`` cookie is absent,
+    any other repeated name is its first occurrence). Nothing here raises."""
+    return wire.cookie_jar(wire.cookie_pairs(wire.cookie_pieces(cookies, header)))

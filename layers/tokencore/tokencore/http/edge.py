@@ -1,9 +1,10 @@
 """The resolver each function runs, and what every response gets on its way out.
 
 A function module declares its routes on a Powertools ``Router`` at import time and hands it to
-an ``HttpEdge``. The edge builds the ``APIGatewayHttpResolver`` on the first request, from the
-Runtime's Settings (never read at import: CORS comes from ALLOWED_ORIGINS), and rebuilds it if
-the Runtime's Settings object changes (tests, ``make dev`` reloading the environment).
+an ``HttpEdge`` with a provider of the current Settings (the function's Runtime: the edge never
+imports the composition root). The edge builds the ``APIGatewayHttpResolver`` on the first
+request (never at import: CORS comes from ALLOWED_ORIGINS), and rebuilds it if the Settings
+object changes (tests, ``make dev`` reloading the environment).
 
 ``HttpEdge.handle`` is the whole Lambda entry point below the Powertools decorators: it
 resolves the event, turns anything that still escapes into a 503, and adds the security and
@@ -28,7 +29,6 @@ from tokencore.errors import RateLimited, Rejected
 from tokencore.http.cookies import clearing_cookies
 from tokencore.http.errors import RouteKind, error_response
 from tokencore.http.responses import HttpResponse, dump_json
-from tokencore.runtime import get_runtime
 
 P = ParamSpec("P")
 
@@ -135,10 +135,17 @@ def new_router() -> APIGatewayHttpRouter:
 
 
 class HttpEdge:
-    """One per function module: its routes, and the resolver built for the current Settings."""
+    """One per function module: its routes, and the resolver built for the current Settings
+    (``settings`` is called once per request; building them may fail, which answers 503)."""
 
-    def __init__(self, router: APIGatewayHttpRouter, logger: Logger | None = None) -> None:
+    def __init__(
+        self,
+        router: APIGatewayHttpRouter,
+        settings: Callable[[], Settings],
+        logger: Logger | None = None,
+    ) -> None:
         self._router = router
+        self._settings = settings
         self._logger = logger
         self._lock = threading.Lock()
         self._built: tuple[Settings, APIGatewayHttpResolver] | None = None
@@ -165,7 +172,7 @@ class HttpEdge:
         """Resolve ``event``; never raise, never answer 500."""
         vary_origin = False
         try:
-            settings = get_runtime().settings
+            settings = self._settings()
             vary_origin = bool(settings.allowed_origins)
             result = self.resolver(settings).resolve(event, context)
         except Exception as exc:  # noqa: BLE001  (never let Lambda answer 500)

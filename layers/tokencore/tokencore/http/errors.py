@@ -43,6 +43,7 @@ from enum import StrEnum
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.shared.cookies import Cookie
 
+from tokencore.authcontext import Unauthenticated
 from tokencore.errors import (
     Forbidden,
     InvalidCredentials,
@@ -91,12 +92,6 @@ class NotFound(Rejected):
     """Nothing here for this caller: an unknown route, another user's session."""
 
     code = "not_found"
-
-
-class Unauthenticated(Rejected):
-    """A protected route was reached without a usable authorizer context."""
-
-    code = "unauthenticated"
 
 
 # --- The mapping -----------------------------------------------------------------------------

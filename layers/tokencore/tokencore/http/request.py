@@ -16,35 +16,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from tokencore import wire
+from tokencore.authcontext import AuthorizerContext
 from tokencore.http.cookies import parse_cookies
 from tokencore.http.errors import (
     BadRequest,
     PayloadTooLarge,
-    Unauthenticated,
     UnsupportedMediaType,
 )
 from tokencore.jose.codec import json_object
-from tokencore.users.base import is_valid_user_id
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8
 MAX_HEADER_CHARS = 8192
-DEVICE_ID_MAX_CHARS = 128
 USER_AGENT_MAX_CHARS = 256
 SOURCE_IP_MAX_CHARS = 64
-
-# A device id is an opaque client label: printable ASCII without spaces at the ends.
-_DEVICE_ID = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
-# Session ids are 22 url-safe characters today; accept what the session store accepts.
-_SESSION_ID = re.compile(r"[A-Za-z0-9_\-.:@+=]{1,128}")
-_BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/=-]{1,8192})", re.IGNORECASE)
-_ROLE_SPLIT = re.compile(r"[,\s]+")
 
 
 def _get(mapping: object, *path: str) -> object:
@@ -106,45 +95,33 @@ class JsonBody:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling a protected route, as the Lambda authorizer put it in the context."""
-
-    user_id: str
-    session_id: str
-    email: str | None
-    roles: tuple[str, ...]
-
-    def has_role(self, role: str) -> bool:
-        return role in self.roles
-
-
 class Request:
     """One event. Cheap to build; parses lazily."""
 
     def __init__(self, event: Mapping[str, Any]) -> None:
         self._event = event
         headers = event.get("headers")
-        self._headers: dict[str, str] = {}
-        if isinstance(headers, Mapping):
-            for name, value in headers.items():
-                if isinstance(name, str) and isinstance(value, str):
-                    self._headers[name.lower()] = value
+        # A header repeated under two spellings is a list here: no single-value reader takes
+        # it (``wire.header_map``, as at the authorizer).
+        self._headers = wire.header_map(headers) if isinstance(headers, Mapping) else {}
         self._cookies: dict[str, str] | None = None
 
     # --- envelope ---------------------------------------------------------------------------
 
     def header(self, name: str) -> str | None:
         value = self._headers.get(name.lower())
-        if value is None or len(value) > MAX_HEADER_CHARS:
+        if not isinstance(value, str) or len(value) > MAX_HEADER_CHARS:
             return None
         return value
 
     def cookie(self, name: str) -> str | None:
+        """Cookie ``name`` by the authorizer's rules (``wire``): absent, empty or a repeated
+        ``__Host-`` cookie is None."""
         if self._cookies is None:
-            self._cookies = parse_cookies(self._event.get("cookies"))
-        value = self._cookies.get(name)
-        return value or None
+            self._cookies = parse_cookies(
+                self._event.get("cookies"), self._headers.get(wire.COOKIE)
+            )
+        return self._cookies.get(name)
 
     def path_parameter(self, name: str) -> str | None:
         value = _get(self._event, "pathParameters", name)
@@ -169,20 +146,17 @@ class Request:
     def device_id(self) -> str | None:
         """``X-Device-Id``: optional, 1-128 printable ASCII characters; anything else is 400
         (refused, not truncated, so two devices never collapse into one id)."""
-        value = self._headers.get("x-device-id")
+        value = self._headers.get(wire.DEVICE_ID_HEADER)
         if value is None or value == "":
             return None
-        if len(value) > DEVICE_ID_MAX_CHARS or not _DEVICE_ID.fullmatch(value):
+        if not wire.is_valid_device_id(value):
             raise BadRequest("X-Device-Id must be 1 to 128 printable ASCII characters")
-        return value
+        return str(value)
 
     def bearer_token(self) -> str | None:
-        """The token of ``Authorization: Bearer <token>``, or None if absent or malformed."""
-        value = self.header("authorization")
-        if value is None:
-            return None
-        match = _BEARER.fullmatch(value.strip())
-        return match.group(1) if match else None
+        """The token of ``Authorization: Bearer <token>`` by the authorizer's rule
+        (``wire.bearer_token``), or None if absent or malformed."""
+        return wire.bearer_token_or_none(self._headers.get(wire.AUTHORIZATION))
 
     # --- body -------------------------------------------------------------------------------
 
@@ -242,59 +216,9 @@ class Request:
 
     # --- the authorizer's context -------------------------------------------------------------
 
-    def caller(self, now: float, *, leeway_seconds: float = 0) -> Caller:
+    def caller(self, now: float, *, leeway_seconds: float = 0) -> AuthorizerContext:
         """The caller named by the Lambda authorizer (payload 2.0 simple response context,
-        ``requestContext.authorizer.lambda``). Any missing or malformed identity is 401: a
-        protected route reached without the authorizer (a template mistake) refuses, never
-        crashes. ``expires_at``, when present, is enforced again here, so an authorizer result
-        cached by API Gateway never outlives the token it was computed from; with the same
-        leeway the authorizer gave it (CLOCK_SKEW_LEEWAY_SECONDS), so a token inside the leeway
-        is not allowed by the authorizer and then refused by the route."""
+        ``requestContext.authorizer.lambda``): ``AuthorizerContext.from_context``, which
+        refuses a missing or malformed identity (401) and enforces ``expires_at`` again."""
         context = _get(self._event, "requestContext", "authorizer", "lambda")
-        if not isinstance(context, Mapping):
-            raise Unauthenticated("no authorizer context")
-        user_id = context.get("user_id")
-        session_id = context.get("session_id")
-        if not is_valid_user_id(user_id) or not isinstance(session_id, str):
-            raise Unauthenticated("authorizer context has no valid user_id")
-        if not _SESSION_ID.fullmatch(session_id):
-            raise Unauthenticated("authorizer context has no valid session_id")
-        expires_at = context.get("expires_at")
-        if expires_at is not None:
-            deadline = _number(expires_at)
-            if deadline is None or now >= deadline + leeway_seconds:
-                raise Unauthenticated("authorizer context has expired")
-        email = context.get("email")
-        return Caller(
-            user_id=str(user_id),
-            session_id=session_id,
-            email=email if isinstance(email, str) and email else None,
-            roles=_roles(context.get("roles")),
-        )
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str) and len(value) <= 32:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _roles(value: object) -> tuple[str, ...]:
-    """Roles arrive comma-joined (context values are strings); a list is accepted too."""
-    if isinstance(value, str):
-        items: list[object] = list(_ROLE_SPLIT.split(value[:4096]))
-    elif isinstance(value, list):
-        items = list(value[:64])
-    else:
-        return ()
-    roles = {item.strip() for item in items if isinstance(item, str) and item.strip()}
-    return tuple(sorted(roles))
+        return AuthorizerContext.from_context(context, now=now, leeway_seconds=leeway_seconds)

@@ -13,8 +13,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.shared.cookies import Cookie
 
 from tokencore.config import Settings
+from tokencore.grant import TokenGrant
 from tokencore.http.cookies import grant_cookies
-from tokencore.service import TokenGrant
 
 JSON = "application/json"
 TOKEN_TYPE = "Bearer"

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from tokencore import wire
 from tokencore.audit import security_event
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
@@ -55,9 +56,8 @@ ReuseClassification = Literal["recent_previous", "stale_lineage"]
 
 FIRST_GENERATION: Final = 1
 ID_BYTES: Final = 16  # 128 bits from the CSPRNG
-_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-.:@+=]{1,128}")
 USER_AGENT_MAX_CHARS: Final = 256
-DEVICE_ID_MAX_CHARS: Final = 128
+DEVICE_ID_MAX_CHARS: Final = wire.DEVICE_ID_MAX_CHARS
 SOURCE_IP_MAX_CHARS: Final = 64
 
 
@@ -293,18 +293,21 @@ class WriteOutcome:
     session: Session | None
 
 
+def creation_order(session: Session) -> tuple[float, str]:
+    """One total order of a user's sessions that every login agrees on: the exact creation time
+    (not the index's whole second, within which a new login would rank below older sessions at
+    random and evict itself), then the id for exact ties."""
+    return session.created_at, session.session_id
+
+
 def index_sort_key(session: Session) -> str:
     """The ``by_user`` sort key: a user's sessions oldest first (see store/table.py)."""
     return f"{SESSION_PREFIX}{math.floor(session.created_at):012d}#{session.session_id}"
 
 
-def _valid_id(value: str) -> bool:
-    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
-
-
-def is_valid_session_id(value: object) -> bool:
-    """Whether ``value`` could be an id this store wrote (1-128 URL-safe characters)."""
-    return isinstance(value, str) and _valid_id(value)
+# The id rules are the wire's (one set of bounds for the authorizer, the edge and the stores).
+is_valid_session_id = wire.is_valid_session_id
+_valid_id = wire.is_valid_session_id  # session ids and refresh-token ids (jti)
 
 
 def _require_id(name: str, value: str) -> None:
@@ -312,9 +315,25 @@ def _require_id(name: str, value: str) -> None:
         raise ValueError(f"{name} must be 1-128 URL-safe characters")
 
 
+def _require_user_id(value: str) -> None:
+    if not wire.is_valid_user_id(value):
+        raise ValueError("user_id must be 1-128 characters of [A-Za-z0-9_.:-]")
+
+
+def _device_id(value: str | None) -> str | None:
+    """X-Device-Id as a session stores it (``wire.is_valid_device_id``): refused, not
+    truncated, so two devices never collapse into one id."""
+    if value is None or value == "":
+        return None
+    if not wire.is_valid_device_id(value):
+        raise InvalidRequest(
+            f"device_id must be 1 to {DEVICE_ID_MAX_CHARS} printable ASCII characters"
+        )
+    return value
+
+
 def _bounded(name: str, value: str | None, limit: int) -> str | None:
-    """Client-supplied metadata (X-Device-Id): refused, not truncated, so two devices never
-    collapse into one id."""
+    """Client metadata (the source address): refused, not truncated."""
     if value is None or value == "":
         return None
     if len(value) > limit or not value.isprintable():
@@ -390,7 +409,7 @@ class SessionStore(ABC):
         security_level: int = 1,
     ) -> Session:
         """A new session as of now, validated, not yet stored."""
-        _require_id("user_id", user_id)
+        _require_user_id(user_id)
         if security_level < 0:
             raise ValueError("security_level must not be negative")
         if user_agent is not None:
@@ -405,7 +424,7 @@ class SessionStore(ABC):
             absolute_expires_at=_deadline(now, self.settings.session_max_age_seconds),
             current_jti=new_jti(),
             generation=FIRST_GENERATION,
-            device_id=_bounded("device_id", device_id, DEVICE_ID_MAX_CHARS),
+            device_id=_device_id(device_id),
             source_ip=_bounded("source_ip", source_ip, SOURCE_IP_MAX_CHARS),
             user_agent=user_agent or None,
             security_level=security_level,
@@ -422,12 +441,13 @@ class SessionStore(ABC):
         """Revoke, as "evicted", the user's active sessions beyond the newest
         ``max_sessions_per_user``.
 
-        Each login keeps the newest ``max`` sessions it can see (its own included, in
-        ``index_sort_key`` order) and evicts the rest. A session is therefore evicted only when
-        ``max`` newer ones exist, so logins racing each other never evict one of the newest
-        ``max``: the last of them to look sees every session and leaves exactly the newest
-        ``max``. (Excluding one's own session from the count, as a login naturally would, lets
-        two racing logins evict each other's sessions and end below the cap.) The ``by_user``
+        Each login keeps the newest ``max`` sessions it can see (its own included, ordered by
+        ``creation_order``: the exact creation time, then the id) and evicts the rest. A session
+        is therefore evicted only when ``max`` newer ones exist, so logins racing each other
+        never evict one of the newest ``max``: the last of them to look sees every session and
+        leaves exactly the newest ``max``. (Excluding one's own session from the count, as a
+        login naturally would, lets two racing logins evict each other's sessions and end below
+        the cap.) The ``by_user``
         index is eventually consistent on DynamoDB, so a session created a moment ago may be
         missed and the cap exceeded until the next login.
 
@@ -444,7 +464,7 @@ class SessionStore(ABC):
             s.session_id: s for s in self._iter_user_sessions(created.user_id) if s.is_active(now)
         }
         visible.setdefault(created.session_id, created)  # the index may not show it yet
-        newest_last = sorted(visible.values(), key=index_sort_key)
+        newest_last = sorted(visible.values(), key=creation_order)
         excess = len(newest_last) - self.settings.max_sessions_per_user
         for oldest in newest_last[: max(0, excess)]:
             outcome = self._write_revocation(Revocation(oldest.session_id, REASON_EVICTED, now))
@@ -586,7 +606,7 @@ class SessionStore(ABC):
         Idempotent: after a StoreUnavailable part-way, calling again finishes the job. The
         index is eventually consistent: a session created within the last second may be missed.
         """
-        _require_id("user_id", user_id)
+        _require_user_id(user_id)
         _require_reason(reason)
         now = self.clock.now()
         count = 0
@@ -598,7 +618,7 @@ class SessionStore(ABC):
 
     def list_sessions(self, user_id: str) -> list[Session]:
         """The user's active, unexpired sessions, oldest first."""
-        _require_id("user_id", user_id)
+        _require_user_id(user_id)
         now = self.clock.now()
         return [s for s in self._iter_user_sessions(user_id) if s.is_active(now)]
 

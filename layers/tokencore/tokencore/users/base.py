@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tokencore import wire
 from tokencore.errors import InvalidRequest, UserNotFound
 
 USERNAME_MAX_CHARS = 64
@@ -23,9 +24,6 @@ EMAIL_MAX_CHARS = 254  # RFC 5321 path limit
 MAX_ROLES = 20  # roles travel in every access token, which must stay under 1 KB
 
 _ROLE_PATTERN = re.compile(r"[a-z0-9_:-]{1,64}")
-# Ids are minted by UserService (uuid4); the pattern only bounds what a path parameter may be
-# before it reaches a key.
-_USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +187,8 @@ def validate_email(email: str | None) -> str | None:
     return email
 
 
-def is_valid_user_id(user_id: object) -> bool:
-    return isinstance(user_id, str) and _USER_ID_PATTERN.fullmatch(user_id) is not None
+# The wire's rule (one set of id bounds for the authorizer, the edge and the stores).
+is_valid_user_id = wire.is_valid_user_id
 
 
 def _check_password_hash(password_hash: str) -> None:

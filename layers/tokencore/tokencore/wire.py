@@ -1,0 +1,243 @@
+"""The one reader of what a request carries: headers, the bearer token, cookies, and ids.
+
+The authorizer (``authz``, ``functions/authorizer``), the HTTP edge (``http.request``) and the
+stores (``sessions``, ``users``) all read these through here, with one set of bounds, so two
+parsers can never disagree about one input (how bypasses start). Light on purpose: the
+authorizer's fast path imports it, so it imports nothing but ``re`` and the error tree.
+
+The rules, strictest first where the two old parsers disagreed:
+
+* Headers: names are case-insensitive; a header that arrives more than once (two spellings,
+  or several values) is kept as a list, which no single-value reader accepts.
+* ``Authorization``: exactly ``Bearer <b64token>`` (RFC 6750 §2.1): the scheme in any case,
+  ONE space, padding only at the end, nothing around it, at most ``MAX_AUTHORIZATION_CHARS``.
+* Cookies: the event's ``cookies`` list (HTTP API payload 2.0), else the ``Cookie`` header (a
+  string, or the pieces an HTTP/2 client split it into). Every piece is split on ``;``; at
+  most ``MAX_COOKIES`` pairs are read, a piece over ``MAX_COOKIE_HEADER_CHARS`` or a pair over
+  ``MAX_COOKIE_CHARS`` is skipped, values are taken as sent (a quoted value keeps its quotes).
+  A repeated name: a ``__Host-`` cookie cannot come from an honest browser (the prefix forbids
+  Domain and requires ``Path=/``, so a browser holds one at most), so a repeated one is
+  ambiguous and counts as absent; any other name is taken from its first occurrence (browsers
+  send the longest path first, so a ``__Secure-`` cookie a sibling subdomain planted with a
+  wider scope comes second).
+* Ids: a session id (and a token id) is 1-128 URL-safe characters (``[A-Za-z0-9_-.:@+=]``),
+  a user id 1-128 of ``[A-Za-z0-9_.:-]`` (what the user store writes: UUIDs), a device id
+  (``X-Device-Id``) 1-128 printable ASCII characters without a space at either end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from tokencore.errors import MalformedToken
+
+# --- ids -----------------------------------------------------------------------------------------
+
+ID_MAX_CHARS: Final = 128
+DEVICE_ID_MAX_CHARS: Final = 128
+# Patterns as text, compiled on first use (re's own cache) rather than at import: the
+# authorizer's cold start needs none of them. Session ids and token ids are 22 url-safe
+# characters when we make them; the wider set is what the session store has always accepted.
+_OPAQUE_ID: Final = r"[A-Za-z0-9_\-.:@+=]{1,128}"
+_USER_ID: Final = r"[A-Za-z0-9_.:-]{1,128}"
+# Except this one: the authorizer reads X-Device-Id on every request that carries one.
+_DEVICE_ID: Final = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
+
+
+def is_valid_session_id(value: object) -> bool:
+    """A session id this project could have written (also a refresh token's ``jti``)."""
+    return isinstance(value, str) and re.fullmatch(_OPAQUE_ID, value) is not None
+
+
+def is_valid_user_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(_USER_ID, value) is not None
+
+
+def is_valid_device_id(value: object) -> bool:
+    return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
+
+
+def device_id_or_none(value: object) -> str | None:
+    """``X-Device-Id`` as the authorizer reads it: a valid id, else None (no device)."""
+    return value if isinstance(value, str) and is_valid_device_id(value) else None
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+AUTHORIZATION: Final = "authorization"
+COOKIE: Final = "cookie"
+DEVICE_ID_HEADER: Final = "x-device-id"
+# The cookie whose SHA-256 access tokens are bound to (``fgp``); the refresh token's cookie.
+FINGERPRINT_COOKIE: Final = "__Host-fgp"
+REFRESH_COOKIE: Final = "__Secure-rt"
+
+
+def header_map(headers: Mapping[object, object], multi: object = None) -> dict[str, object]:
+    """Header names lowercased. A header given more than once (two spellings, or several values
+    in REST's ``multiValueHeaders``) becomes a list, which no single-value reader accepts."""
+    lowered: dict[str, object] = {}
+    for name, value in headers.items():
+        if isinstance(name, str):
+            key = name.lower()
+            lowered[key] = [lowered[key], value] if key in lowered else value
+    if isinstance(multi, dict):  # a dict, not any Mapping: this runs on every request
+        for name, values in multi.items():
+            if isinstance(name, str) and isinstance(values, list) and len(values) > 1:
+                lowered[name.lower()] = list(values)
+    return lowered
+
+
+# --- the bearer token ------------------------------------------------------------------------
+
+# The verifier's bound on a whole token (tokens.verify.MAX_TOKEN_LENGTH, kept equal by a test):
+# stated here so this module never imports the token package.
+MAX_TOKEN_CHARS: Final = 8192
+MAX_AUTHORIZATION_CHARS: Final = len("Bearer ") + MAX_TOKEN_CHARS
+# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; exactly one space, so a header that two
+# parsers could split differently never reaches the verifier.
+_BEARER: Final = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
+
+
+class MissingToken(MalformedToken):
+    """No Authorization header (or an empty one)."""
+
+    code = "missing_token"
+
+
+class MalformedAuthorization(MalformedToken):
+    """An Authorization header that is not exactly ``Bearer <token>``."""
+
+    code = "malformed_authorization"
+
+
+def bearer_token(authorization: object) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value."""
+    if authorization is None or authorization == "":
+        raise MissingToken("no bearer token")
+    if not isinstance(authorization, str):
+        raise MalformedAuthorization("authorization header is not one string")
+    if len(authorization) > MAX_AUTHORIZATION_CHARS:
+        raise MalformedAuthorization("authorization header is too long")
+    match = _BEARER.fullmatch(authorization)
+    if match is None:
+        raise MalformedAuthorization("authorization header is not 'Bearer <token>'")
+    return match.group(1)
+
+
+def bearer_token_or_none(authorization: object) -> str | None:
+    """``bearer_token``, with None for an absent or malformed header."""
+    try:
+        return bearer_token(authorization)
+    except MalformedToken:
+        return None
+
+
+# --- cookies -----------------------------------------------------------------------------------
+
+# A request carries a handful of cookies; beyond these bounds the material is skipped, not
+# parsed. A pair may be as long as the verifier's largest token plus a name, so any token-sized
+# value is judged by the verifier like every other bad token (the same 401), not mistaken for
+# a missing cookie. Browsers send at most 4096 bytes per cookie anyway.
+MAX_COOKIES: Final = 50
+MAX_COOKIE_CHARS: Final = MAX_TOKEN_CHARS + 64
+MAX_COOKIE_HEADER_CHARS: Final = 16_384
+_HOST_PREFIX: Final = "__host-"
+
+CookiePair = tuple[str, str]
+
+
+def cookie_pieces(cookies: object, header: object) -> object:
+    """Where a request's cookies are: the event's ``cookies`` list when it has one (HTTP API
+    payload 2.0 moves the header there), else the ``Cookie`` header."""
+    return cookies if isinstance(cookies, list) else header
+
+
+def cookie_pairs(pieces: object) -> list[CookiePair]:
+    """The ``(name, value)`` pairs of ``pieces``: a ``Cookie`` header, or a list of them (the
+    event's ``cookies``, or a header split into pieces). Nothing here raises."""
+    if isinstance(pieces, str):
+        pieces = [pieces]
+    elif not isinstance(pieces, list):
+        return []
+    pairs: list[CookiePair] = []
+    for piece in pieces[:MAX_COOKIES]:
+        if not isinstance(piece, str) or len(piece) > MAX_COOKIE_HEADER_CHARS:
+            continue
+        # An entry of the cookies list is usually one pair: split only when it is not.
+        split = piece.split(";", MAX_COOKIES)[:MAX_COOKIES] if ";" in piece else (piece,)
+        for pair in split:
+            name, sep, value = pair.partition("=")
+            name = name.lstrip()
+            if not sep or not name or len(pair) > MAX_COOKIE_CHARS:
+                continue
+            pairs.append((name, value.strip()))
+            if len(pairs) >= MAX_COOKIES:
+                return pairs
+    return pairs
+
+
+def cookie_value(pairs: Iterable[CookiePair], name: str) -> str | None:
+    """The value of cookie ``name`` by the one rule (module docstring): a repeated ``__Host-``
+    cookie is absent, any other repeated name is its first value. An empty value is absent."""
+    found: str | None = None
+    for key, value in pairs:
+        if key != name:
+            continue
+        if found is None:
+            found = value
+            if not _is_host_cookie(name):
+                break
+        else:
+            return None
+    return found or None
+
+
+def cookie_jar(pairs: Iterable[CookiePair]) -> dict[str, str]:
+    """Every cookie by the same rule as ``cookie_value`` (empty values dropped)."""
+    jar: dict[str, str] = {}
+    repeated: set[str] = set()
+    for key, value in pairs:
+        if key in jar or key in repeated:
+            if _is_host_cookie(key):
+                jar.pop(key, None)
+                repeated.add(key)
+            continue
+        jar[key] = value
+    return {key: value for key, value in jar.items() if value}
+
+
+def _is_host_cookie(name: str) -> bool:
+    # Browsers match the prefix case-insensitively (RFC 6265bis §4.1.3).
+    return name[: len(_HOST_PREFIX)].lower() == _HOST_PREFIX
+
+
+__all__ = [
+    "AUTHORIZATION",
+    "COOKIE",
+    "DEVICE_ID_HEADER",
+    "DEVICE_ID_MAX_CHARS",
+    "FINGERPRINT_COOKIE",
+    "ID_MAX_CHARS",
+    "MAX_AUTHORIZATION_CHARS",
+    "MAX_COOKIES",
+    "MAX_COOKIE_CHARS",
+    "MAX_COOKIE_HEADER_CHARS",
+    "MAX_TOKEN_CHARS",
+    "REFRESH_COOKIE",
+    "CookiePair",
+    "MalformedAuthorization",
+    "MissingToken",
+    "bearer_token",
+    "bearer_token_or_none",
+    "cookie_jar",
+    "cookie_pairs",
+    "cookie_pieces",
+    "cookie_value",
+    "device_id_or_none",
+    "header_map",
+    "is_valid_device_id",
+    "is_valid_session_id",
+    "is_valid_user_id",
+]
