@@ -14,7 +14,7 @@ holding an empty JWKS. On Create and Update this function:
 A fresh key set holds an active key and a ``next`` key: the next key is published from the
 start, so the first scheduled rotation already promotes a key verifiers have had for a whole
 rotation period (docs/keys.md). Publishing keeps the stamps the parameter already holds
-(``keys.ssm``), so a deployment never makes a key look newer or older than it is.
+(``ops.publishing``), so a deployment never makes a key look newer or older than it is.
 
 It never overwrites a valid key set (an Update, or a re-run after a rotation, changes nothing),
 and it refuses to touch a secret that holds anything else (neither the placeholder nor a valid
@@ -259,7 +259,7 @@ def publish_key_set(clients: Clients, request: Request) -> None:
     """Publish the access secret's public JWKS, derived from the secret as it is when written
     (a rotation may be running: its pending keys are published too), so a deployment racing
     ``tokenctl rotate-keys`` or ``revoke-key`` never leaves an older set published
-    (``keys.ssm.publish_settled``)."""
+    (``publishing.publish_settled``)."""
     from tokencore.ops.rotation import publish_access_jwks
 
     publish_access_jwks(

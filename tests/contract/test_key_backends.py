@@ -40,7 +40,8 @@ from tokencore.keys.secretsmanager import (
     create_key_set_secret,
     put_key_set_secret,
 )
-from tokencore.keys.ssm import SsmJwksSource, publish_public_jwks
+from tokencore.keys.ssm import SsmJwksSource
+from tokencore.ops.publishing import publish_public_jwks
 
 
 @pytest.fixture(scope="module")

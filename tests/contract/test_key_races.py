@@ -43,11 +43,16 @@ from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeySet, KeyStatus, generate_key
-from tokencore.keys import ssm as ssm_module
 from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.secretsmanager import create_key_set_secret
-from tokencore.keys.ssm import PublishedKey, publish_keys, publish_public_jwks, read_published_keys
+from tokencore.ops import publishing as publishing_module
 from tokencore.ops.kmsrotation import KmsRotation
+from tokencore.ops.publishing import (
+    PublishedKey,
+    publish_keys,
+    publish_public_jwks,
+    read_published_keys,
+)
 from tokencore.ops.rotation import (
     AWSCURRENT,
     AWSPENDING,
@@ -582,7 +587,9 @@ def test_the_stamp_check_catches_a_settled_publication_without_the_merge(
 ) -> None:
     """Settling alone re-derives from the latest document, which the stale one overwrote: the
     retirement it recorded would be stamped again, later."""
-    monkeypatch.setattr(ssm_module, "merge_stamps", lambda latest, _overwritten: list(latest))
+    monkeypatch.setattr(
+        publishing_module, "merge_stamps", lambda latest, _overwritten: list(latest)
+    )
     recorded, final = stamps_after_a_rotation_raced_by_a_stale_publication(stack, settled_publisher)
     with pytest.raises(AssertionError, match="retired_at moved"):
         stamps_never_lost(recorded, final)

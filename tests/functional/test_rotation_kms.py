@@ -22,8 +22,9 @@ from tokencore.errors import KeyRotationFailed, UnknownKey
 from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing
 from tokencore.keys.kms import KmsSigner
-from tokencore.keys.ssm import SsmJwksSource, read_published_keys
+from tokencore.keys.ssm import SsmJwksSource
 from tokencore.ops.kmsrotation import KmsRotation
+from tokencore.ops.publishing import read_published_keys
 from tokencore.runtime import Runtime
 from tokencore.tokens import (
     AccessClaims,

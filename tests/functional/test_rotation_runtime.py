@@ -29,7 +29,7 @@ from tokencore.errors import ExpiredToken, KeyUnavailable, TokenRejected, Unknow
 from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing, StaticKeySource
 from tokencore.keys.lifecycle import LifecyclePolicy
-from tokencore.keys.ssm import read_published_keys
+from tokencore.ops.publishing import read_published_keys
 from tokencore.ops.rotation import SecretsManagerRotation
 from tokencore.runtime import JWKS_ENDPOINT_CACHE_SECONDS, Parts, Runtime, set_runtime
 from tokencore.service import TokenGrant

@@ -18,12 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokencore.errors import InvalidKeyMaterial, KeyUnavailable
-from tokencore.jose.algorithms import der_to_raw_ecdsa
+from tokencore.jose.algorithms import Signer, der_to_raw_ecdsa
 from tokencore.keys import (
     KeyStatus,
     LocalSigner,
     PrivateKeyEntry,
-    Signer,
     generate_key,
     key_thumbprint,
 )

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings, get_settings
+from tokencore.jose.algorithms import Signer
 from tokencore.keys.keyring import JwksDocumentSource, KeyRing
-from tokencore.keys.model import KeySource, Signer, VerificationKey
+from tokencore.keys.model import KeySource, VerificationKey
 from tokencore.policy import Policy
 
 if TYPE_CHECKING:

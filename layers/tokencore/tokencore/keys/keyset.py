@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tokencore.errors import InvalidKeyMaterial
-from tokencore.jose.algorithms import ALGORITHMS
+from tokencore.jose.algorithms import ALGORITHMS, KeyPurpose, Signer
 from tokencore.keys.jwk import (
     PrivateKeyEntry,
     parse_json_document,
@@ -45,7 +45,7 @@ from tokencore.keys.jwk import (
 )
 from tokencore.keys.jwks import sort_by_status
 from tokencore.keys.local import LocalSigner
-from tokencore.keys.model import KeyPurpose, KeyStatus, Signer, VerificationKey
+from tokencore.keys.model import KeyStatus, VerificationKey
 
 SECRET_DOCUMENT_VERSION = 1
 

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
 from tokencore.errors import InvalidKeyMaterial, InvalidSignature, KeyUnavailable, SigningKeyChanged
-from tokencore.jose.algorithms import ALGORITHMS, Algorithm, PublicKey, verify_signature
+from tokencore.jose.algorithms import ALGORITHMS, Algorithm, PublicKey, Signer, verify_signature
 from tokencore.keys.jwk import verification_key_for
-from tokencore.keys.model import KeySource, KeyStatus, Signer, VerificationKey
+from tokencore.keys.model import KeySource, KeyStatus, VerificationKey
 
 MAX_RAW_MESSAGE_BYTES = 4096
 # The access algorithms KMS signs for us, in registry order.

@@ -26,7 +26,7 @@ is added so the schedule carries on. A set never ends up without an active key.
 
 Times are whole epoch seconds. "When verifiers could first see a key" and "when it stopped
 signing" come from the published JWKS's stamps when there is one (access keys, see
-``keys.ssm``), which are exact; otherwise from the key set's own stamps (refresh keys), which
+docs/keys.md), which are exact; otherwise from the key set's own stamps (refresh keys), which
 the rotation writes when it starts, up to ``ROTATION_SLACK_SECONDS`` before the new set becomes
 current (``ops.rotation`` refuses to finish a rotation older than that): a retired refresh key
 is kept that much longer.
@@ -39,9 +39,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tokencore.errors import InvalidKeyMaterial
+from tokencore.jose.algorithms import KeyPurpose
 from tokencore.keys.jwk import PrivateKeyEntry
 from tokencore.keys.keyset import KeySet
-from tokencore.keys.model import KeyPurpose, KeyStatus
+from tokencore.keys.model import KeyStatus
 
 if TYPE_CHECKING:
     from tokencore.config import Settings

@@ -11,9 +11,9 @@ import secrets
 from typing import TYPE_CHECKING
 
 from tokencore.errors import InvalidKeyMaterial
-from tokencore.jose.algorithms import ALGORITHMS, MIN_RSA_BITS, Algorithm, PrivateKey
+from tokencore.jose.algorithms import ALGORITHMS, MIN_RSA_BITS, Algorithm, PrivateKey, Signer
 from tokencore.keys.jwk import PrivateKeyEntry, key_thumbprint
-from tokencore.keys.model import KeyStatus, Signer
+from tokencore.keys.model import KeyStatus
 
 REFRESH_KID_PREFIX = "rt-"
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from tokencore.jose.algorithms import ALGORITHMS, JwsKey, KeyPurpose, PublicKey, Signer
+from tokencore.jose.algorithms import ALGORITHMS, JwsKey, PublicKey
 
-__all__ = ["KeyPurpose", "KeySource", "KeyStatus", "PublicKey", "Signer", "VerificationKey"]
+__all__ = ["KeySource", "KeyStatus", "VerificationKey"]
 
 
 class KeyStatus(StrEnum):

@@ -9,7 +9,7 @@ A KMS private key never leaves KMS, so a rotation is a new KMS key and a moved a
   starts that token over: no signer ever signs with a key after the alias left it);
 * ``<alias>-next`` names the next key: created and published one rotation before it signs;
 * retired keys need no KMS state at all: their public keys stay in the published JWKS (the SSM
-  parameter, with the stamps of ``keys.ssm``) until their tokens have expired.
+  parameter, with the stamps of ``ops.publishing``) until their tokens have expired.
 
 Verifiers never call KMS: in both modes they read the public JWKS from the SSM parameter, so
 they learn a new key without a redeployment and the functions need no permission on old keys.
@@ -36,7 +36,7 @@ exactly one of any number of racing operations gets it). Another operation meanw
 at once with KeyRotationFailed (retry it). A run that dies holding the lock leaves the alias
 behind; the refusal names it, to be deleted by hand (``aws kms delete-alias``) once nothing runs.
 KeySetup takes no lock: it only publishes, and every publication is derived from the aliases and
-settles (``keys.ssm.publish_settled``), so a deployment racing a rotation never leaves an older
+settles (``publishing.publish_settled``), so a deployment racing a rotation never leaves an older
 state published.
 """
 
@@ -53,7 +53,12 @@ from tokencore.errors import InvalidKeyMaterial, KeyRotationFailed, KeyUnavailab
 from tokencore.keys.kms import KmsPublicKey, describe_public_key, kms_algorithm
 from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.model import KeyStatus, VerificationKey
-from tokencore.keys.ssm import Derivation, PublishedKey, publish_settled, read_published_keys
+from tokencore.ops.publishing import (
+    Derivation,
+    PublishedKey,
+    publish_settled,
+    read_published_keys,
+)
 
 if TYPE_CHECKING:
     from tokencore.config import Settings
@@ -225,7 +230,7 @@ class KmsRotation:
         return pruned
 
     def _publish_aliased(self, *, drop: Iterable[str] = ()) -> list[PublishedKey]:
-        """Publish the state the aliases name now, until it settles (``keys.ssm``)."""
+        """Publish the state the aliases name now, until it settles (``ops.publishing``)."""
 
         def derive(previous: list[PublishedKey]) -> Derivation:
             active, following = self._aliased()

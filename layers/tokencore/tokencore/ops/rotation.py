@@ -44,7 +44,7 @@ from tokencore.awsclient import aws_errors, error_code
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable, TokenCoreError
-from tokencore.jose.algorithms import REFRESH_ALGORITHM
+from tokencore.jose.algorithms import REFRESH_ALGORITHM, KeyPurpose
 from tokencore.jose.codec import json_object
 from tokencore.keys.keyring import KeyRing, StaticKeySource
 from tokencore.keys.keyset import KeySet
@@ -59,8 +59,8 @@ from tokencore.keys.lifecycle import (
     plan_rotation,
 )
 from tokencore.keys.local import LocalSigner
-from tokencore.keys.model import KeyPurpose, KeyStatus
-from tokencore.keys.ssm import (
+from tokencore.keys.model import KeyStatus
+from tokencore.ops.publishing import (
     Derivation,
     PublishedKey,
     publish_planned,
@@ -414,7 +414,7 @@ class SecretsManagerRotation:
                 continue  # the current version moved meanwhile: read it again
             if purpose == "access":
                 # Derived from the committed set: a publication made from an older set that
-                # landed after the one above is replaced (keys.ssm.publish_settled).
+                # landed after the one above is replaced (ops.publishing.publish_settled).
                 self.publish_access_jwks()
             report = {
                 "key_set": purpose,
@@ -617,7 +617,7 @@ class SecretsManagerRotation:
     # --- the published JWKS -----------------------------------------------------------------
 
     def publish_access_jwks(self) -> list[PublishedKey]:
-        """Publish the public JWKS derived from the access secret as it is now (``keys.ssm``
+        """Publish the public JWKS derived from the access secret as it is now (``ops.publishing``
         publish_settled): the current set, plus the new keys of a pending rotation made from
         it. Every publication of the live set goes through here (and KeySetup's)."""
         return publish_access_jwks(
@@ -695,7 +695,7 @@ def publish_access_jwks(
     secrets: Any, ssm: Any, secret_id: str, parameter_name: str, clock: Clock = SYSTEM_CLOCK
 ) -> list[PublishedKey]:
     """Publish the access secret's public JWKS, derived from the secret (GetSecretValue only:
-    KeySetup has no other permission on it), until it settles (``keys.ssm.publish_settled``)."""
+    KeySetup has no other permission on it), until it settles (``publishing.publish_settled``)."""
     return publish_settled(
         ssm,
         parameter_name,
