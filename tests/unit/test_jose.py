@@ -268,56 +268,7 @@ def test_the_http_body_keeps_its_depth_bound() -> None:
         _body('{"a": [[[[[[[[1]]]]]]]]}').json_body()
 
 
-# --- import rules ------------------------------------------------------------------------------
-
-
-def _imports(package: Path) -> dict[str, set[str]]:
-    """Every tokencore module a package's files import, lazily or not, by file."""
-    found: dict[str, set[str]] = {}
-    for path in sorted(package.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        names = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-            elif isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-        found[path.name] = {name for name in names if name.startswith("tokencore")}
-    return found
-
-
-@pytest.mark.parametrize(
-    ("package", "forbidden"),
-    [
-        ("keys", ("tokencore.tokens", "tokencore.ops")),
-        ("tokens", ("tokencore.keys", "tokencore.ops")),
-        ("jose", ("tokencore.keys", "tokencore.tokens", "tokencore.ops", "tokencore.config")),
-    ],
-)
-def test_keys_and_tokens_build_on_jose_and_never_on_each_other(
-    package: str, forbidden: tuple[str, ...]
-) -> None:
-    imports = _imports(LAYER / package)
-    assert imports, package
-    wrong = {
-        name: sorted(module for module in modules if module.startswith(forbidden))
-        for name, modules in imports.items()
-    }
-    assert not {name: modules for name, modules in wrong.items() if modules}
-
-
-def test_jose_imports_only_the_error_tree_from_tokencore() -> None:
-    for name, modules in _imports(LAYER / "jose").items():
-        assert modules <= {"tokencore.errors", "tokencore.jose.algorithms"}, (name, modules)
-
-
-def test_only_the_top_of_the_stack_imports_ops() -> None:
-    allowed = {"cli.py", "runtime.py"}
-    for path in sorted(LAYER.rglob("*.py")):
-        if "ops" in path.relative_to(LAYER).parts or path.name in allowed:
-            continue
-        source = path.read_text(encoding="utf-8")
-        assert "tokencore.ops" not in source, path
+# --- what jose/ loads (its place in the layer order: tests/unit/test_imports.py) ----------------
 
 
 def test_importing_jose_loads_nothing_heavy() -> None:
