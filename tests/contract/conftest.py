@@ -41,7 +41,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto import mock_aws
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.sessions import DynamoDBSessionStore, InMemorySessionStore, SessionStore
 from tokencore.store.table import TABLE_DEFINITION, create_table

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from moto import mock_aws
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
 from tokencore.keys import (
     KeyRing,

@@ -38,8 +38,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeySet, KeyStatus, generate_key

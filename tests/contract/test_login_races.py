@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import pytest
 from argon2 import PasswordHasher
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
-from tokencore.clock import Clock, ManualClock
+from tokencore.clock import Clock
 from tokencore.config import Settings
 from tokencore.errors import InvalidCredentials, RateLimited
 from tokencore.keys import KeySet, PrivateKeyEntry, StaticKeySource, generate_key

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.jose.algorithms import KeyPurpose
 from tokencore.keys import KeySet, KeyStatus, generate_key

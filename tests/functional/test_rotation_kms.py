@@ -15,8 +15,8 @@ import pytest
 from botocore.client import BaseClient
 
 from functions.keysetup import app as keysetup
+from tests.clock import ManualClock
 from tests.functional.conftest import fresh_aws
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, UnknownKey
 from tokencore.jose.codec import b64url_decode

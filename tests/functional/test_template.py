@@ -29,8 +29,8 @@ import boto3
 import pytest
 
 from devserver.template import load_template as devserver_load_template
+from tests.clock import ManualClock
 from tests.functional.conftest import fresh_aws
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.sessioncheck import STANDING_ATTRIBUTES
 from tokencore.sessions import DynamoDBSessionStore

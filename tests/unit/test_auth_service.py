@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from argon2 import PasswordHasher
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import (
     InvalidCredentials,

@@ -12,10 +12,10 @@ import pytest
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.clock import ManualClock
 from tokencore import authz
 from tokencore.authz import Authorizer, AuthzRequest
 from tokencore.claimscache import ClaimsCache
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import FingerprintMismatch, KeyUnavailable, SessionRevoked, UnknownKey
 from tokencore.jose.codec import b64url_decode, b64url_encode

@@ -150,7 +150,7 @@ def test_an_added_algorithm_works_end_to_end() -> None:
         from tokencore.keys import KeySet, KmsSigner, StaticKeySource, generate_key
         from tokencore.keys import jwks_document, parse_jwks, parse_private_jwks
         from tokencore.keys import KeyRing
-        from tokencore.clock import ManualClock
+        from tests.clock import ManualClock
         from tokencore.tokens import AccessClaims, VerifyOptions
         from tokencore.tokens import mint_access_token, new_token_id, verify_access_token
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.errors import (
     ConfigError,
     InvalidKeyMaterial,

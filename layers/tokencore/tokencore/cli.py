@@ -10,8 +10,9 @@ credential chain and the real AWS endpoints.
 
 Output is one JSON document on stdout. Errors are one line on stderr
 (``tokenctl: <code>: <message>``) and a non-zero exit: 1 for a failed operation, 2 for bad
-usage. tokencore's messages never carry key material, tokens or passwords, and this module
-prints nothing else: a token given to ``decode`` is never echoed, and neither is a password.
+usage (argparse's own exit). tokencore's messages never carry key material, tokens or passwords,
+and this module prints nothing else: a token given to ``decode`` is never echoed, and neither is
+a password.
 
 Keys (docs/keys.md is the runbook):
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 PROG: Final = "tokenctl"
 EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 UNVERIFIED_WARNING: Final = (
     "UNVERIFIED: the signature, issuer, audience and expiry were NOT checked; "
     "never use this output to make a decision"

@@ -123,10 +123,6 @@ class Request:
             )
         return self._cookies.get(name)
 
-    def path_parameter(self, name: str) -> str | None:
-        value = _get(self._event, "pathParameters", name)
-        return value if isinstance(value, str) and value else None
-
     @property
     def source_ip(self) -> str | None:
         value = _get(self._event, "requestContext", "http", "sourceIp")
