@@ -75,7 +75,7 @@ DEVIATIONS: dict[int, tuple[str, type[TokenRejected] | None]] = {
     373: ("'?' inserted in the payload segment; strict base64url alphabet", MalformedToken),
     # Defects of the vector file: the token strings are byte-for-byte identical to the valid
     # tcId 357 (the padding the comment names is not in the string), so accepting them is right.
-    # The padded forms are refused in tests/security/test_token_attacks.py.
+    # The padded forms are refused in tests/security/test_token_attacks_encoding.py.
     367: ("vector defect: identical to valid tcId 357, no padding present", None),
     370: ("vector defect: identical to valid tcId 357, no padding present", None),
 }
