@@ -19,6 +19,7 @@ from tests.clock import ManualClock
 from tests.functional.conftest import fresh_aws
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, UnknownKey
+from tokencore.jose.algorithms import Signer
 from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing
 from tokencore.keys.kms import KmsSigner
@@ -28,6 +29,7 @@ from tokencore.ops.publishing import read_published_keys
 from tokencore.runtime import Runtime
 from tokencore.tokens import (
     AccessClaims,
+    KeyLookup,
     VerifyOptions,
     mint_access_token,
     new_token_id,
@@ -56,7 +58,7 @@ class KmsStack:
     def alias_target(self, alias: str) -> str:
         return str(self.kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
 
-    def mint(self, signer: KmsSigner) -> str:
+    def mint(self, signer: Signer) -> str:
         issued_at = int(self.clock.now())
         claims = AccessClaims(
             issuer=self.settings.token_issuer,
@@ -73,7 +75,7 @@ class KmsStack:
     def verifier(self) -> KeyRing:
         return KeyRing(SsmJwksSource(PARAMETER, boto3_client=self.ssm), self.clock, CACHE, 10)
 
-    def verify(self, token: str, ring: KeyRing | None = None) -> str:
+    def verify(self, token: str, ring: KeyLookup | None = None) -> str:
         options = VerifyOptions.for_access(self.settings)
         claims = verify_access_token(token, ring or self.verifier(), options, self.clock.now())
         return claims.subject

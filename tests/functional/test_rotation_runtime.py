@@ -14,7 +14,6 @@ Runtime as one warm container, the clock moved by hand).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +57,7 @@ def rotation(stack: Stack) -> SecretsManagerRotation:
 
 
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every AWS call, as ``service:Operation``."""
     seen: list[str] = []
     original = BaseClient._make_api_call

@@ -117,7 +117,7 @@ class Injector:
             else "AccessDeniedException"
         )
         error = {"Error": {"Code": code, "Message": f"injected {code}"}}
-        raise ClientError(error, operation)  # type: ignore[arg-type]
+        raise ClientError(error, operation)
 
 
 @pytest.fixture

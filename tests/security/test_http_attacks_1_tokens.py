@@ -266,11 +266,11 @@ def _self_signed(entry: PrivateKeyEntry) -> str:
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(entry.key.public_key())  # type: ignore[arg-type]
+        .public_key(entry.key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=1))
-        .sign(entry.key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(entry.key, hashes.SHA256())
     )
     return base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
 
@@ -280,7 +280,10 @@ def header_attacks(arsenal: Arsenal, trap_url: str) -> list[Case]:
     our_kid = arsenal.access_key.kid
     attacker = generate_key(arsenal.alg)
     attacker_jwk = public_jwk(attacker.verification_key())
-    signed = lambda header, key=None: forge(header, claims, key=key or arsenal.access_key)  # noqa: E731
+
+    def signed(header: dict[str, Any] | bytes, key: PrivateKeyEntry | None = None) -> str:
+        return forge(header, claims, key=key or arsenal.access_key)
+
     h = arsenal.access_header
     return [
         Case("kid path traversal", signed(h(kid="../../../../etc/passwd"))),
@@ -380,7 +383,10 @@ def claim_attacks(arsenal: Arsenal) -> list[Case]:
     now = arsenal.edge.now()
     ours = arsenal.login.claims
     c = arsenal.access_claims
-    signed = lambda claims: arsenal.access(claims=claims)  # noqa: E731
+
+    def signed(claims: dict[str, Any] | bytes) -> str:
+        return arsenal.access(claims=claims)
+
     cases = [
         Case("exp past the leeway", signed(c(exp=now - LEEWAY - MARGIN))),
         Case("exp long past", signed(c(exp=now - 86_400, iat=now - 90_000))),

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tokencore.errors import InvalidClaim, MissingClaim, WrongTokenType
-from tokencore.keys import generate_key
+from tokencore.errors import InvalidClaim, MissingClaim, UnknownKey, WrongTokenType
+from tokencore.keys import VerificationKey, generate_key
 from tokencore.keys.local import LocalSigner
 from tokencore.tokens import (
     AccessClaims,
@@ -43,6 +43,18 @@ REFRESH = RefreshClaims(
     issued_at=1_800_000_000,
     expires_at=1_800_604_800,
 )
+
+
+@dataclass(frozen=True)
+class _OneKey:
+    """A KeyLookup holding one key."""
+
+    key: VerificationKey
+
+    def get(self, kid: str) -> VerificationKey:
+        if kid != self.key.kid:
+            raise UnknownKey("unknown kid")
+        return self.key
 
 
 def test_payloads_in_table_order_with_the_type_claim_after_the_standard_ones() -> None:
@@ -173,5 +185,5 @@ def test_a_new_claim_is_one_attribute_and_one_rule() -> None:
     entry = generate_key("EdDSA")
     token = mint_access_token(LocalSigner(entry), claims).token
     options = VerifyOptions(issuer=ACCESS.issuer, audience=ACCESS.audience, leeway_seconds=0)
-    keys = {entry.kid: entry.verification_key()}
+    keys = _OneKey(entry.verification_key())
     assert verify_access_token(token, keys, options, ACCESS.issued_at) == ACCESS

@@ -35,6 +35,8 @@ from tokencore.jose.algorithms import (
     REFRESH_ALGORITHM,
     AccessAlgorithm,
     EcdsaAlgorithm,
+    HmacAlgorithm,
+    KeyPurpose,
     Registry,
 )
 from tokencore.jose.codec import b64url_decode, json_object
@@ -43,14 +45,14 @@ from tokencore.keys import VerificationKey, generate_key, parse_json_document
 LAYER = REPO_ROOT / "layers" / "tokencore" / "tokencore"
 
 
-def _es384(registry_purpose: str | None = "access") -> EcdsaAlgorithm:
+def _es384(registry_purpose: KeyPurpose | None = "access") -> EcdsaAlgorithm:
     """What adding ES384 takes: this one entry (and its name in AccessAlgorithm)."""
     return EcdsaAlgorithm(
         "ES384",
         ec.SECP384R1(),
         "P-384",
         hashes.SHA384(),
-        purpose=registry_purpose,  # type: ignore[arg-type]
+        purpose=registry_purpose,
         kms_signing_algorithm="ECDSA_SHA_384",
         kms_key_specs=("ECC_NIST_P384",),
     )
@@ -93,7 +95,7 @@ def test_a_registry_refuses_a_name_twice_and_a_symmetric_access_algorithm() -> N
     entries = list(ALGORITHMS)
     with pytest.raises(ValueError, match="twice"):
         Registry([*entries, entries[0]])
-    hmac_for_access = type(ALGORITHMS[REFRESH_ALGORITHM])("HS384", "sha384", purpose="access")  # type: ignore[call-arg]
+    hmac_for_access = HmacAlgorithm("HS384", "sha384", purpose="access")
     with pytest.raises(ValueError, match="purpose"):
         Registry([*entries, hmac_for_access])
 
