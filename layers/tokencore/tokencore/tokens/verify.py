@@ -1,18 +1,11 @@
 """The one place that decodes tokens.
 
-Order of checks, cheapest and most hostile-input-proof first:
-
-1. size and alphabet of the whole string (before any decoding);
-2. the header: canonical base64url, strict JSON, only ``alg``, ``kid``, ``typ`` allowed
-   (``jku``, ``x5u``, ``x5c``, ``jwk``, ``crit``, ``b64`` and anything else are refused, never
-   consulted), ``alg`` on the allow-list, ``kid`` well-formed;
-3. the key by ``kid`` from our own key set, and the header ``alg`` equal to the key's binding;
-4. the signature;
-5. only then the payload: strict JSON, the token type, the standard claims (issuer, audience,
-   identifiers, times), then the claims type's own rules (``AccessClaims.from_payload``).
-
-Nothing but ``tokencore.errors`` escapes: every library failure on hostile input becomes a
-rejection, and a key-store failure stays a ``ServiceFault``.
+Checks run cheapest and most hostile-input-proof first: the string's size and alphabet, the
+header (allow-listed parameters, the registry's algorithms), the key by ``kid`` (which decides
+the algorithm), the signature, and only then the payload and its claims. docs/authorizer.md
+"The verification order" writes the steps out. Nothing but ``tokencore.errors`` escapes: every
+library failure on hostile input becomes a rejection, and a key-store failure stays a
+``ServiceFault``.
 """
 
 from __future__ import annotations
