@@ -1,36 +1,16 @@
 """KeySetup: the CloudFormation custom resource that makes a new stack's keys usable.
 
 template.yaml creates the key secrets holding a placeholder and the public-JWKS parameter
-holding an empty JWKS. On Create and Update this function:
+holding an empty JWKS. On Create and Update this function fills a placeholder with a fresh key
+set (an active key and a published ``next`` key), keeps a valid key set as it is, refuses a
+secret that holds anything else (an operator's half-finished edit fails the deployment loudly),
+and publishes the public JWKS keeping the stamps already there (``ops.publishing``). Delete does
+nothing. docs/deploy.md ("KeySetup") says what it does in each mode.
 
-- fills the refresh key-set secret with a fresh HS256 key set if it still holds the
-  placeholder, and keeps a valid refresh key set as it is;
-- in Secrets Manager mode, does the same for the access key-set secret with a fresh
-  ``AccessTokenAlg`` key set, then publishes that set's public JWKS to the parameter;
-- in KMS mode, publishes the public keys of the KMS signing key, of the next key
-  (``<alias>-next``, after a ``tokenctl rotate-keys``), of the retired keys still needed and of
-  KmsVerifyKeyIds to the parameter, after checking that the signing key fits ``AccessTokenAlg``.
-
-A fresh key set holds an active key and a ``next`` key: the next key is published from the
-start, so the first scheduled rotation already promotes a key verifiers have had for a whole
-rotation period (docs/keys.md). Publishing keeps the stamps the parameter already holds
-(``ops.publishing``), so a deployment never makes a key look newer or older than it is.
-
-It never overwrites a valid key set (an Update, or a re-run after a rotation, changes nothing),
-and it refuses to touch a secret that holds anything else (neither the placeholder nor a valid
-key set of the right purpose): an operator's half-finished edit fails the deployment loudly
-instead of being replaced by keys nobody asked for. Delete does nothing: CloudFormation deletes
-the secrets and the parameter it created.
-
-Whatever happens, CloudFormation gets an answer (SUCCESS or FAILED) on the presigned
-ResponseURL, or the stack would wait for an hour: the handler body runs under one try whose
-``finally`` sends the response, and tokencore itself is imported inside it, so even a broken
-layer is reported. The template's ``ServiceTimeout`` covers the one case left (the function
-dying before its handler runs). No key material, and not the ResponseURL (it lets anyone answer
-for this stack), ever reaches the logs or the response: the response Data holds key ids
-(public: they travel in every token header) and what was created.
-
-Plain Python and urllib: no crhelper, nothing beyond the tokencore layer.
+CloudFormation always gets an answer on the presigned ResponseURL, or the stack would wait for
+an hour: the body runs under one try whose ``finally`` responds, and tokencore is imported
+inside it, so even a broken layer is reported. No key material, and not the ResponseURL, ever
+reaches the logs or the response. Plain Python and urllib: nothing beyond the tokencore layer.
 """
 
 from __future__ import annotations

@@ -1,33 +1,14 @@
 """A set of private keys for one purpose, as stored in a secret.
 
-The secret document (one per purpose: access tokens, refresh tokens)::
-
-    {
-      "version": 1,
-      "keys": [
-        {"kty": "RSA", "kid": "<RFC 7638 thumbprint>", "use": "sig", "alg": "RS256",
-         "status": "active", "n": "...", "e": "AQAB", "d": "...", "p": "...", ...},
-        {"kty": "EC", "kid": "...", "alg": "ES256", "status": "next", "crv": "P-256", ...},
-        {"kty": "oct", "kid": "rt-0123456789abcdef", "alg": "HS256", "status": "active", "k": "..."}
-      ]
-    }
-
-``version`` is exactly 1. ``keys`` holds private JWKs (see ``jwk.parse_private_jwk``) with
-``status`` one of ``next`` (published, not yet signing), ``active`` (signs; exactly one) and
-``retired`` (verifies until its last token expires). Other top-level members are ignored, so
-an operator may add a note (and the rotation records itself in ``rotation``); an unknown
-``version`` is refused.
-
-A key may also carry lifecycle timestamps, whole epoch seconds (``keys.lifecycle`` writes and
-reads them): ``created_at`` (when a rotation created it, as a ``next`` key) and ``retired_at``
-(when it stopped being the active key). They are optional, so a document written before they
-existed stays valid; a retired key without ``retired_at`` is treated as retired at the first
-rotation that sees it, which only ever keeps it longer.
+The secret document is ``{"version": 1, "keys": [<private JWK with "status">, ...]}``, with
+optional ``created_at``/``retired_at`` stamps per key and other top-level members ignored (the
+rotation records itself in ``rotation``); docs/keys.md ("Formats") has an example. ``status``
+is ``next``, ``active`` (exactly one) or ``retired``.
 
 An access set holds keys of the access algorithms only (asymmetric; mixing them is how an
 algorithm migration rotates); a refresh set holds keys of the refresh HMAC only
-(``jose.algorithms`` says which algorithms those are). Mixing the two would let a refresh
-secret sign access tokens or put a secret into the published JWKS.
+(``jose.algorithms`` says which). Mixing the two would let a refresh secret sign access tokens
+or put a secret into the published JWKS.
 """
 
 from __future__ import annotations

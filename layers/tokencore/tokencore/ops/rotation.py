@@ -1,35 +1,16 @@
 """Rotating and revoking the key sets held in Secrets Manager.
 
 Secrets Manager's rotation protocol calls one function four times with the same
-``ClientRequestToken`` (the id of the version being made), each call one step. Here:
+``ClientRequestToken`` (the version being made): createSecret puts the pending set (the current
+set rotated once by ``keys.lifecycle``), setSecret publishes its new access keys before they can
+sign, testSecret signs and verifies a probe token with every key the way verifiers will, and
+finishSecret moves AWSCURRENT with a compare-and-swap and publishes the final JWKS.
+docs/keys.md ("The four steps") says what each step checks and refuses.
 
-=============  ==================================================================================
-createSecret   Put the AWSPENDING version: the current set rotated once (``keys.lifecycle``:
-               prune expired retired keys, promote ``next`` to ``active`` and retire the active
-               key, add a new ``next``), with a ``rotation`` record (when it started, from which
-               version). Nothing changes if the version already has a value (a retry).
-setSecret      Access set: publish the public JWKS of the current set plus the pending set's new
-               keys, so verifiers know every key of the pending set before the set is current.
-               Refresh set: nothing (refresh tokens are verified against the secret itself).
-testSecret     Parse the pending set (exactly one active key, one algorithm family) and, for
-               every key in it, sign a probe token and verify it the way verifiers will: access
-               keys against the published JWKS (so a key missing there fails the rotation before
-               anything signs with it), refresh keys against the pending set.
-finishSecret   Move AWSCURRENT to the pending version and drop AWSPENDING, then (access set)
-               publish the final JWKS, which stamps the old active key as retired from now.
-               Refuses a pending version that is older than ``ROTATION_SLACK_SECONDS`` or was
-               made from a version that is no longer current (a revocation landed meanwhile):
-               that pending version is abandoned (AWSPENDING removed) and the next rotation
-               starts afresh.
-=============  ==================================================================================
-
-Every step is idempotent: a retry after a failure in the middle finds the work done and carries
-on, and until finishSecret nothing a signer reads has changed. ``rotate`` runs the four steps
-in one go (``tokenctl rotate-keys``; the local stack has no Lambda for Secrets Manager to call),
-resuming a recent unfinished rotation or abandoning a stale one first. ``revoke`` removes one key
-from its set and from the public JWKS at once (``tokenctl revoke-key``).
-
-Key material never reaches a message, a log line or a report: kids only.
+Every step is idempotent: a retry finds the work done and carries on, and until finishSecret
+nothing a signer reads has changed. ``rotate`` runs the four steps in one go (``tokenctl
+rotate-keys``, the local stack); ``revoke`` removes one key from its set and from the public
+JWKS at once. Key material never reaches a message, a log line or a report: kids only.
 """
 
 from __future__ import annotations
