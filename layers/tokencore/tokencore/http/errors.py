@@ -74,6 +74,14 @@ class NotFound(Rejected):
     code = "not_found"
 
 
+class CrossSiteRequest(Rejected):
+    """A cookie-authenticated request from an untrusted origin, or one a form could send
+    (``http.crosssite``). Refused before anything is read, so it changes nothing, cookies
+    included."""
+
+    code = "cross_site_request"
+
+
 # --- The mapping -----------------------------------------------------------------------------
 
 DESCRIPTIONS = {
@@ -82,6 +90,7 @@ DESCRIPTIONS = {
     "token": "the access token is invalid, expired or revoked",
     "scope": "the access token does not grant access to this resource",
     "not_found": "not found",
+    "cross_site": "cross-site requests are not accepted",
     "request": "the request is malformed",
     "media_type": "the request body must be application/json",
     "too_large": "the request body is too large",
@@ -145,6 +154,8 @@ def problem_for(exc: BaseException, kind: RouteKind) -> Problem:
         | Unauthenticated,
     ):
         return _unauthorized(kind, exc)
+    if isinstance(exc, CrossSiteRequest):
+        return Problem(403, "invalid_request", DESCRIPTIONS["cross_site"])
     if isinstance(exc, Forbidden):
         headers = () if kind is RouteKind.GRANT else _challenge(kind, "insufficient_scope")
         return Problem(403, "insufficient_scope", DESCRIPTIONS["scope"], headers)
