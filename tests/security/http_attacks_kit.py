@@ -42,6 +42,7 @@ from tests.security.http_kit import (
     forge,
 )
 from tests.security.tally import record
+from tests.security.token_kit import apply_changes
 from tokencore.keys.jwk import PrivateKeyEntry
 
 EDGES = ["sec", "strict"]
@@ -54,7 +55,6 @@ MARGIN = 10  # seconds past an edge in the past (exp)
 AHEAD = 600  # seconds past an edge in the future (nbf, iat): longer than any test takes
 INSIDE = 5  # seconds after exp, inside the leeway: LEEWAY - INSIDE > REQUEST_TIMEOUT
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-DROP = object()  # a claim or header value meaning "leave it out"
 GATEWAY_FORBIDDEN = b'{"message":"Forbidden"}'
 INVALID_GRANT = {
     "error": "invalid_grant",
@@ -165,15 +165,6 @@ class Arsenal:
             {FINGERPRINT_COOKIE: self.login.fingerprint} if case.cookies is None else case.cookies
         )
         return self.edge.send(method, path, bearer=case.token, cookies=cookies or None)
-
-
-def apply_changes(mapping: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    for name, value in changes.items():
-        if value is DROP:
-            mapping.pop(name, None)
-        else:
-            mapping[name] = value
-    return mapping
 
 
 def login_answer(

@@ -21,7 +21,6 @@ from cryptography.x509.oid import NameOID
 
 from tests.security.http_attacks_kit import (
     AHEAD,
-    DROP,
     GATEWAY_FORBIDDEN,
     INSIDE,
     INVALID_GRANT,
@@ -31,7 +30,6 @@ from tests.security.http_attacks_kit import (
     Arsenal,
     Case,
     accepted,
-    apply_changes,
     assert_no_oracle,
     refused,
 )
@@ -46,6 +44,7 @@ from tests.security.http_kit import (
     b64url_decode,
     forge,
 )
+from tests.security.token_kit import DROP, apply_changes
 from tokencore.keys import generate_key
 from tokencore.keys.jwk import PrivateKeyEntry, public_jwk
 

@@ -38,7 +38,7 @@ REFRESH = VerifyOptions.for_refresh(SETTINGS)
 # The order of the P-256 group (SEC 2 / FIPS 186-4).
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
-DROP = object()  # a claim value meaning "leave this claim out"
+DROP = object()  # a claim or header value meaning "leave it out" (both attack suites)
 Part = Mapping[str, Any] | bytes
 
 
@@ -79,6 +79,7 @@ def header_of(entry: PrivateKeyEntry, typ: object = ACCESS_TYP, **extra: Any) ->
 
 
 def apply_changes(claims: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``claims`` with ``changes`` applied in place: a ``DROP`` value removes the member."""
     for name, value in changes.items():
         if value is DROP:
             claims.pop(name, None)

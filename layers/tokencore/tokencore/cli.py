@@ -1,29 +1,17 @@
 """tokenctl: the operator CLI, for what no HTTP route should do.
 
 Accounts (create-user, set-roles, disable-user), sessions (list-sessions, revoke-session,
-revoke-user), keys (rotate-keys, revoke-key, list-keys, show-jwks) and one diagnostic (decode).
-Wiring comes from ``tokencore.runtime.Runtime`` and Settings from the environment, exactly as
-in the functions, and the session commands run the revoker's own flows
-(``tokencore.sessionservice``, security events included). With ``AWS_ENDPOINT_URL`` set (``make
-ctl`` sets it to the local stack) every call goes there; unset, boto3 uses the normal
-credential chain and the real AWS endpoints.
+revoke-user), keys (rotate-keys, revoke-key, list-keys, show-jwks; docs/keys.md is the runbook)
+and one diagnostic (decode). Wiring comes from ``tokencore.runtime.Runtime`` and Settings from
+the environment, exactly as in the functions: the session commands run the revoker's own flows
+(``tokencore.sessionservice``, security events included) and the key commands the rotation
+function's (``tokencore.ops``). With ``AWS_ENDPOINT_URL`` set (``make ctl``) every call goes
+there; unset, boto3 uses the normal credential chain and the real AWS endpoints.
 
 Output is one JSON document on stdout. Errors are one line on stderr
 (``tokenctl: <code>: <message>``) and a non-zero exit: 1 for a failed operation, 2 for bad
-usage (argparse's own exit). tokencore's messages never carry key material, tokens or passwords,
-and this module prints nothing else: a token given to ``decode`` is never echoed, and neither is
-a password.
-
-Keys (docs/keys.md is the runbook):
-
-* ``rotate-keys [--refresh] [--force]`` runs one rotation now: with Secrets Manager keys, the
-  same four protocol steps the rotation function runs on schedule (``ops.rotation``); in KMS
-  mode, a new KMS key and a moved alias (``ops.kmsrotation``). The next key is promoted only
-  once verifiers have had it for JWKS_CACHE_TTL_SECONDS (``--force`` overrides that).
-* ``revoke-key KID`` is the emergency: the key leaves its set and the public JWKS at once (an
-  active key is replaced by the next one, or a fresh one); every verifier refuses its tokens
-  within JWKS_CACHE_TTL_SECONDS.
-* ``list-keys`` shows each key's status and lifecycle times; ``show-jwks`` what verifiers see.
+usage (argparse's own exit). No message carries key material, tokens or passwords, and this
+module prints nothing else: a token given to ``decode`` is never echoed, nor is a password.
 """
 
 from __future__ import annotations
@@ -350,11 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kid_as_positional(argv: list[str]) -> list[str]:
+    """A kid is base64url, so one thumbprint in 64 begins with "-", which argparse would take
+    for an option: after ``revoke-key``, anything but its help is the kid."""
+    if "revoke-key" in argv:
+        at = argv.index("revoke-key") + 1
+        if at < len(argv) and argv[at].startswith("-") and argv[at] not in ("-h", "--help", "--"):
+            return [*argv[:at], "--", *argv[at:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
     """``clock``: the wall clock, or the local stack's (``make ctl``, devserver.clock)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_kid_as_positional(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     args.clock = clock

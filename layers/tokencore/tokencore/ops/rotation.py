@@ -167,14 +167,7 @@ class SecretsManagerRotation:
         )
         record = {"started_at": now, "from_version": current_id, **_plan_record(plan)}
         document = {**plan.key_set.to_secret_document(), "rotation": record}
-        self._call(
-            "store the pending key set",
-            "put_secret_value",
-            SecretId=secret_id,
-            ClientRequestToken=token,
-            SecretString=json.dumps(document, separators=(",", ":")),
-            VersionStages=[AWSPENDING],
-        )
+        self._put_pending("store the pending key set", secret_id, token, document)
         result.details = record
         return result
 
@@ -495,6 +488,19 @@ class SecretsManagerRotation:
         except aws_errors() as exc:
             raise KeyUnavailable(f"could not {what} ({error_code(exc)})") from exc
 
+    def _put_pending(
+        self, what: str, secret_id: str, token: str, document: Mapping[str, Any]
+    ) -> None:
+        """A new version of the secret, staged AWSPENDING (AWSCURRENT moves separately)."""
+        self._call(
+            what,
+            "put_secret_value",
+            SecretId=secret_id,
+            ClientRequestToken=token,
+            SecretString=json.dumps(document, separators=(",", ":")),
+            VersionStages=[AWSPENDING],
+        )
+
     def _versions(self, secret_id: str) -> dict[str, list[str]]:
         described = self._call("describe the key secret", "describe_secret", SecretId=secret_id)
         versions = described.get("VersionIdsToStages") or {}
@@ -550,14 +556,7 @@ class SecretsManagerRotation:
         swap: AWSCURRENT is moved off ``from_version`` explicitly, which fails if a rotation
         moved it first). False if it lost that race; the caller reads again."""
         token = str(uuid.uuid4())
-        self._call(
-            "store the new key set",
-            "put_secret_value",
-            SecretId=secret_id,
-            ClientRequestToken=token,
-            SecretString=json.dumps(document, separators=(",", ":")),
-            VersionStages=[AWSPENDING],
-        )
+        self._put_pending("store the new key set", secret_id, token, document)
         try:
             swapped = self._swap_current(secret_id, token, from_version)
         finally:
