@@ -25,9 +25,9 @@ from tests.functional.test_http_edge import (
 )
 from tokencore.errors import StoreUnavailable
 from tokencore.http import FINGERPRINT_COOKIE, REFRESH_COOKIE
+from tokencore.jose.codec import b64url_decode, b64url_encode
 from tokencore.runtime import get_runtime
 from tokencore.service import TokenGrant
-from tokencore.tokens.codec import b64url_decode, b64url_encode
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -104,8 +104,8 @@ def _leading_keys(operation: str, params: dict[str, Any]) -> list[tuple[str, str
     if operation == "Query":
         values = params["ExpressionAttributeValues"]
         return [("dynamodb:Query", str(values[":gsi1pk"]["S"]))]
-    key = params.get("Key") or params.get("Item")
-    return [(_OPERATION_ACTION.get(operation, f"dynamodb:{operation}"), key["pk"]["S"])]
+    item_key: Any = params.get("Key") or params.get("Item")
+    return [(_OPERATION_ACTION.get(operation, f"dynamodb:{operation}"), item_key["pk"]["S"])]
 
 
 class Recorder:

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -203,6 +204,7 @@ def test_an_admin_whose_role_is_removed_loses_the_admin_routes_at_once(
     assert allowed.status == 204, allowed.describe()
     with caplog.at_level(logging.INFO, logger="tokencore.audit"):
         sec.users().set_roles(admin.user_id, ["user"])
+    event: Any  # a LogRecord with the event's fields as attributes
     (event,) = [r for r in caplog.records if getattr(r, "security_event", "") == "roles_changed"]
     assert event.removed == ["admin"]
     assert event.added == []

@@ -1,31 +1,10 @@
 """Authorizing one API request from its bearer token: pure, no Lambda and no AWS types.
 
-The authorizer function (``functions/authorizer``) turns an API Gateway event into an
-``AuthzRequest``, calls ``Authorizer.authorize`` and shapes the answer; the local stack can call
-the same code. The steps, cheapest first, each raising one error of ``tokencore.errors``:
-
-1. the ``Authorization`` header: exactly ``Bearer <token>`` (scheme case-insensitive, one
-   space, one RFC 6750 b64token, bounded length; ``tokencore.wire``, the one parser the HTTP
-   edge uses too) -> ``MissingToken`` / ``MalformedAuthorization``;
-2. the access token: signature and claims (``tokens.verify``), no network while the key ring
-   holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault). A token
-   seen before on this container is taken from the ``ClaimsCache`` instead (exact string,
-   never past its ``exp``, only while the key ring still serves the key that verified it):
-   only this step is skipped, never the ones below;
-3. the fingerprint binding: a token carrying ``fgp`` needs the ``__Host-fgp`` cookie whose
-   SHA-256 matches; a request kind that cannot carry cookies fails closed
-   (``FingerprintUnavailable``) -> ``FingerprintMismatch``;
-4. the route policy (``Policy.decide``: roles, ambiguous paths), also applied to the route
-   template when API Gateway names one -> ``RouteForbidden`` (a valid token without the right);
-5. only when the policy asks (sensitive route, high security level, or sampled): ONE strongly
-   consistent read of the session and its user (``tokencore.sessioncheck``); the session must
-   be in good standing (active, the token's subject's, the account enabled, no revoke-all or
-   password change since it was created), and on a sensitive route a device-bound session
-   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``;
-   the roles the route needs must still be the user's (a role removed since the token was
-   minted counts from the next checked request) -> ``RouteForbidden("role_removed")``.
-
-Roles are checked before the session is read, so a forbidden route never costs a read.
+The authorizer function turns an API Gateway event into an ``AuthzRequest``, calls
+``Authorizer.authorize`` and shapes the answer. The steps run cheapest first (the header, the
+token, the fingerprint binding, the route policy, then the session only when the policy asks),
+each raising one error of ``tokencore.errors``; docs/authorizer.md "The verification order" is
+the one place they are written out.
 """
 
 from __future__ import annotations

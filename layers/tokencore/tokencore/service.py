@@ -41,7 +41,7 @@ from tokencore.errors import (
     TokenRejected,
 )
 from tokencore.grant import TokenGrant
-from tokencore.keys.model import Signer, pinned
+from tokencore.jose.algorithms import Signer, pinned
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
 from tokencore.ratelimit.base import RateWindow
@@ -55,6 +55,7 @@ from tokencore.sessions.base import (
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
+    RefreshClaims,
     VerifyOptions,
     fingerprint_hash,
     fingerprint_matches,
@@ -346,30 +347,34 @@ class AuthService:
                 fingerprint, bound_hash = new_fingerprint()
         level = session.security_level
         access_signer, refresh_signer = signers
+        access_issued_at = int(now)
+        access_claims = AccessClaims(
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            subject=user.user_id,
+            session_id=session.session_id,
+            token_id=new_token_id(),
+            issued_at=access_issued_at,
+            expires_at=access_issued_at + settings.access_token_ttl_seconds,
+            roles=tuple(user.roles),
+            email=user.email,
+            fingerprint_hash=bound_hash,
+            security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
+        )
+        # Re-minted byte for byte inside the grace window: every value here is stored state.
+        refresh_claims = RefreshClaims(
+            issuer=settings.token_issuer,
+            audience=settings.token_issuer,
+            subject=user.user_id,
+            session_id=session.session_id,
+            token_id=refresh_jti,
+            generation=generation,
+            issued_at=int(issued_at),
+            expires_at=int(refresh_expires_at),
+        )
         try:
-            access = mint_access_token(
-                access_signer,
-                issuer=settings.token_issuer,
-                audience=settings.token_audience,
-                subject=user.user_id,
-                session_id=session.session_id,
-                roles=user.roles,
-                email=user.email,
-                now=now,
-                ttl_seconds=settings.access_token_ttl_seconds,
-                fingerprint_hash=bound_hash,
-                security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
-            )
-            refresh = mint_refresh_token(
-                refresh_signer,
-                issuer=settings.token_issuer,
-                subject=user.user_id,
-                session_id=session.session_id,
-                token_id=refresh_jti,
-                generation=generation,
-                issued_at=issued_at,
-                expires_at=refresh_expires_at,
-            )
+            access = mint_access_token(access_signer, access_claims)
+            refresh = mint_refresh_token(refresh_signer, refresh_claims)
         except ServiceFault:
             raise
         except Exception as exc:
