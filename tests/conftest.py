@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import reset_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

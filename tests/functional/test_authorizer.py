@@ -22,8 +22,15 @@ from functions.authorizer import app
 from tests.awsspy import record_aws_calls
 from tests.functional.conftest import Stack, load_event
 from tokencore.policy import Policy
+from tokencore.runtime import get_runtime
 from tokencore.service import TokenGrant
-from tokencore.tokens import fingerprint_hash, mint_access_token, new_fingerprint
+from tokencore.tokens import (
+    AccessClaims,
+    fingerprint_hash,
+    mint_access_token,
+    new_fingerprint,
+    new_token_id,
+)
 
 ACCOUNT_API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 REST_STAGE = f"{ACCOUNT_API}/prod"
@@ -62,6 +69,14 @@ def aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+def warm_revocation_list() -> None:
+    """Fetch the container's revocation list now: it is read once per
+    REVOCATION_PROPAGATION_SECONDS (the clock stands still here), never per request."""
+    revocations = get_runtime().revocation_list
+    if revocations is not None:
+        revocations.standing("warm-up")
+
+
 def set_sample_rate(stack: Stack, rate: float, seed: int = 7) -> None:
     """Install a Policy with this sample rate and a seeded sampler (before the first call)."""
     settings = replace(stack.runtime.settings, session_check_sample_rate=rate)
@@ -82,19 +97,21 @@ def mint(
 ) -> str:
     """An access token for ``grant``'s session with chosen claims, signed by the stack's key."""
     settings = stack.runtime.settings
-    return mint_access_token(
-        stack.runtime.access_signer,
+    issued_at = int(stack.clock.now())
+    claims = AccessClaims(
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         subject=subject or stack.user.user_id,
         session_id=grant.session_id,
-        roles=roles,
+        token_id=new_token_id(),
+        roles=tuple(roles),
         email="alice@example.com",
-        now=stack.clock.now(),
-        ttl_seconds=settings.access_token_ttl_seconds,
+        issued_at=issued_at,
+        expires_at=issued_at + settings.access_token_ttl_seconds,
         fingerprint_hash=fingerprint_hash(fingerprint) if fingerprint else None,
         security_level=security_level,
-    ).token
+    )
+    return mint_access_token(stack.runtime.access_signer, claims).token
 
 
 def event(name: str, grant: TokenGrant, **values: str) -> dict[str, Any]:
@@ -383,17 +400,32 @@ def test_revoked_session_is_denied_on_a_sensitive_route(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_revoked_session_still_passes_a_non_sensitive_route_without_sampling(
-    kind: str, authz: Stack, aws_calls: list[str]
+def test_revoked_session_is_denied_on_an_ordinary_route_within_the_propagation_bound(
+    kind: str, authz: Stack, aws_calls: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The hybrid design, documented: with SESSION_CHECK_SAMPLE_RATE=0 an ordinary route trusts
-    # the signature alone, so a revoked session's access token works until it expires.
+    # With SESSION_CHECK_SAMPLE_RATE=0 an ordinary route reads no session; the revocation list
+    # closes the gap: the copy fetched before the logout is trusted for
+    # REVOCATION_PROPAGATION_SECONDS, and the first request after that refreshes it.
     grant = authz.login()
     evt = kind_event(kind, VALID_EVENT, authz, grant)
+    warm_revocation_list()
     authz.runtime.sessions.revoke(grant.session_id, "logout")
     aws_calls.clear()
-    assert assert_allowed(kind, evt)["session_checked"] is False
+    assert assert_allowed(kind, evt)["session_checked"] is False  # the copy is still fresh
     assert aws_calls == []
+    capsys.readouterr()
+    propagation = authz.runtime.settings.revocation_propagation_seconds
+    revocations = authz.runtime.revocation_list
+    assert revocations is not None
+    revocations.background = lambda job: job()  # the background refresh, run deterministically
+    authz.clock.advance(propagation - 1)
+    assert_allowed(kind, evt)
+    assert aws_calls == []
+    authz.clock.advance(1)
+    assert_allowed(kind, evt)  # answered from the old copy; it starts the refresh
+    assert_denied(kind, evt)  # bound: REVOCATION_PROPAGATION_SECONDS plus one request
+    assert "session_listed" in deny_reasons(capsys)
+    assert aws_calls == ["dynamodb:BatchGetItem"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -446,6 +478,7 @@ def test_session_of_another_user_is_denied(
 def test_high_security_token_always_checks_the_session(authz: Stack, aws_calls: list[str]) -> None:
     grant = authz.login()
     token = mint(authz, grant, fingerprint=grant.fingerprint, security_level="2")
+    warm_revocation_list()
     aws_calls.clear()
     context = assert_allowed("http", event("http-valid", grant, access_token=token))
     assert context["session_checked"] is True
@@ -473,6 +506,7 @@ def test_non_admin_on_admin_route_gets_an_explicit_deny(
     authz: Stack, aws_calls: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     grant = authz.login()
+    warm_revocation_list()
     aws_calls.clear()
     assert invoke(event("http-admin-route", grant)) == {"isAuthorized": False}
     for name in ("rest-request-admin-route", "rest-token-admin-route"):
@@ -496,6 +530,7 @@ def test_admin_on_admin_route_is_allowed_after_one_session_read(
     values = {"access_token": token} if kind == "rest_token" else {}
     evt = event(ADMIN_EVENT[kind], grant, **values)
     capsys.readouterr()
+    warm_revocation_list()
     aws_calls.clear()
     context = assert_allowed(kind, evt)
     assert context["session_checked"] is True
@@ -598,6 +633,7 @@ def test_device_binding_is_not_checked_on_a_sampled_read(authz: Stack) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_fast_path_makes_no_aws_call(kind: str, authz: Stack, aws_calls: list[str]) -> None:
     evt = kind_event(kind, VALID_EVENT, authz, authz.login())
+    warm_revocation_list()
     aws_calls.clear()
     for _ in range(3):
         assert_allowed(kind, evt)
@@ -609,6 +645,7 @@ def test_sensitive_path_makes_exactly_one_read(
     kind: str, authz: Stack, aws_calls: list[str]
 ) -> None:
     evt = kind_event(kind, SENSITIVE_EVENT, authz, authz.login())
+    warm_revocation_list()
     aws_calls.clear()
     assert assert_allowed(kind, evt)["session_checked"] is True
     assert aws_calls == ["dynamodb:BatchGetItem"]
@@ -618,6 +655,7 @@ def test_a_cold_key_ring_reads_the_public_jwks_once(stack: Stack, aws_calls: lis
     # Without PUBLIC_JWKS the first verification loads the public keys from SSM, then never
     # again until their TTL passes.
     evt = event("http-valid", stack.login())
+    warm_revocation_list()
     aws_calls.clear()
     for _ in range(3):
         assert_allowed("http", evt)

@@ -8,15 +8,17 @@ reaches a log line or a metric.
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -418,6 +420,25 @@ print(json.dumps({"answers": answers, "loaded": loaded}))
 """
 
 
+class _EmptyRevocationList(http.server.BaseHTTPRequestHandler):
+    """A DynamoDB endpoint whose revocation list is empty; records the operations asked."""
+
+    targets: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _EmptyRevocationList.targets.append(self.headers.get("X-Amz-Target") or "")
+        body = b'{"Responses": {}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
 def test_fast_path_never_imports_boto3(stack: Stack) -> None:
     # The subprocess runs on the wall clock: mint the token at the wall clock's time.
     stack.clock.set(time.time())
@@ -428,10 +449,28 @@ def test_fast_path_never_imports_boto3(stack: Stack) -> None:
         **STACK_ENV,
         "PUBLIC_JWKS": json.dumps(jwks_document(stack.access_keys.verification_keys())),
         "SESSION_CHECK_SAMPLE_RATE": "0",
-        # Nothing may be reached: any AWS call would fail here rather than leave the machine.
+        # Nothing else may be reached: any other AWS call fails rather than leave the machine.
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     }
-    result = subprocess.run(
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EmptyRevocationList)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{server.server_address[1]}"
+    _EmptyRevocationList.targets.clear()
+    try:
+        result = _run_fast_path(evt, env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [answer["isAuthorized"] for answer in report["answers"]] == [True] * 3
+    assert report["loaded"] == []
+    # The revocation list, once for three requests, by the standard library.
+    assert _EmptyRevocationList.targets == ["DynamoDB_20120810.BatchGetItem"]
+
+
+def _run_fast_path(evt: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-c", _FAST_PATH_SCRIPT],
         input=json.dumps(evt),
         capture_output=True,
@@ -441,10 +480,6 @@ def test_fast_path_never_imports_boto3(stack: Stack) -> None:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert [answer["isAuthorized"] for answer in report["answers"]] == [True] * 3
-    assert report["loaded"] == []
 
 
 # --- no secrets in logs or metrics ----------------------------------------------------------

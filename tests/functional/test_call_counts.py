@@ -6,7 +6,9 @@ each function its own), so a key set loaded by one function is never counted for
 =======================  ======  ==========================================================
 operation (warm)         budget  calls today
 =======================  ======  ==========================================================
-authorizer fast path     0       none: keys from PUBLIC_JWKS, claims verified locally
+authorizer fast path     0       none: keys from PUBLIC_JWKS, claims verified locally; the
+                                 revocation list is read once per container and then once
+                                 per REVOCATION_PROPAGATION_SECONDS, never per request
 authorizer sensitive     1       BatchGetItem (the session and its user's standing)
 login                    <= 4    4: TransactWriteItems (a slot in both rate-limit windows, each
                                  under its limit: the limit is the write's condition, before
@@ -16,7 +18,7 @@ login                    <= 4    4: TransactWriteItems (a slot in both rate-limi
                                  free slot: 1 (no read, no Argon2 work).
 refresh                  <= 3    3: UpdateItem (rate limit), GetItem (user), UpdateItem
                                  (rotation)
-logout                   <= 2    1: UpdateItem (revocation)
+logout                   <= 2    1: TransactWriteItems (revocation and its list entry)
 =======================  ======  ==========================================================
 
 Key sets are read once per container, on the first operation that needs each: the first login
@@ -184,6 +186,13 @@ def _authorize(containers: Containers, login: HttpResult, name: str) -> dict[str
 
 def test_authorizer_fast_path_makes_no_call(containers: Containers, calls: Calls) -> None:
     login = _login(containers)
+    # A cold container fetches the revocation list (one BatchGetItem of its buckets) once.
+    assert _measure(
+        "authorizer fast path",
+        calls,
+        lambda: _authorize(containers, login, "http-valid"),
+        phase="cold: the revocation list",
+    ) == ["dynamodb:BatchGetItem"]
     made = _measure(
         "authorizer fast path", calls, lambda: _authorize(containers, login, "http-valid")
     )
@@ -200,6 +209,7 @@ def test_authorizer_fast_path_makes_no_call(containers: Containers, calls: Calls
 def test_authorizer_sensitive_path_makes_one_read(containers: Containers, calls: Calls) -> None:
     login = _login(containers)
     _authorize(containers, login, "http-valid")  # the token is in the claims cache now
+    _authorize(containers, login, "http-valid")  # and the revocation list fetched
     made = _measure(
         "authorizer sensitive path",
         calls,
@@ -237,7 +247,7 @@ REFRESH_CALLS = [
     "dynamodb:GetItem",  # the user, re-read (disabled users and role changes take effect)
     "dynamodb:UpdateItem",  # the rotation, one conditional write
 ]
-LOGOUT_CALLS = ["dynamodb:UpdateItem"]  # the revocation
+LOGOUT_CALLS = ["dynamodb:TransactWriteItems"]  # the revocation and its list entry
 
 
 def test_login_calls(containers: Containers, calls: Calls) -> None:

@@ -31,6 +31,7 @@ class SessionCheckReason(StrEnum):
     SENSITIVE_ROUTE = "sensitive_route"
     HIGH_SECURITY = "high_security"
     SAMPLED = "sampled"
+    REVOCATION_LIST_STALE = "revocation_list_stale"
 
 
 def route_matches(pattern: RoutePattern, method: str, path: str) -> bool:
@@ -108,4 +109,8 @@ class Policy:
         role = required_role(path)
         if role is not None and not claims.has_role(role):
             return RouteDecision(False, None, "insufficient_role")
+        if role is not None:
+            # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role
+            # removed since the token was minted counts at the next request.
+            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
         return RouteDecision(True, self.session_check_reason(claims, method, path))

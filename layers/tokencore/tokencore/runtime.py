@@ -25,24 +25,26 @@ refresher read the private key set or call ``kms:Sign``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings, get_settings
+from tokencore.jose.algorithms import Signer
 from tokencore.keys.keyring import JwksDocumentSource, KeyRing
-from tokencore.keys.model import KeySource, Signer, VerificationKey
+from tokencore.keys.model import KeySource, VerificationKey
 from tokencore.policy import Policy
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
     from tokencore.authz import Authorizer
-    from tokencore.keys.kmsrotation import KmsRotation
-    from tokencore.keys.rotation import SecretsManagerRotation
     from tokencore.keys.secretsmanager import SecretsManagerKeySource
+    from tokencore.ops.kmsrotation import KmsRotation
+    from tokencore.ops.rotation import SecretsManagerRotation
     from tokencore.ratelimit import RateLimiter
+    from tokencore.revocations import RevocationList
     from tokencore.service import AuthService
     from tokencore.sessioncheck import SessionReader
     from tokencore.sessions import SessionStore
@@ -342,6 +344,43 @@ class Runtime:
             claims_cache=ClaimsCache(
                 max_age_seconds=min(DEFAULT_MAX_AGE_SECONDS, settings.jwks_cache_ttl_seconds)
             ),
+            revocations=self.revocation_list,
+        )
+
+    @cached_property
+    def revocation_list(self) -> RevocationList | None:
+        """The authorizer's copy of the revocation list, fetched without boto3 (awshttp); a
+        test's DynamoDB client when given. None with a session store that keeps no list."""
+        if self.parts.sessions is not None:
+            return None
+        from tokencore import revocations
+
+        settings = self.settings
+        table = settings.sessions_table_name
+        if self.parts.dynamodb_client is not None:
+            client = self.parts.dynamodb_client
+
+            def fetch(keys: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
+                answer = client.batch_get_item(
+                    RequestItems={table: {"Keys": keys, "ConsistentRead": True}}
+                )
+                if answer.get("UnprocessedKeys"):
+                    raise RuntimeError("unprocessed keys")
+                return list(answer.get("Responses", {}).get(table, []))
+
+            fetcher: revocations.ItemFetcher = fetch
+        else:
+            from tokencore.awshttp import AwsJsonClient
+
+            http = AwsJsonClient("dynamodb", "DynamoDB_20120810", json_version="1.0")
+            fetcher = revocations.dynamodb_fetcher(table, http)
+        return revocations.RevocationList(
+            fetcher,
+            self.clock,
+            propagation_seconds=settings.revocation_propagation_seconds,
+            window=revocations.window_seconds(
+                settings.access_token_ttl_seconds, settings.clock_skew_leeway_seconds
+            ),
         )
 
     @cached_property
@@ -377,7 +416,7 @@ class Runtime:
         if self.parts.key_rotation is not None:
             return self.parts.key_rotation
         from tokencore.awsclient import LazyClient
-        from tokencore.keys.rotation import SecretsManagerRotation
+        from tokencore.ops.rotation import SecretsManagerRotation
 
         return SecretsManagerRotation(
             self.settings,
@@ -390,7 +429,7 @@ class Runtime:
     def kms_rotation(self) -> KmsRotation:
         """KMS mode's access-key rotation: a new KMS key, published, then the alias moved."""
         from tokencore.awsclient import LazyClient
-        from tokencore.keys.kmsrotation import KmsRotation
+        from tokencore.ops.kmsrotation import KmsRotation
 
         return KmsRotation.from_settings(
             self.settings,

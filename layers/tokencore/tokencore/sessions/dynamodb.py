@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, cast
 
+from tokencore import revocations
 from tokencore.awsclient import ConditionFailed, LazyClient, call_dynamodb
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
@@ -84,6 +85,9 @@ belongs_to_user: Final = "#user_id = :user_id"
 REVOCATION_UPDATE: Final = (
     "SET #status = :revoked, #revoked_reason = :reason, #revoked_at = :now REMOVE #gsi1pk, #gsi1sk"
 )
+
+# A revocation meets others on the revocation list's bucket item (one per minute).
+_LIST_CONFLICT_ATTEMPTS: Final = 4
 
 session_is_new: Final = "attribute_not_exists(#pk)"
 session_of_user: Final = "#gsi1pk = :gsi1pk AND begins_with(#gsi1sk, :session_prefix)"
@@ -242,6 +246,10 @@ class DynamoDBSessionStore(SessionStore):
         )
 
     def _write_revocation(self, revocation: Revocation) -> WriteOutcome:
+        """The session's conditional update and its revocation-list entry, in one transaction:
+        a session is listed exactly when this write revokes it (never another user's session,
+        never one that was not active). Concurrent revocations meet on the list's bucket item;
+        a TransactionConflict there is retried, a refused condition is the session's state."""
         condition = session_is_active
         values = {
             ":active": _s(STATUS_ACTIVE),
@@ -252,13 +260,35 @@ class DynamoDBSessionStore(SessionStore):
         if revocation.user_id is not None:
             condition = f"({session_is_active}) AND ({belongs_to_user})"
             values[":user_id"] = _s(revocation.user_id)
-        return self._conditional_update(
-            revocation.session_id,
-            update=REVOCATION_UPDATE,
-            condition=condition,
-            values=values,
-            return_new=False,
+        update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._key(revocation.session_id),
+                "UpdateExpression": REVOCATION_UPDATE,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": _names(REVOCATION_UPDATE, condition),
+                "ExpressionAttributeValues": values,
+            }
+        }
+        window = revocations.window_seconds(
+            self.settings.access_token_ttl_seconds, self.settings.clock_skew_leeway_seconds
         )
+        listing = revocations.entry_update(
+            self.table_name, revocation.session_id, revocation.now, window
+        )
+        for attempt in range(_LIST_CONFLICT_ATTEMPTS):
+            try:
+                self._request("transact_write_items", {"TransactItems": [update, listing]})
+            except ConditionFailed as refused:
+                if "ConditionalCheckFailed" in refused.reasons[:1]:
+                    return WriteOutcome(False, self._read(revocation.session_id))
+                if attempt + 1 == _LIST_CONFLICT_ATTEMPTS:
+                    raise StoreUnavailable(
+                        "session store: revocation kept conflicting"
+                    ) from refused
+                continue
+            return WriteOutcome(True, None)
+        raise StoreUnavailable("session store: revocation was not written")  # unreachable
 
     def _iter_user_sessions(self, user_id: str) -> Iterator[Session]:
         # Revocation removes a session from the index, so this reads live sessions only. The

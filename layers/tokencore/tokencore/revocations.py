@@ -1,0 +1,229 @@
+"""The revocation list: every session revoked within the last access-token lifetime, which each
+authorizer container fetches every REVOCATION_PROPAGATION_SECONDS so a revoked session's tokens
+are denied on every route with no per-request database read.
+
+Layout: one item per minute of revocations (``BUCKET_SECONDS``) on the single table, pk
+``REVOKED#<bucket start>``, sk ``LIST``, one attribute ``s_<session id>`` = revoked at per
+session, and the TTL attribute set to when the bucket no longer matters (its end plus the
+access-token TTL plus the leeway). The session store writes the entry in the same transaction
+as the revocation itself (sessions/dynamodb.py), so a session is listed exactly when it is
+revoked. Time buckets keep each item small: a write's cost grows with the item's size.
+
+The reader (:class:`RevocationList`, no boto3: ``tokencore.awshttp``) keeps a copy of the
+buckets in the window. Rules, applied by :meth:`RevocationList.standing`:
+
+1. Copy younger than ``propagation`` seconds: answer from it.
+2. Older: answer from it, and start one background refresh (at most one at a time).
+3. Older than ``stale_after`` (3 times propagation): the copy is no longer trusted. One synchronous
+   refresh is tried (at most once per ``propagation`` after a failure); if it fails the answer
+   is STALE and the caller checks the session in the store for that request (fail closed: a
+   store that cannot answer denies).
+
+A bucket that ended more than ``SEAL_SLACK_SECONDS`` before a successful fetch began can get no
+more writes, so it is kept and not read again: in steady state a refresh reads one or two items.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Protocol
+
+from tokencore.clock import Clock
+from tokencore.errors import ConfigError
+
+BUCKET_SECONDS: Final = 60
+SEAL_SLACK_SECONDS: Final = 10  # writers' clocks and in-flight transactions
+STALE_FACTOR: Final = 3
+REVOKED_PREFIX: Final = "REVOKED#"
+LIST_SORT: Final = "LIST"
+SESSION_ENTRY_PREFIX: Final = "s_"
+
+
+class Standing(StrEnum):
+    LISTED = "listed"
+    NOT_LISTED = "not_listed"
+    STALE = "stale"  # the copy cannot be trusted: check the session in the store
+
+
+def bucket_start(at: float) -> int:
+    return int(at // BUCKET_SECONDS) * BUCKET_SECONDS
+
+
+def bucket_key(start: int) -> dict[str, Any]:
+    return {"pk": {"S": f"{REVOKED_PREFIX}{start}"}, "sk": {"S": LIST_SORT}}
+
+
+def window_seconds(access_token_ttl_seconds: int, leeway_seconds: int) -> int:
+    """How long a revocation matters: a token minted just before it lives this long."""
+    return access_token_ttl_seconds + leeway_seconds
+
+
+def entry_update(
+    table_name: str, session_id: str, revoked_at: float, window: int
+) -> dict[str, Any]:
+    """The TransactWriteItems ``Update`` that lists ``session_id`` (revoked at ``revoked_at``)
+    in its bucket; the bucket item is created by the first entry."""
+    start = bucket_start(revoked_at)
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": bucket_key(start),
+            "UpdateExpression": "SET #entry = :at, #expires_at = :expires_at",
+            "ExpressionAttributeNames": {
+                "#entry": SESSION_ENTRY_PREFIX + session_id,
+                "#expires_at": "expires_at",
+            },
+            "ExpressionAttributeValues": {
+                ":at": {"N": str(math.ceil(revoked_at))},
+                ":expires_at": {"N": str(start + BUCKET_SECONDS + window)},
+            },
+        }
+    }
+
+
+class ItemFetcher(Protocol):
+    """Reads bucket items by key; raises on any failure, or when any key went unanswered."""
+
+    def __call__(self, keys: list[dict[str, Any]]) -> list[Mapping[str, Any]]: ...
+
+
+def entries_of(item: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(
+        name[len(SESSION_ENTRY_PREFIX) :] for name in item if name.startswith(SESSION_ENTRY_PREFIX)
+    )
+
+
+def start_of(item: Mapping[str, Any]) -> int:
+    return int(str(item["pk"]["S"])[len(REVOKED_PREFIX) :])
+
+
+def in_a_thread(job: Callable[[], None]) -> None:
+    threading.Thread(target=job, name="tokencore-revocation-refresh", daemon=True).start()
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    buckets: Mapping[int, frozenset[str]]  # bucket start -> listed session ids
+    sealed: frozenset[int]  # buckets that can change no more
+    fetched_at: float  # when the fetch that made it began; -inf: none yet
+    listed: frozenset[str]
+
+
+_EMPTY: Final = _Copy({}, frozenset(), float("-inf"), frozenset())
+
+
+class RevocationList:
+    """One per authorizer container. Thread-safe; answers never wait for a background refresh."""
+
+    def __init__(
+        self,
+        fetch: ItemFetcher,
+        clock: Clock,
+        *,
+        propagation_seconds: int,
+        window: int,
+        background: Callable[[Callable[[], None]], None] = in_a_thread,
+    ) -> None:
+        if propagation_seconds < 1:
+            raise ConfigError("REVOCATION_PROPAGATION_SECONDS must be at least 1")
+        self._fetch = fetch
+        self._clock = clock
+        self.propagation = float(propagation_seconds)
+        self.stale_after = float(STALE_FACTOR * propagation_seconds)
+        self._window = window
+        self.background = background  # public: tests run it inline
+        self._copy = _EMPTY
+        self._lock = threading.Lock()
+        self._refreshing = False
+        self._last_failure_at = float("-inf")
+        self.fetches = 0  # items read, for the capacity figures
+        self.failures = 0
+
+    def standing(self, session_id: str) -> Standing:
+        now = self._clock.now()
+        copy = self._copy
+        age = now - copy.fetched_at
+        if age >= self.stale_after:
+            copy = self._refresh_now(now)
+            if now - copy.fetched_at >= self.stale_after:
+                return Standing.STALE
+        elif age >= self.propagation:
+            self._refresh_in_background()
+        return Standing.LISTED if session_id in copy.listed else Standing.NOT_LISTED
+
+    def _refresh_now(self, now: float) -> _Copy:
+        with self._lock:
+            copy = self._copy
+            if now - copy.fetched_at < self.stale_after:
+                return copy  # another thread refreshed it while we waited
+            if now - self._last_failure_at < self.propagation:
+                return copy  # failed a moment ago: do not hammer the table
+            return self._refresh(now)
+
+    def _refresh_in_background(self) -> None:
+        if self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            self.background(self._refresh_ahead)
+        except Exception:  # noqa: BLE001 - no thread left: rule 3 covers it at the stale bound
+            self._refreshing = False
+
+    def _refresh_ahead(self) -> None:
+        try:
+            with self._lock:
+                now = self._clock.now()
+                if now - self._copy.fetched_at >= self.propagation and (
+                    now - self._last_failure_at >= self.propagation
+                ):
+                    self._refresh(now)
+        finally:
+            self._refreshing = False
+
+    def _refresh(self, now: float) -> _Copy:
+        """Fetch the unsealed buckets of the window. Hold the lock. A failure keeps the copy."""
+        old = self._copy
+        first = bucket_start(now - self._window)
+        starts = range(first, bucket_start(now) + BUCKET_SECONDS, BUCKET_SECONDS)
+        wanted = [start for start in starts if start not in old.sealed]
+        try:
+            items = self._fetch([bucket_key(start) for start in wanted])
+            found = {start_of(item): entries_of(item) for item in items}
+        except Exception:  # noqa: BLE001 - any failure: keep the copy, the stale bound decides
+            self.failures += 1
+            self._last_failure_at = now
+            return old
+        self.fetches += len(wanted)
+        buckets = {start: old.buckets.get(start, frozenset()) for start in starts}
+        for start in wanted:
+            buckets[start] = found.get(start, frozenset())
+        sealed = frozenset(
+            start for start in starts if start + BUCKET_SECONDS + SEAL_SLACK_SECONDS <= now
+        )
+        listed = frozenset().union(*buckets.values()) if buckets else frozenset()
+        self._copy = _Copy(buckets, sealed, now, listed)
+        self._last_failure_at = float("-inf")
+        return self._copy
+
+
+def dynamodb_fetcher(table_name: str, client: Any) -> ItemFetcher:
+    """BatchGetItem through ``tokencore.awshttp`` (strongly consistent; unanswered keys are a
+    failure, so a partial answer never passes for a complete one)."""
+
+    def fetch(keys: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
+        if not keys:
+            return []
+        answer = client.call(
+            "BatchGetItem",
+            {"RequestItems": {table_name: {"Keys": keys, "ConsistentRead": True}}},
+        )
+        if answer.get("UnprocessedKeys"):
+            raise RuntimeError("unprocessed keys")
+        items = answer.get("Responses", {}).get(table_name, [])
+        return [item for item in items if isinstance(item, Mapping)]
+
+    return fetch
