@@ -1,0 +1,131 @@
+"""The authorizer's copy of the revocation list: when it is fetched, trusted, and given up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.clock import ManualClock
+from tokencore.revocations import (
+    BUCKET_SECONDS,
+    RevocationList,
+    Standing,
+    bucket_start,
+    entry_update,
+)
+
+T0 = 1_800_000_000.0
+WINDOW = 930
+
+
+class Table:
+    """Bucket items as the session store writes them; counts reads; can be made to fail."""
+
+    def __init__(self) -> None:
+        self.items: dict[int, dict[str, Any]] = {}
+        self.reads: list[int] = []
+        self.failing = False
+
+    def revoke(self, session_id: str, at: float) -> None:
+        update = entry_update("t", session_id, at, WINDOW)["Update"]
+        start = bucket_start(at)
+        item = self.items.setdefault(start, {**update["Key"]})
+        item[update["ExpressionAttributeNames"]["#entry"]] = update["ExpressionAttributeValues"][
+            ":at"
+        ]
+
+    def fetch(self, keys: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
+        if self.failing:
+            raise OSError("unreachable")
+        starts = [int(key["pk"]["S"].split("#")[1]) for key in keys]
+        self.reads.extend(starts)
+        return [self.items[start] for start in starts if start in self.items]
+
+
+def make(table: Table, clock: ManualClock) -> RevocationList:
+    return RevocationList(
+        table.fetch, clock, propagation_seconds=5, window=WINDOW, background=lambda job: job()
+    )
+
+
+def test_a_revoked_session_is_listed_within_the_propagation_bound_plus_one_request() -> None:
+    clock, table = ManualClock(T0), Table()
+    revocations = make(table, clock)
+    assert revocations.standing("s1") is Standing.NOT_LISTED  # the cold fetch
+    table.revoke("s1", clock.now())
+    clock.advance(4.9)
+    assert revocations.standing("s1") is Standing.NOT_LISTED  # the copy is trusted for 5 s
+    clock.advance(0.1)
+    assert revocations.standing("s1") is Standing.NOT_LISTED  # answered, refresh started
+    assert revocations.standing("s1") is Standing.LISTED
+    assert revocations.standing("s2") is Standing.NOT_LISTED
+
+
+def test_reads_scale_with_time_not_requests_and_sealed_buckets_are_not_read_again() -> None:
+    clock, table = ManualClock(T0), Table()
+    revocations = make(table, clock)
+    revocations.standing("s")
+    cold = len(table.reads)
+    assert cold == WINDOW // BUCKET_SECONDS + 1 or cold == WINDOW // BUCKET_SECONDS + 2
+    for _ in range(1000):
+        revocations.standing("s")
+    assert len(table.reads) == cold  # a thousand requests, no read
+    table.reads.clear()
+    for _ in range(120):  # ten minutes, one request per 5 s
+        clock.advance(5)
+        revocations.standing("s")
+    # Steady state: the current bucket, plus a just-ended one until it is sealed.
+    assert 120 <= len(table.reads) <= 240
+
+
+def test_an_old_entry_leaves_with_its_window() -> None:
+    clock, table = ManualClock(T0), Table()
+    revocations = make(table, clock)
+    table.revoke("old", clock.now())
+    assert revocations.standing("old") is Standing.LISTED
+    clock.advance(WINDOW + 2 * BUCKET_SECONDS)
+    revocations.standing("old")
+    assert revocations.standing("old") is Standing.NOT_LISTED
+
+
+def test_a_copy_that_cannot_be_refreshed_is_trusted_three_periods_then_stale() -> None:
+    clock, table = ManualClock(T0), Table()
+    revocations = make(table, clock)
+    table.revoke("s1", clock.now())
+    assert revocations.standing("s1") is Standing.LISTED
+    table.failing = True
+    clock.advance(14.9)
+    assert revocations.standing("s2") is Standing.NOT_LISTED
+    clock.advance(0.1)
+    assert revocations.standing("s2") is Standing.STALE  # the caller reads the session
+    assert revocations.failures >= 1
+    table.failing = False
+    clock.advance(5)  # the next synchronous attempt after a failure waits one period
+    assert revocations.standing("s2") is Standing.NOT_LISTED
+
+
+def test_a_cold_container_without_the_list_is_stale_not_open() -> None:
+    clock, table = ManualClock(T0), Table()
+    table.failing = True
+    assert make(table, clock).standing("s1") is Standing.STALE
+
+
+def test_the_entry_names_the_session_only_in_the_attribute_name() -> None:
+    update = entry_update("t", "sid-1", T0 + 61.5, WINDOW)["Update"]
+    assert update["Key"]["pk"]["S"] == f"REVOKED#{bucket_start(T0 + 61.5)}"
+    assert update["ExpressionAttributeNames"]["#entry"] == "s_sid-1"
+    expires = int(update["ExpressionAttributeValues"][":expires_at"]["N"])
+    assert expires == bucket_start(T0 + 61.5) + BUCKET_SECONDS + WINDOW
+    # Size of one entry in DynamoDB's accounting: name bytes + number bytes (about 1 + 21/2).
+    assert len(json.dumps(update)) < 400
+
+
+@pytest.mark.parametrize("propagation", [0, -1])
+def test_propagation_must_be_positive(propagation: int) -> None:
+    from tokencore.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        RevocationList(Table().fetch, ManualClock(T0), propagation_seconds=propagation, window=1)
