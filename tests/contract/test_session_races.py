@@ -46,13 +46,15 @@ Check = Callable[[SessionStore, list[Outcome]], None]
 
 
 class AcceptedWrites:
-    """Counts the UpdateItem calls DynamoDB accepted (HTTP 200): writes that happened."""
+    """Counts the UpdateItem and TransactWriteItems calls DynamoDB accepted (HTTP 200): writes
+    that happened (a revocation is a transaction: the session and its revocation-list entry)."""
 
     def __init__(self, client: Any) -> None:
         self.count = 0
         self._lock = threading.Lock()
         self._events = client.meta.events
-        self._events.register("after-call.dynamodb.UpdateItem", self._count)
+        for operation in ("UpdateItem", "TransactWriteItems"):
+            self._events.register(f"after-call.dynamodb.{operation}", self._count)
 
     def _count(self, http_response: Any, **_: Any) -> None:
         if http_response.status_code == 200:
@@ -60,7 +62,8 @@ class AcceptedWrites:
                 self.count += 1
 
     def close(self) -> None:
-        self._events.unregister("after-call.dynamodb.UpdateItem", self._count)
+        for operation in ("UpdateItem", "TransactWriteItems"):
+            self._events.unregister(f"after-call.dynamodb.{operation}", self._count)
 
 
 def present_concurrently(

@@ -563,7 +563,7 @@ def test_revoke_all_over_hundreds_of_sessions(backend: Backend, clock: ManualClo
         with RequestLog(backend.client) as log:
             assert store.revoke_all(USER) == 300
         assert log.operations.count("Query") > 1  # one page is not enough for 300 sessions
-        assert log.operations.count("UpdateItem") == 300
+        assert log.operations.count("TransactWriteItems") == 300
     assert store.list_sessions(USER) == []
     for session in (sessions[0], sessions[150], sessions[-1]):
         revoked = store.get_session(session.session_id, active_only=False)

@@ -19,7 +19,8 @@ from botocore.exceptions import (
 )
 
 from tests.clock import ManualClock
-from tokencore.errors import ServiceFault, StoreUnavailable
+from tokencore.errors import ServiceFault, SessionNotFound, StoreUnavailable
+from tokencore.revocations import bucket_key, bucket_start, entries_of
 from tokencore.sessions import DynamoDBSessionStore, RefreshReuseRevoked, Session, new_jti
 from tokencore.sessions.dynamodb import (
     ROTATION_CONDITION,
@@ -129,7 +130,8 @@ def test_a_refused_rotation_is_classified_from_all_old_without_a_read(
     request_log.clear()
     with pytest.raises(RefreshReuseRevoked):
         rotate_first(store, session)
-    assert request_log.operations == ["UpdateItem", "UpdateItem"]  # refused, then revoke
+    # refused, then the revocation with its revocation-list entry
+    assert request_log.operations == ["UpdateItem", "TransactWriteItems"]
 
 
 @pytest.mark.parametrize("dynamodb_backend", ["dynalite"], indirect=True)
@@ -246,7 +248,7 @@ def test_a_fault_while_revoking_for_reuse_revokes_nothing(
     session = store.create_session(USER)
     issued = rotate_first(store, session)
     clock.advance(3600)
-    faults.fail(fault, "UpdateItem", skip=1)  # the refused rotation passes, the revocation fails
+    faults.fail(fault, "TransactWriteItems")  # the refused rotation passes, the revocation fails
 
     with pytest.raises(StoreUnavailable):
         rotate_first(store, session)
@@ -263,7 +265,7 @@ def test_a_fault_on_revoke_revokes_nothing(
     store: DynamoDBSessionStore, faults: FaultInjector, fault: Fault
 ) -> None:
     session = store.create_session(USER)
-    faults.fail(fault, "UpdateItem")
+    faults.fail(fault, "TransactWriteItems")  # the revocation and its list entry
     with pytest.raises(StoreUnavailable) as caught:
         store.revoke(session.session_id)
     assert_unavailable_from_boto(caught)
@@ -273,7 +275,7 @@ def test_a_fault_on_revoke_revokes_nothing(
 
 @on_moto
 @each_fault
-@pytest.mark.parametrize("operation", ["Query", "UpdateItem"])
+@pytest.mark.parametrize("operation", ["Query", "TransactWriteItems"])
 def test_a_fault_on_revoke_all_revokes_nothing(
     store: DynamoDBSessionStore,
     faults: FaultInjector,
@@ -348,3 +350,43 @@ def test_a_rotation_whose_response_was_lost_is_retried_as_a_grace_replay(
     retried = rotate_first(store, session)
 
     assert (retried.jti, retried.generation, retried.grace_replay) == (landed_jti, 2, True)
+
+
+# --- the revocation list (tokencore.revocations) ------------------------------------------------
+
+
+def _listed(backend: Backend, at: float) -> set[str]:
+    item = backend.client.get_item(
+        TableName=backend.table_name, Key=bucket_key(bucket_start(at)), ConsistentRead=True
+    ).get("Item", {})
+    return set(entries_of(item))
+
+
+def test_a_revocation_lists_its_session_in_the_same_transaction(
+    store: DynamoDBSessionStore, dynamodb_backend: Backend, clock: ManualClock
+) -> None:
+    session = store.create_session(USER)
+    other = store.create_session("someone-else")
+    # Refused (another user's session, as DELETE /auth/sessions/{id} asks): nothing listed, so
+    # nobody can get another user's tokens denied. A list entry written before or after the
+    # conditional write, instead of with it, would list ``other`` here.
+    with pytest.raises(SessionNotFound):
+        store.revoke(other.session_id, user_id=USER)
+    assert _listed(dynamodb_backend, clock.now()) == set()
+
+    assert store.revoke(session.session_id) is True
+    assert _listed(dynamodb_backend, clock.now()) == {session.session_id}
+    assert store.revoke(session.session_id) is False  # already revoked: no second entry
+    item = dynamodb_backend.client.get_item(
+        TableName=dynamodb_backend.table_name, Key=bucket_key(bucket_start(clock.now()))
+    )["Item"]
+    window = store.settings.access_token_ttl_seconds + store.settings.clock_skew_leeway_seconds
+    assert int(item["expires_at"]["N"]) == bucket_start(clock.now()) + 60 + window
+
+
+def test_revoke_all_lists_every_session(
+    store: DynamoDBSessionStore, dynamodb_backend: Backend, clock: ManualClock
+) -> None:
+    sessions = {store.create_session(USER).session_id for _ in range(5)}
+    assert store.revoke_all(USER) == 5
+    assert _listed(dynamodb_backend, clock.now()) == sessions

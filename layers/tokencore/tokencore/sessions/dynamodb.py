@@ -15,7 +15,9 @@ refused write changed nothing.
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, cast
@@ -87,7 +89,7 @@ REVOCATION_UPDATE: Final = (
 )
 
 # A revocation meets others on the revocation list's bucket item (one per minute).
-_LIST_CONFLICT_ATTEMPTS: Final = 4
+_LIST_CONFLICT_ATTEMPTS: Final = 8
 
 session_is_new: Final = "attribute_not_exists(#pk)"
 session_of_user: Final = "#gsi1pk = :gsi1pk AND begins_with(#gsi1sk, :session_prefix)"
@@ -282,10 +284,16 @@ class DynamoDBSessionStore(SessionStore):
             except ConditionFailed as refused:
                 if "ConditionalCheckFailed" in refused.reasons[:1]:
                     return WriteOutcome(False, self._read(revocation.session_id))
+                # A conflict: another revocation of this session (then that one revoked and
+                # listed it: refused here), or of another session on the same bucket item.
+                found = self._read(revocation.session_id)
+                if found is None or found.status != STATUS_ACTIVE:
+                    return WriteOutcome(False, found)
                 if attempt + 1 == _LIST_CONFLICT_ATTEMPTS:
                     raise StoreUnavailable(
                         "session store: revocation kept conflicting"
                     ) from refused
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter
                 continue
             return WriteOutcome(True, None)
         raise StoreUnavailable("session store: revocation was not written")  # unreachable
