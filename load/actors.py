@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from load.model import (
@@ -39,6 +39,7 @@ from load.model import (
     Budget,
     Device,
     Observations,
+    OrdinaryProbe,
     Probe,
     RevokedIdentity,
     SessionRecord,
@@ -60,6 +61,7 @@ LOGIN: Final = "POST /auth/login"
 REFRESH: Final = "POST /auth/refresh"
 LOGOUT_ROUTE: Final = "POST /auth/logout"
 ME: Final = "GET /me"
+ME_REVOKED: Final = "GET /me (an ended session)"
 LIST_SESSIONS: Final = "GET /auth/sessions"
 DELETE_SESSION: Final = "DELETE /auth/sessions/{id}"
 REVOKE_ALL_ROUTE: Final = "POST /auth/sessions/revoke-all"
@@ -389,7 +391,7 @@ class Browsers:
             return
         session.ended = reason
         self._detach(session)
-        identity = self.identity(session, reason)
+        identity = replace(self.identity(session, reason), ended_at=self.context.stack_now())
         self.revoked.append(identity)
         self.ended.append(identity)
 
@@ -457,6 +459,12 @@ class Browsers:
         self.context.seen.probe(
             Probe(identity.label, route, answer.status, identity.reason, self.context.journal.phase)
         )
+        if identity.ended_at:  # and on an ordinary route: the revocation list's work
+            ordinary = self.wire.send("GET", "/me", route=ME_REVOKED, headers=headers)
+            age = self.context.stack_now() - identity.ended_at
+            self.context.seen.ordinary_probe(
+                OrdinaryProbe(identity.label, identity.reason, ordinary.status, age)
+            )
 
     def probe_next(self) -> bool:
         """Try the oldest ended session that is due; False when none is."""

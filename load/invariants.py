@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from load.model import STORED_REASONS, Observations, Probe, StaleReplay
+from load.model import STORED_REASONS, Observations, OrdinaryProbe, Probe, StaleReplay
 from load.wire import Exchange
 
 MAX_DETAILS = 20
@@ -148,6 +148,22 @@ def revoked_refused(probes: Iterable[Probe]) -> Check:
             check.fail(
                 f"{probe.label} (ended: {probe.reason}): {probe.route} answered {probe.status} "
                 f"(phase {probe.phase})"
+            )
+    return check
+
+
+def revoked_refused_everywhere(probes: Iterable[OrdinaryProbe], bound: float) -> Check:
+    """Issue 20: past the stale bound (3 x REVOCATION_PROPAGATION_SECONDS, plus a second for
+    the probe's own flight), an ended session's token passes no route, ordinary ones included."""
+    check = Check(f"an ended session never passes GET /me {bound:g} s after it ended")
+    for probe in probes:
+        if probe.age <= bound:
+            continue
+        check.checked += 1
+        if probe.status not in (401, 403):
+            check.fail(
+                f"{probe.label} (ended: {probe.reason}): GET /me answered {probe.status} "
+                f"{probe.age:.1f} s after"
             )
     return check
 

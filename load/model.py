@@ -104,6 +104,7 @@ class RevokedIdentity:
     reason: str
     admin: bool
     access_expires: float
+    ended_at: float = 0.0  # the stack's time when the run saw it end (0: not timed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,17 @@ class Probe:
     status: int
     reason: str  # how the run ended the session
     phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrdinaryProbe:
+    """An ended session's access token tried on GET /me (no session read there): denied once
+    the revocation list reached the authorizer that answered."""
+
+    label: str
+    reason: str
+    status: int
+    age: float  # stack seconds since the run saw the session end
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +161,7 @@ class Observations:
         self.refresh_labels: dict[str, str] = {}
         self.races = 0
         self.probes: list[Probe] = []
+        self.ordinary_probes: list[OrdinaryProbe] = []
         self.stale_replays: list[StaleReplay] = []
         self.key_checks: list[KeyCheck] = []
         self.minted: list[tuple[str, str, str, str]] = []  # (phase, label, access kid, rt kid)
@@ -170,6 +183,10 @@ class Observations:
     def probe(self, probe: Probe) -> None:
         with self._lock:
             self.probes.append(probe)
+
+    def ordinary_probe(self, probe: OrdinaryProbe) -> None:
+        with self._lock:
+            self.ordinary_probes.append(probe)
 
     def stale(self, replay: StaleReplay) -> None:
         with self._lock:

@@ -55,6 +55,16 @@ def lines(result: Result) -> list[str]:
         "  (the 401s and 403s on sensitive routes include the tries of sessions the run ended,"
         " which must be denied)"
     )
+    denied, allowed = result.revocation_denied_after, result.revocation_allowed_ages
+    out += [
+        "",
+        f"  revocation on an ordinary route (GET /me, no session read): {len(denied):,} ended "
+        f"sessions denied, first denial p50 {percentile(denied, 0.50):.1f} s, p99 "
+        f"{percentile(denied, 0.99):.1f} s after the end; {len(allowed):,} tries still let "
+        f"through, the latest {max(allowed, default=0.0):.1f} s after",
+        "  (a first denial is as late as the first try: the probes run when the checker gets to"
+        " them, so these are upper bounds)",
+    ]
     out += ["", *fault_lines(result.faults), ""]
     out.append(f"  {'invariant':<92} {'checked':>8} {'violations':>10}")
     for check in result.checks:
@@ -135,4 +145,11 @@ def document(result: Result) -> dict[str, Any]:
             for c in result.checks
         ],
         "violations": result.violations,
+        "revocation_seconds": {
+            "sessions": len(result.revocation_denied_after),
+            "p50": percentile(result.revocation_denied_after, 0.5),
+            "p99": percentile(result.revocation_denied_after, 0.99),
+            "allowed_after_end": len(result.revocation_allowed_ages),
+            "latest_allowed": max(result.revocation_allowed_ages, default=0.0),
+        },
     }

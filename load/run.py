@@ -116,6 +116,10 @@ class Result:
     population: dict[str, int]
     counters: dict[str, tuple[int, int]]  # rate-limit scope -> (windows, highest count)
     ghosts: int
+    # Issue 20: per ended session, the stack seconds from its end to its first denial on
+    # GET /me, and the ages at which GET /me still let it through.
+    revocation_denied_after: list[float] = field(default_factory=list)
+    revocation_allowed_ages: list[float] = field(default_factory=list)
 
     @property
     def violations(self) -> int:
@@ -498,6 +502,7 @@ def run(
             verified.finals, verified.ended, verified.uncertain, verified.unanswered
         ),
         invariants.revoked_refused(seen.probes),
+        invariants.revoked_refused_everywhere(seen.ordinary_probes, revocation_bound(settings)),
         invariants.refresh_races(seen),
         invariants.stale_replays(seen.stale_replays),
         invariants.limit_held(
@@ -558,7 +563,24 @@ def run(
         },
         counters=counters,
         ghosts=ghosts,
+        revocation_denied_after=_first_denials(seen),
+        revocation_allowed_ages=sorted(
+            probe.age for probe in seen.ordinary_probes if probe.status == 200
+        ),
     )
+
+
+def revocation_bound(settings: dict[str, str]) -> float:
+    """The stale bound of the authorizers' revocation lists, plus a second of flight."""
+    return 3 * float(settings.get("REVOCATION_PROPAGATION_SECONDS", "5")) + 1
+
+
+def _first_denials(seen: Observations) -> list[float]:
+    first: dict[str, float] = {}
+    for probe in seen.ordinary_probes:
+        if probe.status in (401, 403):
+            first[probe.label] = min(probe.age, first.get(probe.label, probe.age))
+    return sorted(first.values())
 
 
 def _rotation_check(seen: Observations, phases: list[Phase]) -> Check:

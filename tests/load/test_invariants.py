@@ -13,11 +13,12 @@ from load.invariants import (
     limit_held,
     refresh_races,
     revoked_refused,
+    revoked_refused_everywhere,
     sessions_kept,
     stale_replays,
     window_of,
 )
-from load.model import Observations, Probe, StaleReplay, Successor
+from load.model import Observations, OrdinaryProbe, Probe, StaleReplay, Successor
 from load.wire import Exchange
 
 LOGIN = "POST /auth/login"
@@ -253,3 +254,17 @@ def test_an_ended_session_passing_a_sensitive_route_is_a_violation() -> None:
     assert check.checked == 4
     assert len(check.violations) == 2
     assert "answered 204" in check.violations[0]
+
+
+def test_an_ended_session_passing_an_ordinary_route_after_the_bound_is_a_violation() -> None:
+    probes = [
+        OrdinaryProbe("alice-1", "logout", 200, 4.0),  # within the bound: the list's latency
+        OrdinaryProbe("alice-1", "logout", 403, 6.0),
+        OrdinaryProbe("bob-1", "admin", 503, 30.0),  # a fault denies: fine
+        OrdinaryProbe("bob-1", "admin", 200, 16.5),
+    ]
+    check = revoked_refused_everywhere(probes, 16.0)
+    assert check.checked == 2
+    assert len(check.violations) == 1
+    assert "bob-1" in check.violations[0]
+    assert "16.5 s" in check.violations[0]
