@@ -32,6 +32,8 @@ from devserver.template import load_template as devserver_load_template
 from tests.clock import ManualClock
 from tests.functional.conftest import fresh_aws
 from tokencore.config import Settings
+from tokencore.policy import SessionCheckReason
+from tokencore.revocations import REVOKED_PREFIX
 from tokencore.sessioncheck import STANDING_ATTRIBUTES
 from tokencore.sessions import DynamoDBSessionStore
 from tokencore.store.table import (
@@ -365,6 +367,11 @@ def test_the_authorizer_can_never_read_a_secret(template: dict[str, Any]) -> Non
             assert resources_of(statement) == [{"Fn::GetAtt": ["SessionsTable", "Arn"]}]
             condition = statement["Condition"]
             leading = condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            if leading == [f"{REVOKED_PREFIX}*"]:
+                # The revocation list's items (whole: attribute names are session ids, revoked
+                # ones; nothing else is stored there).
+                assert set(condition) == {"ForAllValues:StringLike"}
+                continue
             assert leading == [f"{SESSION_PREFIX}*", f"{USER_PREFIX}*"]
             readable = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
             assert readable == list(STANDING_ATTRIBUTES)
@@ -589,11 +596,14 @@ def test_the_alarmed_metrics_are_the_ones_the_functions_emit(template: dict[str,
             query = metric["Expression"]["Fn::Sub"]
             found = re.fullmatch(
                 r'SELECT SUM\((\w+)\) FROM "\$\{MetricsNamespace\}" '
-                r"WHERE service = '\$\{ServiceName\}'",
+                r"WHERE service = '\$\{ServiceName\}'(?: AND reason = '(\w+)')?",
                 query,
             )
             assert found, query
             queried.append(found.group(1))
-    assert sorted(queried) == ["AuthorizerDeny", "AuthorizerFault", "RefreshReuse"]
+            if found.group(2) is not None:  # a reason the metric is emitted with
+                assert found.group(1) == "SessionCheck", query
+                assert found.group(2) in {reason.value for reason in SessionCheckReason}
+    assert sorted(queried) == ["AuthorizerDeny", "AuthorizerFault", "RefreshReuse", "SessionCheck"]
     for name in queried:
         assert f'"{name}"' in sources, f"no function emits {name}"
