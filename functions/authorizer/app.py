@@ -18,8 +18,8 @@ Answers (every failure denies; nothing allows on error; nothing raises but "Unau
 outcome                     REST (TOKEN / REQUEST)             HTTP API (simple response)
 ==========================  =================================  ================================
 allowed                     Allow ``stage/*/*`` (+ Deny         ``isAuthorized: true`` + context
-                            ``stage/<VERB>/admin[/*]`` for
-                            non-admins) + context
+                            every ROUTE_ROLES route the
+                            caller lacks a role for) + context
 missing / malformed / bad   ``raise Exception("Unauthorized")`` ``isAuthorized: false`` (403)
 token, binding or session   (401)
 valid token, route refused  explicit Deny on the route (403)    ``isAuthorized: false`` (403)
@@ -42,10 +42,12 @@ Caching (API Gateway caches an authorizer result, 300 s by default, keyed on the
 source, and applies it to OTHER routes of the same caller):
 
 * REST: the policy is cache-safe. It covers every route the principal may call (Allow
-  ``arn:...:apiId/stage/*/*``) and, for non-admins, explicitly denies
-  ``arn:...:apiId/stage/<VERB>/admin`` and ``.../admin/*`` for each verb (not ``*/admin/*``: the
-  first ``*`` would span slashes and deny any path with an ``admin`` segment). A route refused
-  for this request adds an explicit Deny on exactly its method ARN. Still, a cached Allow skips
+  ``arn:...:apiId/stage/*/*``) and explicitly denies every ROUTE_ROLES rule the principal does
+  not satisfy, whatever route this request is for: ``* /admin/*=admin`` becomes
+  ``.../stage/<VERB>/admin`` and ``.../admin/*`` for each verb (not ``*/admin/*``: the first
+  ``*`` would span slashes and deny any path with an ``admin`` segment). A ``*`` segment of a
+  rule becomes an ARN ``*``, which spans slashes: the Deny covers more, never less. A route
+  refused for this request adds an explicit Deny on exactly its method ARN. Still, a cached Allow skips
   the session check on sensitive routes and the fingerprint check unless the cookie is part of
   the identity source. Deploy the REST authorizer with ``AuthorizerResultTtlInSeconds: 0``
   (our recommendation), OR accept that revocation takes up to the TTL on sensitive routes and
@@ -107,7 +109,8 @@ from tokencore.authz import (
 )
 from tokencore.emf import CountMetrics
 from tokencore.errors import InvalidRequest, Rejected, ServiceFault
-from tokencore.policy import ADMIN_PREFIX, ADMIN_ROLE, SessionCheckReason
+from tokencore.config import RoleRule
+from tokencore.policy import SessionCheckReason, pattern_segments
 from tokencore.runtime import get_runtime
 from tokencore.tokens import AccessClaims
 
@@ -133,7 +136,6 @@ _METHOD_ARN: Final = re.compile(
 _METHOD: Final = re.compile(r"[A-Z]{1,16}")
 _REASON: Final = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _ID: Final = re.compile(r"[A-Za-z0-9=._-]{1,64}")
-_ADMIN_RESOURCE: Final = ADMIN_PREFIX.strip("/")
 
 
 class EventKind(StrEnum):
@@ -171,6 +173,7 @@ class Outcome:
     claims: AccessClaims | None = None
     session_check: SessionCheckReason | None = None
     where: str | None = None  # internal errors only: file:line of the failure
+    rule: RoleRule | None = None  # route denials: the ROUTE_ROLES rule that refused
 
 
 # --- handler --------------------------------------------------------------------------------
@@ -209,7 +212,15 @@ def _decide(kind: EventKind, event: Any) -> Outcome:
         parsed = parse_event(kind, event)
         grant = _authorizer().authorize(parsed.request, trace)
     except RouteForbidden as exc:
-        return Outcome(Verdict.FORBIDDEN, exc.code, parsed, None, exc.claims, trace.session_check)
+        return Outcome(
+            Verdict.FORBIDDEN,
+            exc.code,
+            parsed,
+            None,
+            exc.claims,
+            trace.session_check,
+            rule=exc.rule,
+        )
     except Rejected as exc:
         return Outcome(
             Verdict.UNAUTHENTICATED, exc.code, parsed, None, trace.claims, trace.session_check
@@ -415,8 +426,9 @@ def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
 def _principal_policy(
     arn: APIGatewayRouteArn, claims: AccessClaims, context: dict[str, Any] | None
 ) -> APIGatewayAuthorizerResponse:
-    """Everything this principal may call: the whole API, minus the admin tree for non-admins.
-    Cache-safe: API Gateway applies a cached policy to the caller's other routes."""
+    """Everything this principal may call: the whole API, minus every ROUTE_ROLES route it
+    lacks a role for. Cache-safe: API Gateway applies a cached policy to the caller's other
+    routes."""
     policy = APIGatewayAuthorizerResponse(
         principal_id=claims.subject,
         region=arn.region,
@@ -427,11 +439,24 @@ def _principal_policy(
         partition=arn.partition,
     )
     policy.allow_all_routes()
-    if not claims.has_role(ADMIN_ROLE):
-        for verb in sorted(_VERBS):
-            policy.deny_route(verb, _ADMIN_RESOURCE)
-            policy.deny_route(verb, _ADMIN_RESOURCE + "/*")
+    for rule in _authorizer().policy.unmet_rules(claims.roles):
+        for verb, resource in _rule_resources(rule):
+            policy.deny_route(verb, resource)
     return policy
+
+
+def _rule_resources(rule: RoleRule) -> list[tuple[str, str]]:
+    """The (verb, resource) pairs of a rule in method-ARN form: each verb for ``*`` (an ARN
+    ``*`` in the verb position would span slashes), and a subtree as its root plus ``/*``."""
+    pattern = rule.pattern
+    verbs = sorted(_VERBS) if pattern.method == "*" else [pattern.method]
+    segments = pattern_segments(pattern)
+    if segments and segments[-1] == "*" and pattern.path.endswith("/*"):
+        root = "/".join(segments[:-1])
+        resources = [root, f"{root}/*"] if root else ["*"]
+    else:
+        resources = ["/".join(segments)]
+    return [(verb, resource) for verb in verbs for resource in resources]
 
 
 def _http_deny() -> dict[str, Any]:
@@ -488,6 +513,9 @@ def _log(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None
         fields["session_hash"] = hash_identifier(outcome.claims.session_id)
     if outcome.session_check is not None:
         fields["session_check"] = outcome.session_check.value
+    if outcome.rule is not None:
+        # Configuration, not input: which ROUTE_ROLES rule refused the route.
+        fields["route_rule"] = str(outcome.rule)
     if outcome.verdict is Verdict.ALLOW:
         logger.debug("authorizer allowed", extra=fields)
     elif outcome.reason == INTERNAL_ERROR:

@@ -15,8 +15,9 @@ the same code. The steps, cheapest first, each raising one error of ``tokencore.
 3. the fingerprint binding: a token carrying ``fgp`` needs the ``__Host-fgp`` cookie whose
    SHA-256 matches; a request kind that cannot carry cookies fails closed
    (``FingerprintUnavailable``) -> ``FingerprintMismatch``;
-4. the route policy (``Policy.decide``: roles, ambiguous paths), also applied to the route
-   template when API Gateway names one -> ``RouteForbidden`` (a valid token without the right);
+4. the route policy (``Policy.decide``: ``ROUTE_ROLES`` on the route template API Gateway
+   matched and on the path decoded once, and on every other reading of the path, which can
+   only add rules) -> ``RouteForbidden`` (a valid token without the right);
 5. only when the policy asks (sensitive route, high security level, or sampled): ONE strongly
    consistent read of the session and its user (``tokencore.sessioncheck``); the session must
    be in good standing (active, the token's subject's, the account enabled, no revoke-all or
@@ -28,7 +29,7 @@ Roles are checked before the session is read, so a forbidden route never costs a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -36,21 +37,14 @@ from tokencore import wire
 from tokencore.authcontext import AuthorizerContext
 from tokencore.claimscache import ClaimsCache
 from tokencore.clock import Clock
-from tokencore.config import RoutePattern
+from tokencore.config import RoleRule
 from tokencore.errors import (
     DeviceMismatch,
     FingerprintMismatch,
     Forbidden,
     SessionUserMismatch,
 )
-from tokencore.policy import (
-    Policy,
-    RouteDecision,
-    SessionCheckReason,
-    is_sensitive,
-    normalize_path,
-    required_role,
-)
+from tokencore.policy import Policy, SessionCheckReason
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -78,12 +72,14 @@ class FingerprintUnavailable(FingerprintMismatch):
 
 class RouteForbidden(Forbidden):
     """A valid token whose holder may not call this route. ``code`` is the policy's reason
-    (``insufficient_role``, ``malformed_path``); ``claims`` name the principal."""
+    (``insufficient_role``, ``ambiguous_path``, ``malformed_path``); ``claims`` name the
+    principal; ``rule`` is the ROUTE_ROLES rule that refused it, if one did."""
 
-    def __init__(self, reason: str, claims: AccessClaims) -> None:
+    def __init__(self, reason: str, claims: AccessClaims, rule: RoleRule | None = None) -> None:
         super().__init__(f"route denied ({reason})")
         self.code = reason
         self.claims = claims
+        self.rule = rule
 
 
 # --- the request and the answer ---------------------------------------------------------------
@@ -94,8 +90,9 @@ class AuthzRequest:
     """What the authorizer needs from one request, whatever the event shape.
 
     ``authorization`` is the raw header value as received (anything but a string is malformed).
+    ``path`` is the path as sent (percent-encoded; the policy decodes it once).
     ``route_path`` is the route template API Gateway matched (``/admin/users/{user_id}/revoke``)
-    when it names one: the policy is applied to it as well, so a path that API Gateway routes
+    when it names one: the policy applies its rules to both, so a path that API Gateway routes
     differently from how it reads here can only make the decision stricter.
     ``cookies_visible`` is False where the event cannot carry cookies at all.
     """
@@ -152,7 +149,6 @@ class Authorizer:
         options: VerifyOptions,
         policy: Policy,
         sessions: Callable[[], SessionReader],
-        sensitive_routes: Sequence[RoutePattern],
         clock: Clock,
         claims_cache: ClaimsCache | None = None,
     ) -> None:
@@ -160,7 +156,6 @@ class Authorizer:
         self._options = options
         self._policy = policy
         self._sessions = sessions
-        self._sensitive_routes = tuple(sensitive_routes)
         self._clock = clock
         self.claims_cache = claims_cache
 
@@ -171,11 +166,11 @@ class Authorizer:
         claims = self.verified_claims(token)
         trace.claims = claims
         _check_fingerprint(claims, request)
-        decision = self._decide(claims, request)
-        if decision.session_check is not None:
-            trace.session_check = decision.session_check
-            self._check_session(claims, request, decision.session_check)
-        return Grant(claims, decision.session_check)
+        session_check = self._decide(claims, request)
+        if session_check is not None:
+            trace.session_check = session_check
+            self._check_session(claims, request, session_check)
+        return Grant(claims, session_check)
 
     def verified_claims(self, token: str) -> AccessClaims:
         """The token's claims: from the claims cache when this container verified this exact
@@ -191,26 +186,15 @@ class Authorizer:
             cache.store(token, claims, key, now)
         return claims
 
-    def _decide(self, claims: AccessClaims, request: AuthzRequest) -> RouteDecision:
-        decision = self._policy.decide(claims, request.method, request.path)
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def _decide(self, claims: AccessClaims, request: AuthzRequest) -> SessionCheckReason | None:
+        decision = self._policy.decide(claims, request.method, request.path, request.route_path)
         if not decision.allowed:
-            raise RouteForbidden(decision.deny_reason or "forbidden", claims)
-        template = request.route_path
-        if template is None or template == request.path:
-            return decision
-        # The route template API Gateway matched can only make the decision stricter. Only the
-        # pure parts of the policy are applied to it: the sampler is drawn once per request.
-        normalized = normalize_path(template)
-        if normalized is None:
-            raise RouteForbidden("malformed_path", claims)
-        role = required_role(normalized)
-        if role is not None and not claims.has_role(role):
-            raise RouteForbidden("insufficient_role", claims)
-        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and is_sensitive(
-            self._sensitive_routes, request.method, normalized
-        ):
-            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
-        return decision
+            raise RouteForbidden(decision.deny_reason or "forbidden", claims, decision.rule)
+        return decision.session_check
 
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
