@@ -47,11 +47,12 @@ source, and applies it to OTHER routes of the same caller):
   ``.../stage/<VERB>/admin`` and ``.../admin/*`` for each verb (not ``*/admin/*``: the first
   ``*`` would span slashes and deny any path with an ``admin`` segment). A ``*`` segment of a
   rule becomes an ARN ``*``, which spans slashes: the Deny covers more, never less. A route
-  refused for this request adds an explicit Deny on exactly its method ARN. Still, a cached Allow skips
-  the session check on sensitive routes and the fingerprint check unless the cookie is part of
-  the identity source. Deploy the REST authorizer with ``AuthorizerResultTtlInSeconds: 0``
-  (our recommendation), OR accept that revocation takes up to the TTL on sensitive routes and
-  put ``method.request.header.Cookie`` and ``X-Device-Id`` in the identity sources.
+  refused for this request adds an explicit Deny on exactly its method ARN. Still, a cached
+  Allow skips the session check on sensitive routes and the fingerprint check unless the
+  cookie is part of the identity source. Deploy the REST authorizer with
+  ``AuthorizerResultTtlInSeconds: 0`` (our recommendation, and examples/protected_api), OR
+  accept that revocation takes up to the TTL on sensitive routes and put
+  ``method.request.header.Cookie`` and ``X-Device-Id`` in the identity sources.
 * HTTP API (our template): caching is disabled (TTL 0). An in-container cache of verified
   claims (``tokencore.claimscache``) gives the speed without the revocation hazard.
 
@@ -107,9 +108,9 @@ from tokencore.authz import (
     Grant,
     RouteForbidden,
 )
+from tokencore.config import RoleRule
 from tokencore.emf import CountMetrics
 from tokencore.errors import InvalidRequest, Rejected, ServiceFault
-from tokencore.config import RoleRule
 from tokencore.policy import SessionCheckReason, pattern_segments
 from tokencore.runtime import get_runtime
 from tokencore.tokens import AccessClaims

@@ -168,7 +168,9 @@ def test_route_roles_from_the_environment_on_http_and_rest(
     assert rest_allowed(admin_policy, "GET", "/admin/x")
     # REST TOKEN: the same rules on the method ARN's path.
     token = mint(authz, grant)
-    assert not rest_allowed(invoke(rest_token_event(token, "GET", "/reports/q1")), "GET", "/reports/q1")
+    assert not rest_allowed(
+        invoke(rest_token_event(token, "GET", "/reports/q1")), "GET", "/reports/q1"
+    )
     analyst = mint(authz, grant, roles=("analyst",))
     analyst_policy = invoke(rest_token_event(analyst, "GET", "/reports/q1"))
     assert rest_allowed(analyst_policy, "GET", "/reports/q1")

@@ -40,10 +40,10 @@ from tests.functional.test_authorizer import (
     mint,
 )
 from tokencore.authz import Authorizer
+from tokencore.config import RoutePattern
 from tokencore.errors import KeyUnavailable
 from tokencore.keys import jwks_document
 from tokencore.keys.model import VerificationKey
-from tokencore.config import RoutePattern
 from tokencore.paths import read_path, template_segments
 from tokencore.policy import segments_match
 from tokencore.runtime import set_runtime

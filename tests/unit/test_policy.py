@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from tokencore.config import RoutePattern, Settings
-from tokencore.config import RoleRule
+from tokencore.config import RoleRule, RoutePattern, Settings
 from tokencore.paths import read_path, template_segments
 from tokencore.policy import Policy, SessionCheckReason, route_matches
 from tokencore.tokens.claims import AccessClaims
@@ -71,7 +70,9 @@ def test_route_patterns(pattern: RoutePattern, method: str, path: str, expected:
         ("/a%00/b", ("a\x00", "b"), {("a",)}),
     ],
 )
-def test_path_readings(raw: str, canonical: tuple[str, ...], alternates: set[tuple[str, ...]]) -> None:
+def test_path_readings(
+    raw: str, canonical: tuple[str, ...], alternates: set[tuple[str, ...]]
+) -> None:
     readings = read_path(raw)
     assert readings is not None
     assert readings.canonical == canonical
