@@ -10,9 +10,10 @@ The other readings are what a less careful component could make of it: every esc
 before splitting (``%2F`` becomes a separator), decoded twice (``%252F``), overlong UTF-8 taken
 as the ASCII it spells (``%C0%AF`` is ``/``), a backslash taken as a slash, the path cut at a
 NUL, and dot segments resolved (``/me/../admin`` is ``/admin``). They are computed only when
-the path holds something that can produce them (``%``, ``\\`` or a dot segment), so an ordinary
-path costs one split. The policy applies its rules to every reading (``tokencore.policy``): an
-encoding is refused only where some reading would need a role the caller lacks.
+a segment, decoded once, still holds something that can produce them (``/``, ``\\``, ``%``, a
+NUL, or is a dot segment), so an ordinary path, encoded or not, costs one split. The policy
+applies its rules to every reading (``tokencore.policy``): an encoding is refused only where
+some reading would need a role the caller lacks.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def read_path(raw: str) -> PathReadings | None:
         return None
     pieces = raw.split("/")
     canonical = tuple(decode_once(piece) for piece in pieces if piece)
-    if "%" not in raw and "\\" not in raw and not any(p in _DOT_SEGMENTS for p in pieces):
+    if not any(_could_read_otherwise(segment) for segment in canonical):
+        # Decoded once, nothing in it reads another way (a harmless %40, %20 or %C3%A9 too):
+        # every other reading would equal this one.
         return PathReadings(canonical)
     texts = {
         "/".join(decode_once(piece) for piece in pieces),
@@ -57,6 +60,18 @@ def read_path(raw: str) -> PathReadings | None:
     alternates.add(_resolve_dots(canonical))
     alternates.discard(canonical)
     return PathReadings(canonical, frozenset(alternates))
+
+
+def _could_read_otherwise(segment: str) -> bool:
+    """A decoded segment that another reading could split, decode again, cut or resolve (an
+    undecodable one is kept as sent, so it still holds its ``%``)."""
+    return (
+        segment in _DOT_SEGMENTS
+        or "/" in segment
+        or "\\" in segment
+        or "%" in segment
+        or "\x00" in segment
+    )
 
 
 def template_segments(template: str) -> Segments | None:

@@ -50,20 +50,32 @@ def pattern_segments(pattern: RoutePattern) -> Segments:
     return tuple(segment for segment in pattern.path.split("/") if segment)
 
 
-def segments_match(pattern: RoutePattern, method: str, segments: Segments) -> bool:
-    """``*`` matches any method or exactly one segment; a trailing ``/*`` matches the prefix
-    itself and everything below it."""
-    if pattern.method != "*" and pattern.method != method.upper():
-        return False
-    want = pattern_segments(pattern)
-    if want and want[-1] == "*" and pattern.path.endswith("/*"):
-        want = want[:-1]
-        if len(segments) < len(want):
+class _Matcher:
+    """One pattern, split once: ``*`` matches any method or exactly one segment; a trailing
+    ``/*`` matches the prefix itself and everything below it."""
+
+    __slots__ = ("method", "subtree", "want")
+
+    def __init__(self, pattern: RoutePattern) -> None:
+        want = pattern_segments(pattern)
+        self.method = pattern.method
+        self.subtree = bool(want) and want[-1] == "*" and pattern.path.endswith("/*")
+        self.want = want[:-1] if self.subtree else want
+
+    def matches(self, method: str, segments: Segments) -> bool:
+        if self.method != "*" and self.method != method:
             return False
-        segments = segments[: len(want)]
-    if len(want) != len(segments):
-        return False
-    return all(w == "*" or w == h for w, h in zip(want, segments, strict=True))
+        want = self.want
+        if len(segments) != len(want) and not (self.subtree and len(segments) > len(want)):
+            return False
+        for index, expected in enumerate(want):
+            if expected != "*" and expected != segments[index]:
+                return False
+        return True
+
+
+def segments_match(pattern: RoutePattern, method: str, segments: Segments) -> bool:
+    return _Matcher(pattern).matches(method.upper(), segments)
 
 
 def route_matches(pattern: RoutePattern, method: str, path: str) -> bool:
@@ -88,8 +100,9 @@ class Policy:
     """One per container: settings and the sampler are fixed, decisions are pure."""
 
     def __init__(self, settings: Settings, sampler: random.Random | None = None) -> None:
-        self._patterns = settings.sensitive_routes
+        self._sensitive = tuple(_Matcher(pattern) for pattern in settings.sensitive_routes)
         self.role_rules = settings.route_roles
+        self._rules = tuple((_Matcher(rule.pattern), rule) for rule in settings.route_roles)
         self._sample_rate = settings.session_check_sample_rate
         # Sampling spreads load; it is not a secret, so a fast PRNG is right here.
         self._sampler = sampler or random.Random()  # noqa: S311
@@ -109,12 +122,14 @@ class Policy:
         readings = read_path(path)
         if readings is None:
             return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
+        method = method.upper()
         primary = [readings.canonical]
         if template is not None:
             segments = template_segments(template)
             if segments is None:
                 return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
-            primary.append(segments)
+            if segments != readings.canonical:
+                primary.append(segments)
         for segments in primary:
             rule = self._unmet(claims, method, segments)
             if rule is not None:
@@ -123,17 +138,16 @@ class Policy:
             rule = self._unmet(claims, method, segments)
             if rule is not None:
                 return RouteDecision(False, None, DenyReason.AMBIGUOUS_PATH, rule)
-        every = (*primary, *readings.alternates)
         sensitive = any(
-            segments_match(pattern, method, segments)
-            for pattern in self._patterns
-            for segments in every
+            matcher.matches(method, segments)
+            for segments in (*primary, *readings.alternates)
+            for matcher in self._sensitive
         )
         return RouteDecision(True, self._session_check_reason(claims, sensitive=sensitive))
 
     def _unmet(self, claims: AccessClaims, method: str, segments: Segments) -> RoleRule | None:
-        for rule in self.role_rules:
-            if segments_match(rule.pattern, method, segments) and not rule.allows(claims.roles):
+        for matcher, rule in self._rules:
+            if matcher.matches(method, segments) and not rule.allows(claims.roles):
                 return rule
         return None
 
