@@ -22,7 +22,9 @@ the same code. The steps, cheapest first, each raising one error of ``tokencore.
    consistent read of the session and its user (``tokencore.sessioncheck``); the session must
    be in good standing (active, the token's subject's, the account enabled, no revoke-all or
    password change since it was created), and on a sensitive route a device-bound session
-   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``.
+   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``;
+   the roles the route needs must still be the user's (a role removed since the token was
+   minted counts from the next checked request) -> ``RouteForbidden("role_removed")``.
 
 Roles are checked before the session is read, so a forbidden route never costs a read.
 """
@@ -44,7 +46,7 @@ from tokencore.errors import (
     Forbidden,
     SessionUserMismatch,
 )
-from tokencore.policy import Policy, SessionCheckReason
+from tokencore.policy import DenyReason, Policy, RouteDecision, SessionCheckReason
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -72,8 +74,9 @@ class FingerprintUnavailable(FingerprintMismatch):
 
 class RouteForbidden(Forbidden):
     """A valid token whose holder may not call this route. ``code`` is the policy's reason
-    (``insufficient_role``, ``ambiguous_path``, ``malformed_path``); ``claims`` name the
-    principal; ``rule`` is the ROUTE_ROLES rule that refused it, if one did."""
+    (``insufficient_role``, ``ambiguous_path``, ``malformed_path``, ``role_removed``);
+    ``claims`` name the principal; ``rule`` is the ROUTE_ROLES rule that refused it, if one
+    did."""
 
     def __init__(self, reason: str, claims: AccessClaims, rule: RoleRule | None = None) -> None:
         super().__init__(f"route denied ({reason})")
@@ -108,10 +111,14 @@ class AuthzRequest:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An allowed request: who, and why the session store was (or was not) consulted."""
+    """An allowed request: who, and why the session store was (or was not) consulted.
+
+    ``roles`` (None: the token's) are the token's roles the user still holds, when the
+    session check read the user: a role removed since the token was minted is gone at once."""
 
     claims: AccessClaims
     session_check: SessionCheckReason | None
+    roles: tuple[str, ...] | None = None
 
     @property
     def session_checked(self) -> bool:
@@ -119,7 +126,9 @@ class Grant:
 
     def context(self) -> AuthorizerContext:
         """What the routes behind the authorizer learn about the caller."""
-        return AuthorizerContext.from_claims(self.claims, session_checked=self.session_checked)
+        return AuthorizerContext.from_claims(
+            self.claims, session_checked=self.session_checked, roles=self.roles
+        )
 
 
 @dataclass(slots=True)
@@ -166,11 +175,16 @@ class Authorizer:
         claims = self.verified_claims(token)
         trace.claims = claims
         _check_fingerprint(claims, request)
-        session_check = self._decide(claims, request)
-        if session_check is not None:
-            trace.session_check = session_check
-            self._check_session(claims, request, session_check)
-        return Grant(claims, session_check)
+        decision = self._decide(claims, request)
+        if decision.session_check is None:
+            return Grant(claims, None)
+        trace.session_check = decision.session_check
+        held = self._check_session(claims, request, decision.session_check)
+        roles = tuple(role for role in claims.roles if role in held)
+        for rule in decision.rules:
+            if not rule.allows(roles):
+                raise RouteForbidden(DenyReason.ROLE_REMOVED, claims, rule)
+        return Grant(claims, decision.session_check, roles)
 
     def verified_claims(self, token: str) -> AccessClaims:
         """The token's claims: from the claims cache when this container verified this exact
@@ -190,24 +204,25 @@ class Authorizer:
     def policy(self) -> Policy:
         return self._policy
 
-    def _decide(self, claims: AccessClaims, request: AuthzRequest) -> SessionCheckReason | None:
+    def _decide(self, claims: AccessClaims, request: AuthzRequest) -> RouteDecision:
         decision = self._policy.decide(claims, request.method, request.path, request.route_path)
         if not decision.allowed:
             raise RouteForbidden(decision.deny_reason or "forbidden", claims, decision.rule)
-        return decision.session_check
+        return decision
 
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
-    ) -> None:
-        # One strongly consistent read of the session and its user; anything but good standing
-        # raises here.
-        session = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
+    ) -> tuple[str, ...]:
+        """The roles the user holds now. One strongly consistent read of the session and its
+        user; anything but good standing raises here."""
+        session, user = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
         if (
             reason is SessionCheckReason.SENSITIVE_ROUTE
             and session.device_id is not None
             and request.device_id != session.device_id
         ):
             raise DeviceMismatch("device does not match the session")
+        return user.roles
 
 
 def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:

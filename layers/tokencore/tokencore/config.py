@@ -23,7 +23,11 @@ RefreshTransport = Literal["cookie", "body", "both"]
 ACCESS_ALGORITHMS: tuple[AccessAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"})
 
-DEFAULT_SENSITIVE_ROUTES = "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+# GET /auth/sessions lists device ids, which the sensitive routes' device check compares: a
+# revoked session must not read them (nor which sessions are still live).
+DEFAULT_SENSITIVE_ROUTES = (
+    "GET /auth/sessions,POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+)
 # Route patterns and the roles they need (any one of a rule's roles; every matching rule).
 DEFAULT_ROUTE_ROLES = "* /admin/*=admin"
 NO_ROUTE_ROLES = "none"

@@ -44,6 +44,7 @@ class DenyReason(StrEnum):
     MALFORMED_PATH = "malformed_path"
     INSUFFICIENT_ROLE = "insufficient_role"
     AMBIGUOUS_PATH = "ambiguous_path"
+    ROLE_REMOVED = "role_removed"  # the session check found the role gone from the user
 
 
 def pattern_segments(pattern: RoutePattern) -> Segments:
@@ -94,6 +95,9 @@ class RouteDecision:
     deny_reason: str | None = None
     # The ROUTE_ROLES rule that refused the request (for the log line), if one did.
     rule: RoleRule | None = None
+    # Allowed: the rules the route met, which the user's current roles must still satisfy
+    # once the session check has read them.
+    rules: tuple[RoleRule, ...] = ()
 
 
 class Policy:
@@ -130,25 +134,35 @@ class Policy:
                 return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
             if segments != readings.canonical:
                 primary.append(segments)
+        met: dict[RoleRule, None] = {}
         for segments in primary:
-            rule = self._unmet(claims, method, segments)
+            rule = self._check_rules(claims, method, segments, met)
             if rule is not None:
                 return RouteDecision(False, None, DenyReason.INSUFFICIENT_ROLE, rule)
         for segments in readings.alternates:
-            rule = self._unmet(claims, method, segments)
+            rule = self._check_rules(claims, method, segments, met)
             if rule is not None:
                 return RouteDecision(False, None, DenyReason.AMBIGUOUS_PATH, rule)
-        sensitive = any(
+        # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role removed
+        # since the token was minted counts at the next request.
+        sensitive = bool(met) or any(
             matcher.matches(method, segments)
             for segments in (*primary, *readings.alternates)
             for matcher in self._sensitive
         )
-        return RouteDecision(True, self._session_check_reason(claims, sensitive=sensitive))
+        session_check = self._session_check_reason(claims, sensitive=sensitive)
+        return RouteDecision(True, session_check, rules=tuple(met))
 
-    def _unmet(self, claims: AccessClaims, method: str, segments: Segments) -> RoleRule | None:
+    def _check_rules(
+        self, claims: AccessClaims, method: str, segments: Segments, met: dict[RoleRule, None]
+    ) -> RoleRule | None:
+        """The first rule ``segments`` meet that the claims do not satisfy; the satisfied ones
+        are added to ``met``."""
         for matcher, rule in self._rules:
-            if matcher.matches(method, segments) and not rule.allows(claims.roles):
-                return rule
+            if matcher.matches(method, segments):
+                if not rule.allows(claims.roles):
+                    return rule
+                met[rule] = None
         return None
 
     def _session_check_reason(
