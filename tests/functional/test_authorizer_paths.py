@@ -171,10 +171,18 @@ def test_route_roles_from_the_environment_on_http_and_rest(
     assert not rest_allowed(
         invoke(rest_token_event(token, "GET", "/reports/q1")), "GET", "/reports/q1"
     )
-    analyst = mint(authz, grant, roles=("analyst",))
-    analyst_policy = invoke(rest_token_event(analyst, "GET", "/reports/q1"))
-    assert rest_allowed(analyst_policy, "GET", "/reports/q1")
-    assert not rest_allowed(analyst_policy, "GET", "/admin/users")
+    admin_token = mint(authz, admin, subject=authz.admin.user_id, roles=authz.admin.roles)
+    admin_token_policy = invoke(rest_token_event(admin_token, "GET", "/reports/q1"))
+    assert rest_allowed(admin_token_policy, "GET", "/reports/q1")
+    assert rest_allowed(admin_token_policy, "GET", "/admin/users")
+    # A route a rule meets reads the user: a role the token claims but the user no longer
+    # holds is refused at once (role_removed), with the rule named.
+    capsys.readouterr()
+    stale = mint(authz, grant, roles=("analyst",))
+    assert not rest_allowed(
+        invoke(rest_token_event(stale, "GET", "/reports/q1")), "GET", "/reports/q1"
+    )
+    assert deny_reasons(capsys) == ["role_removed"]
 
 
 def test_a_route_denial_is_logged_with_its_reason_and_rule(
