@@ -13,7 +13,7 @@ help:
 	@echo "make test   set up on first run, then run every test"
 	@echo "make e2e-browser  the browser client (web/) and /demo in headless Chromium"
 	@echo "make lint   ruff and mypy"
-	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
+	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml and the example"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
 	@echo "make bench  run the benchmarks"
 	@echo "make load   load and chaos run: invariants under concurrency and AWS faults"
@@ -35,6 +35,11 @@ NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
+# aws-jwt-verify for the Node verifier example (examples/verify/node), run by the e2e tests.
+VERIFY_NODE_STAMP := examples/verify/node/node_modules/.package-lock.json
+$(VERIFY_NODE_STAMP): examples/verify/node/package.json examples/verify/node/package-lock.json
+	cd examples/verify/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 # Template tools in their own venv: aws-sam-cli pins its own boto3/botocore, which must not
 # clash with the layer's pins in .venv.
 SAM_VENV := .venv-sam
@@ -55,9 +60,13 @@ $(SAM_STAMP): requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	@touch $(SAM_STAMP)
 
+# examples/protected_api: a user's own API attached to the authorizer this template exports.
+EXAMPLE_TEMPLATE := examples/protected_api/template.yaml
+
 lint-template: $(SAM_STAMP)
-	$(SAM_VENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(SAM_VENV)/bin/cfn-lint template.yaml $(EXAMPLE_TEMPLATE) -a cfn_lint_serverless.rules
 	$(SAM_ENV) $(SAM) validate --lint
+	$(SAM_ENV) $(SAM) validate --lint --template $(EXAMPLE_TEMPLATE)
 
 build: $(SAM_STAMP)
 	@test -n "$(PYTHON312)" || { echo "sam build needs python3.12 (set PYTHON312=/path/to/python3.12)" >&2; exit 1; }
@@ -72,7 +81,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint lint-template build $(NODE_STAMP)
+test: lint lint-template build $(NODE_STAMP) $(VERIFY_NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
 # The browser client (web/tokencore.js) and the /demo page in headless Chromium, against the

@@ -330,7 +330,6 @@ class Runtime:
             options=VerifyOptions.for_access(settings),
             policy=self.policy,
             sessions=lambda: self.session_reader,
-            sensitive_routes=settings.sensitive_routes,
             clock=self.clock,
             # Never trusted longer than the key ring trusts its keys without a refetch.
             claims_cache=ClaimsCache(
