@@ -99,7 +99,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("JOSE", frozenset({"jose"})),
     (
         "foundation",
-        frozenset({"config", "clock", "wire", "awsclient", "store", "audit", "emf", "grant"}),
+        frozenset(
+            {"config", "clock", "wire", "paths", "awsclient", "store", "audit", "emf", "grant"}
+        ),
     ),
     ("keys and tokens", frozenset({"keys", "tokens"})),
     (
