@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build e2e-browser
+.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build e2e-browser \
+	deploy serverless-package events invoke
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
@@ -15,6 +16,10 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
+	@echo "make deploy [ENV=prod]  validate, build, then sam deploy with samconfig.toml's profile"
+	@echo "make serverless-package  serverless.yml (generated from template.yaml) packaged offline, then linted"
+	@echo "make events  render events/ with fresh tokens from the running local stack (.dev/events)"
+	@echo "make invoke FN=IssuerFunction EVENT=events/issuer/login-valid.json  one handler, no Docker"
 	@echo "make bench  run the benchmarks"
 	@echo "make ctl ARGS=...  operator CLI"
 
@@ -66,6 +71,16 @@ build: $(SAM_STAMP)
 	@# the authorizer's cold start). unchecked-hash: the files never change after the build.
 	$(PYTHON312) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
+# Deploy with samconfig.toml's profile ENV (dev, prod): the template is linted and built exactly
+# as `make build` builds it (bytecode included), the profile checked against the template, and
+# without AWS credentials it stops there and says so (deploy/__main__.py). NO_EXECUTE=1 creates
+# the change set without executing it. REGION= overrides the profile's region.
+ENV ?= dev
+REGION ?=
+deploy: lint-template build
+	@PYTHONPATH=. $(SAM_ENV) $(SAM_VENV)/bin/python -m deploy --env $(ENV) --arch $(ARCH) \
+	  $(if $(REGION),--region $(REGION)) $(if $(NO_EXECUTE),--no-execute)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -113,6 +128,17 @@ bench: $(BENCH_STAMP)
 # settings from the environment (README "Local stack"). Ctrl-C stops it.
 dev: $(STAMP)
 	@$(PY) -m devserver
+
+# events/ rendered with fresh tokens and ids from the running `make dev` stack, into the
+# git-ignored .dev/events/ (devserver/events.py): `sam local invoke Fn -e .dev/events/<file>`.
+events: $(STAMP)
+	@$(PY) -m devserver.events
+
+# One function's handler as `sam local invoke` runs it, without Docker (devserver/invoke.py):
+# against the running `make dev` stack, else an embedded one; the response on stdout.
+invoke: $(STAMP)
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<file>" >&2; exit 2; }
+	@$(PY) -m devserver.invoke "$(FN)" "$(EVENT)"
 
 # The operator CLI against the running local stack: the same endpoint, credentials and
 # settings as `make dev` (devserver/settings.py). For AWS, run .venv/bin/tokenctl directly.

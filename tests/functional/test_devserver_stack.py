@@ -90,7 +90,7 @@ def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) 
     stack = _provisioned(aws, KEY_BACKEND="kms")
     environment = stack.settings_environment()
     # The functions sign through the template's alias, which a KMS rotation moves.
-    assert environment["KMS_SIGNING_KEY_ID"] == "alias/tokencore-local-access-token-signing"
+    assert environment["KMS_SIGNING_KEY_ID"] == "alias/tokencore-access-token-signing"
     key = aws.client("kms").describe_key(KeyId=environment["KMS_SIGNING_KEY_ID"])["KeyMetadata"]
     assert key["KeyUsage"] == "SIGN_VERIFY"
     assert key["KeySpec"] == "RSA_2048"
