@@ -96,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     if not BUILT_TEMPLATE.is_file():
         say("no .aws-sam/build/template.yaml: run it through the Makefile (it builds first)")
         return EXIT_PROFILE
+    shown = (
+        BUILT_TEMPLATE.relative_to(REPO_ROOT)
+        if BUILT_TEMPLATE.is_relative_to(REPO_ROOT)
+        else BUILT_TEMPLATE
+    )
     say(
         f"profile {chosen.name} checked; template validated and built for {args.arch} "
-        f"({BUILT_TEMPLATE.relative_to(REPO_ROOT)}): stack {chosen.stack_name} in {region}"
+        f"({shown}): stack {chosen.stack_name} in {region}"
     )
 
     import boto3
