@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build e2e-browser \
+.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template build e2e-browser \
 	deploy serverless-package events invoke
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make events  render events/ with fresh tokens from the running local stack (.dev/events)"
 	@echo "make invoke FN=IssuerFunction EVENT=events/issuer/login-valid.json  one handler, no Docker"
 	@echo "make bench  run the benchmarks"
+	@echo "make load   load and chaos run: invariants under concurrency and AWS faults"
 	@echo "make ctl ARGS=...  operator CLI"
 
 # The environment is rebuilt whenever a pin changes.
@@ -134,6 +135,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The load and chaos run (load/, docs/capacity.md): 10,000 requests from 48 concurrent clients
+# against a local stack of its own, 10% of the functions' AWS calls failing (throttling, server
+# errors, lost responses); prints throughput, latency per route and the invariant tally, and
+# exits non-zero on any violation. LOAD_ARGS="--quick" for 1,000 requests (make test runs that
+# as tests/load); `.venv/bin/python -m load --help` lists the options.
+load: $(STAMP)
+	$(PY) -m load $(LOAD_ARGS)
 
 # The whole API from template.yaml on 127.0.0.1:$${PORT:-3000}, AWS (moto) on $${AWS_PORT:-4566};
 # settings from the environment (README "Local stack"). Ctrl-C stops it.
