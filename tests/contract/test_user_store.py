@@ -31,6 +31,7 @@ from tokencore.clock import ManualClock
 from tokencore.errors import (
     InvalidCredentials,
     InvalidRequest,
+    PasswordTooShort,
     StoreConflict,
     StoreUnavailable,
     UserDisabled,
@@ -407,13 +408,71 @@ def test_passwords_are_taken_exactly_as_given(service: UserService, password: st
 
 
 def test_unicode_normalization_forms_are_different_passwords(service: UserService) -> None:
-    composed = unicodedata.normalize("NFC", "café")
-    decomposed = unicodedata.normalize("NFD", "café")
+    composed = unicodedata.normalize("NFC", "un café noir")
+    decomposed = unicodedata.normalize("NFD", "un café noir")
     assert composed != decomposed
     service.create_user("alice", composed)
     assert service.authenticate("alice", composed).username == "alice"
     with pytest.raises(InvalidCredentials):
         service.authenticate("alice", decomposed)
+
+
+# --- the minimum length of a new password (PASSWORD_MIN_LENGTH) -------------------------------
+
+
+def test_a_new_account_needs_eight_characters_counted_as_code_points(
+    store: UserStore, clock: ManualClock
+) -> None:
+    hasher = CountingHasher()
+    service = UserService(store, RecordingRevoker(), clock, hasher=hasher)
+    with pytest.raises(PasswordTooShort) as caught:
+        service.create_user("alice", "7 chars")
+    assert caught.value.message == "password must be at least 8 characters"
+    assert caught.value.code == "password_too_short"
+    assert isinstance(caught.value, InvalidRequest)  # a 400 wherever a handler meets it
+    assert hasher.hash_calls == 0  # refused before any Argon2 work
+    with pytest.raises(UserNotFound):
+        store.get_by_username("alice")
+    # Eight code points, however many bytes: four of them take 4 bytes each in UTF-8.
+    eight = "\U0001f511\U0001f511\U0001f511\U0001f511abcd"
+    assert len(eight) == 8
+    user = service.create_user("alice", eight)
+    assert service.authenticate("alice", eight).user_id == user.user_id
+
+
+def test_the_minimum_is_configurable(store: UserStore, clock: ManualClock) -> None:
+    strict = UserService(store, RecordingRevoker(), clock, fast_hasher(), min_password_length=12)
+    with pytest.raises(PasswordTooShort, match="at least 12 characters"):
+        strict.create_user("alice", "11 chars ok")
+    strict.create_user("alice", "twelve chars")
+    lenient = UserService(store, RecordingRevoker(), clock, fast_hasher(), min_password_length=1)
+    lenient.create_user("bob", "b")
+
+
+def test_a_password_change_under_the_minimum_writes_and_revokes_nothing(
+    service: UserService, store: UserStore, revoker: RecordingRevoker, clock: ManualClock
+) -> None:
+    user = service.create_user("alice", PASSWORD)
+    clock.advance(60)
+    with pytest.raises(PasswordTooShort):
+        service.change_password(user.user_id, "short")
+    assert store.get(user.user_id) == user
+    assert revoker.calls == []
+    changed, revoked = service.replace_password(user.user_id, "long enough")
+    assert changed.password_changed_at == user.password_changed_at + 60
+    assert revoked == 3  # what the revoker reported
+    assert revoker.calls == [(user.user_id, REASON_PASSWORD_CHANGED)]
+
+
+def test_login_never_checks_the_minimum(store: UserStore, clock: ManualClock) -> None:
+    """An account set up under a lower minimum keeps working after the minimum is raised; a
+    short password is refused by its hash, never by its length."""
+    UserService(store, RecordingRevoker(), clock, fast_hasher(), min_password_length=4).create_user(
+        "alice", "four"
+    )
+    service = UserService(store, RecordingRevoker(), clock, fast_hasher())
+    assert service.authenticate("alice", "four").username == "alice"
+    assert _failure(service, "alice", "fiv").message == "invalid username or password"
 
 
 def test_login_username_is_normalized(service: UserService) -> None:
@@ -472,6 +531,8 @@ def test_unknown_user_wrong_password_and_disabled_look_the_same(service: UserSer
         ("mallory", PASSWORD),  # unknown user
         ("no such user", PASSWORD),  # a name that could never be registered
         ("alice", "wrong password"),
+        ("alice", "short"),  # under PASSWORD_MIN_LENGTH: just a wrong password at login
+        ("mallory", "short"),
         ("alice", PASSWORD),  # success
         ("carol", PASSWORD),  # disabled, right password
     ],

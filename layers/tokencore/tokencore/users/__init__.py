@@ -12,7 +12,12 @@ from tokencore.users.base import (
 )
 from tokencore.users.dynamodb import DynamoDBUserStore
 from tokencore.users.memory import InMemoryUserStore
-from tokencore.users.passwords import Passwords, owasp_hasher, validate_password
+from tokencore.users.passwords import (
+    Passwords,
+    check_new_password,
+    owasp_hasher,
+    validate_password,
+)
 from tokencore.users.service import (
     REASON_PASSWORD_CHANGED,
     REASON_USER_DISABLED,
@@ -32,6 +37,7 @@ __all__ = [
     "User",
     "UserService",
     "UserStore",
+    "check_new_password",
     "display_username",
     "normalize_username",
     "owasp_hasher",
