@@ -45,8 +45,10 @@ from tokencore.users import (
     InMemoryUserStore,
     RevokeAllSessions,
     User,
+    UserPage,
     UserService,
     UserStore,
+    UserSummary,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -415,6 +417,75 @@ def test_unicode_normalization_forms_are_different_passwords(service: UserServic
     assert service.authenticate("alice", composed).username == "alice"
     with pytest.raises(InvalidCredentials):
         service.authenticate("alice", decomposed)
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+
+def _every_page(store: UserStore, limit: int) -> list[UserPage]:
+    pages = [store.list_users(limit)]
+    while pages[-1].next_cursor is not None:
+        assert len(pages) < 100, "the cursor never ran out"
+        pages.append(store.list_users(limit, pages[-1].next_cursor))
+    return pages
+
+
+def test_pages_list_every_user_once_without_the_hash(
+    service: UserService, store: UserStore
+) -> None:
+    created = {
+        user.user_id: user
+        for user in (service.create_user(f"user{n}", PASSWORD, roles=["user"]) for n in range(7))
+    }
+    pages = _every_page(store, 3)
+    listed = [summary for page in pages for summary in page.users]
+    assert all(len(page.users) <= 3 for page in pages)
+    assert sorted(s.user_id for s in listed) == sorted(created)
+    for summary in listed:
+        assert summary == UserSummary.of(created[summary.user_id])
+        assert not hasattr(summary, "password_hash")
+    # One page that holds them all says there is nothing after it.
+    whole = store.list_users(7)
+    assert len(whole.users) == 7
+    assert whole.next_cursor is None
+    assert store.list_users(1000).next_cursor is None
+
+
+def test_an_empty_store_lists_nothing(store: UserStore) -> None:
+    assert store.list_users() == UserPage((), None)
+
+
+@pytest.mark.parametrize(
+    ("limit", "cursor"),
+    [(0, None), (1001, None), (True, None), (10, "not a user id"), (10, "USER#x"), (10, "")],
+)
+def test_a_bad_page_request_is_refused(store: UserStore, limit: Any, cursor: str | None) -> None:
+    with pytest.raises(InvalidRequest):
+        store.list_users(limit, cursor)
+
+
+def test_listing_scans_past_other_items_and_never_reads_the_hash(
+    dynamo_service: UserService, dynamo: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions, claims and counters share the table: a page cut short of the Scan's own page,
+    and Scan pages holding no user, lose and repeat nothing."""
+    import tokencore.users.dynamodb as dynamodb_users
+
+    monkeypatch.setattr(dynamodb_users, "SCAN_PAGE_ITEMS", 2)
+    ids = {dynamo_service.create_user(f"user{n}", PASSWORD).user_id for n in range(5)}
+    for n in range(9):
+        dynamo.client.put_item(
+            TableName=TABLE_NAME,
+            Item={"pk": {"S": f"RATE#login_ip#{n:064x}"}, "sk": {"S": "WINDOW#0"}},
+        )
+    with ParamRecorder(dynamo.client, "Scan") as recorder:
+        pages = _every_page(dynamo.store, 2)
+    assert sorted(s.user_id for page in pages for s in page.users) == sorted(ids)
+    assert len(recorder.params) > len(pages)  # some pages took several Scan requests
+    for params in recorder.params:
+        assert params["ConsistentRead"] is True
+        assert "password_hash" not in params["ProjectionExpression"]
+        assert "password_hash" not in params["ExpressionAttributeNames"].values()
 
 
 # --- the minimum length of a new password (PASSWORD_MIN_LENGTH) -------------------------------

@@ -3,7 +3,9 @@ and the account service. Importing this package never imports boto3."""
 
 from tokencore.users.base import (
     User,
+    UserPage,
     UserStore,
+    UserSummary,
     display_username,
     normalize_username,
     username_rate_key,
@@ -35,8 +37,10 @@ __all__ = [
     "RevokeAllSessions",
     "SessionRevoker",
     "User",
+    "UserPage",
     "UserService",
     "UserStore",
+    "UserSummary",
     "check_new_password",
     "display_username",
     "normalize_username",
