@@ -162,8 +162,10 @@ invoke: $(STAMP)
 
 # The operator CLI against the running local stack: the same endpoint, credentials and
 # settings as `make dev` (devserver/settings.py). For AWS, run .venv/bin/tokenctl directly.
+# make exits 2 whenever a recipe fails, so tokenctl's own exit code (1 failed, 2 usage) is
+# printed here; run $(PY) -m devserver.ctl ARGS directly where a script needs it.
 ctl: $(STAMP)
-	@$(PY) -m devserver.ctl $(ARGS)
+	@$(PY) -m devserver.ctl $(ARGS) || { code=$$?; echo "make ctl: tokenctl exited $$code ($(PY) -m devserver.ctl returns it; make returns 2)" >&2; exit $$code; }
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam
