@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from tokencore import cli
+from tokencore.audit import hash_identifier
 from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import InvalidCredentials, RateLimited
@@ -228,10 +230,21 @@ def _lock_out(world: World, username: str, source_ip: str) -> None:
         world.login(username, PASSWORD, source_ip)
 
 
-def test_unlock_clears_a_usernames_login_window(make_world: Callable[..., World]) -> None:
+def test_unlock_clears_a_usernames_login_window(
+    make_world: Callable[..., World], caplog: pytest.LogCaptureFixture
+) -> None:
     world = make_world(LOGIN_RATE_LIMIT="3/300")
     _lock_out(world, "alice", "198.51.100.7")
-    cleared = world.ctl("unlock", "--user", "ALICE").json()  # names are normalized, as at login
+    with caplog.at_level(logging.INFO, logger="tokencore.audit"):
+        cleared = world.ctl("unlock", "--user", "ALICE").json()  # normalized, as at login
+    (event,) = [r for r in caplog.records if getattr(r, "security_event", None)]
+    assert (event.security_event, event.scope, event.count) == (
+        "rate_limit_cleared",
+        "login_user",
+        1,
+    )
+    assert event.user == hash_identifier("alice")  # as login_rate_limited labels it
+    assert "alice" not in caplog.text.lower()
     assert cleared == {"cleared": [{"scope": "login_user", "key": "ALICE", "counters_removed": 1}]}
     assert world.login("alice", PASSWORD).session_id
     assert world.ctl("unlock", "--user", "alice").json()["cleared"][0]["counters_removed"] == 1

@@ -269,7 +269,7 @@ def cmd_list_users(args: argparse.Namespace) -> Any:
 
 def cmd_unlock(args: argparse.Namespace) -> Any:
     """Clear the login rate-limit windows of a username and/or a source address."""
-    from tokencore.audit import security_event
+    from tokencore.audit import hash_identifier, security_event
     from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER
     from tokencore.users import username_rate_key
 
@@ -293,12 +293,14 @@ def cmd_unlock(args: argparse.Namespace) -> Any:
     for scope, given, key in targets:
         count = limiter.clear(scope, key)
         cleared[(scope, given)] = cleared.get((scope, given), 0) + count
+        # Joined with the login's events: the same hashed labels (functions/issuer).
         security_event(
             "rate_limit_cleared",
             level=logging.INFO,
             scope=scope,
             count=count,
             actor="operator",
+            user=hash_identifier(key) if scope == SCOPE_LOGIN_USER else None,
             source_ip=key if scope == SCOPE_LOGIN_IP else None,
         )
     return {
