@@ -32,6 +32,11 @@ ever makes (``_untrack_dynamodb_models``), and its TransactWriteItems deep-copie
 transaction names, as the backup it rolls back to (about 1.1 s per transaction at 6,000
 items). ``_cheap_transactions`` backs up only the items the transaction names and restores
 those on failure: the cost follows the items touched, and a transaction stays all or nothing.
+
+``LoopbackOnly`` closes the endpoint to web pages: it holds the local stack's key secrets, and
+moto's server would answer any page the developer visits (it reflects any ``Origin``) and any
+``Host`` (DNS rebinding). Only loopback host names are answered, and no browser request
+(``Origin``, or a ``Sec-Fetch-Site`` other than ``none``) is: AWS SDKs send neither.
 """
 
 from __future__ import annotations
@@ -53,6 +58,42 @@ SERIALIZED_TARGET_PREFIXES: Final = {
 LISTEN_BACKLOG: Final = 1024
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def loopback_host(host: str | None) -> bool:
+    """``host`` (a Host header: name and optional port) names this machine's loopback."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    name = name[: name.find("]") + 1] if name.startswith("[") else name.rsplit(":", 1)[0]
+    return name in LOOPBACK_HOSTS
+
+
+class LoopbackOnly:
+    """WSGI middleware: 403 for a non-loopback Host or a browser's request (see the module
+    docstring); everything else reaches the wrapped application untouched."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        fetch_site = environ.get("HTTP_SEC_FETCH_SITE", "none").strip().lower()
+        if (
+            not loopback_host(environ.get("HTTP_HOST"))
+            or "HTTP_ORIGIN" in environ
+            or fetch_site != "none"
+        ):
+            body = b'{"message":"the local AWS endpoint answers AWS SDKs on loopback only"}'
+            start_response(
+                "403 Forbidden",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return self._app(environ, start_response)
 
 
 class SerializedServices:
@@ -230,6 +271,7 @@ class EmbeddedAws:
         app: WsgiApp = SerializedServices(moto_app())
         if wrap is not None:
             app = wrap(app)
+        app = LoopbackOnly(app)
         # Binds now: a port in use fails here, before anything else starts.
         self._server = Server(host, port, app, handler=QuietHandler)
         self._thread: threading.Thread | None = None

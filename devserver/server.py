@@ -324,6 +324,7 @@ def walkthrough(
     )
     token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
     show = "curl -s -w ' %{http_code}\\n'"  # the body, then the status
+    xrw = "-H 'X-Requested-With: curl'"  # what a cross-site form cannot send
     lines = [
         "Try it (curl 7.79+ sends the Secure refresh cookie to 127.0.0.1 over http; the jar",
         "file keeps the cookies between calls):",
@@ -342,9 +343,10 @@ def walkthrough(
         return lines
     grace = settings.refresh_reuse_grace_seconds
     lines += [
-        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it)",
+        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it);",
+        "  #    X-Requested-With (or a JSON body) is what a cross-site form cannot send",
         "  cp jar jar.old",
-        f"  {show} -c jar -b jar -X POST $API/auth/refresh",
+        f"  {show} -c jar -b jar {xrw} -X POST $API/auth/refresh",
     ]
     if grace > 0 and clock_control:
         lines += [
@@ -368,11 +370,11 @@ def walkthrough(
             "  #    401 for it, then 401 for the new one",
         ]
     lines += [
-        f"  {show} -b jar.old -X POST $API/auth/refresh",
-        f"  {show} -b jar -X POST $API/auth/refresh",
+        f"  {show} -b jar.old {xrw} -X POST $API/auth/refresh",
+        f"  {show} -b jar {xrw} -X POST $API/auth/refresh",
         "  # 5. log in again, then log out: 204 and both cookies cleared",
         f"  {login.replace('curl -s', show, 1)}",
-        "  curl -s -i -c jar -b jar -X POST $API/auth/logout",
+        f"  curl -s -i -c jar -b jar {xrw} -X POST $API/auth/logout",
     ]
     return lines
 

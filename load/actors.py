@@ -153,8 +153,9 @@ def patient(
 def headers_for(
     session: SessionRecord | None, device: Device, *, bearer: bool = False, refresh: bool = False
 ) -> dict[str, str]:
-    """What the browser sends: the cookies whose path matches, the bearer token, its id."""
-    headers: dict[str, str] = {}
+    """What the browser's client sends: the cookies whose path matches, the bearer token, its
+    id, and X-Requested-With, as web/tokencore.js does (a cookie-authenticated POST needs it)."""
+    headers: dict[str, str] = {"X-Requested-With": "tokencore"}
     cookies = []
     if session is not None:
         if refresh:

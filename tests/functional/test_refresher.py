@@ -276,6 +276,8 @@ def test_a_malformed_refresh_body_is_an_invalid_request(
     event = load_event("refresher/refresh-body.json", refresh_token="x", fingerprint="y")
     event["body"] = body
     event["headers"]["content-type"] = content_type
+    # A text/plain body without it is a cross-site refusal (tests/security/test_cross_site.py).
+    event["headers"]["x-requested-with"] = "tokencore"
     result = invoke("refresher", event)
     assert result.status == status
     assert result.json()["error"] == "invalid_request"

@@ -21,7 +21,9 @@ the same code. The steps, cheapest first, each raising one error of ``tokencore.
    consistent read of the session and its user (``tokencore.sessioncheck``); the session must
    be in good standing (active, the token's subject's, the account enabled, no revoke-all or
    password change since it was created), and on a sensitive route a device-bound session
-   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``.
+   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``;
+   the roles the route needs must still be the user's (a role removed since the token was
+   minted counts from the next checked request) -> ``RouteForbidden("role_removed")``.
 
 Roles are checked before the session is read, so a forbidden route never costs a read.
 """
@@ -111,10 +113,14 @@ class AuthzRequest:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An allowed request: who, and why the session store was (or was not) consulted."""
+    """An allowed request: who, and why the session store was (or was not) consulted.
+
+    ``roles`` (None: the token's) are the token's roles the user still holds, when the
+    session check read the user: a role removed since the token was minted is gone at once."""
 
     claims: AccessClaims
     session_check: SessionCheckReason | None
+    roles: tuple[str, ...] | None = None
 
     @property
     def session_checked(self) -> bool:
@@ -122,7 +128,9 @@ class Grant:
 
     def context(self) -> AuthorizerContext:
         """What the routes behind the authorizer learn about the caller."""
-        return AuthorizerContext.from_claims(self.claims, session_checked=self.session_checked)
+        return AuthorizerContext.from_claims(
+            self.claims, session_checked=self.session_checked, roles=self.roles
+        )
 
 
 @dataclass(slots=True)
@@ -172,10 +180,15 @@ class Authorizer:
         trace.claims = claims
         _check_fingerprint(claims, request)
         decision = self._decide(claims, request)
-        if decision.session_check is not None:
-            trace.session_check = decision.session_check
-            self._check_session(claims, request, decision.session_check)
-        return Grant(claims, decision.session_check)
+        if decision.session_check is None:
+            return Grant(claims, None)
+        trace.session_check = decision.session_check
+        held = self._check_session(claims, request, decision.session_check)
+        roles = tuple(role for role in claims.roles if role in held)
+        for role in self._required_roles(request):
+            if role not in roles:
+                raise RouteForbidden("role_removed", claims)
+        return Grant(claims, decision.session_check, roles)
 
     def verified_claims(self, token: str) -> AccessClaims:
         """The token's claims: from the claims cache when this container verified this exact
@@ -206,24 +219,36 @@ class Authorizer:
         role = required_role(normalized)
         if role is not None and not claims.has_role(role):
             raise RouteForbidden("insufficient_role", claims)
-        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and is_sensitive(
-            self._sensitive_routes, request.method, normalized
+        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and (
+            role is not None or is_sensitive(self._sensitive_routes, request.method, normalized)
         ):
             return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
         return decision
 
+    @staticmethod
+    def _required_roles(request: AuthzRequest) -> set[str]:
+        """The roles the path and the route template need (both normalized by ``_decide``)."""
+        roles = set()
+        for path in (request.path, request.route_path):
+            normalized = normalize_path(path) if path is not None else None
+            role = required_role(normalized) if normalized is not None else None
+            if role is not None:
+                roles.add(role)
+        return roles
+
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
-    ) -> None:
-        # One strongly consistent read of the session and its user; anything but good standing
-        # raises here.
-        session = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
+    ) -> tuple[str, ...]:
+        """The roles the user holds now. One strongly consistent read of the session and its
+        user; anything but good standing raises here."""
+        session, user = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
         if (
             reason is SessionCheckReason.SENSITIVE_ROUTE
             and session.device_id is not None
             and request.device_id != session.device_id
         ):
             raise DeviceMismatch("device does not match the session")
+        return user.roles
 
 
 def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:

@@ -22,7 +22,11 @@ RefreshTransport = Literal["cookie", "body", "both"]
 ACCESS_ALGORITHMS: tuple[AccessAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"})
 
-DEFAULT_SENSITIVE_ROUTES = "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+# GET /auth/sessions lists device ids, which the sensitive routes' device check compares: a
+# revoked session must not read them (nor which sessions are still live).
+DEFAULT_SENSITIVE_ROUTES = (
+    "GET /auth/sessions,POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+)
 
 
 @dataclass(frozen=True, slots=True)

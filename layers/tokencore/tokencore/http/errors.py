@@ -10,6 +10,7 @@ TokenRejected, SessionRej.,   401 invalid_grant           401 invalid_token
 UserDisabled, UserNotFound,
 Unauthenticated
 Forbidden                     403 insufficient_scope      403 insufficient_scope
+CrossSiteRequest              403 invalid_request         403 invalid_request
 NotFound (edge)               404 not_found               404 not_found
 InvalidRequest, BadRequest    400 invalid_request         400 invalid_request
 UnsupportedMediaType          415 invalid_request         415 invalid_request
@@ -94,6 +95,14 @@ class NotFound(Rejected):
     code = "not_found"
 
 
+class CrossSiteRequest(Rejected):
+    """A cookie-authenticated request from an untrusted origin, or one a form could send
+    (``http.crosssite``). Refused before anything is read, so it changes nothing, cookies
+    included."""
+
+    code = "cross_site_request"
+
+
 # --- The mapping -----------------------------------------------------------------------------
 
 DESCRIPTIONS = {
@@ -102,6 +111,7 @@ DESCRIPTIONS = {
     "token": "the access token is invalid, expired or revoked",
     "scope": "the access token does not grant access to this resource",
     "not_found": "not found",
+    "cross_site": "cross-site requests are not accepted",
     "request": "the request is malformed",
     "media_type": "the request body must be application/json",
     "too_large": "the request body is too large",
@@ -165,6 +175,8 @@ def problem_for(exc: BaseException, kind: RouteKind) -> Problem:
         | Unauthenticated,
     ):
         return _unauthorized(kind, exc)
+    if isinstance(exc, CrossSiteRequest):
+        return Problem(403, "invalid_request", DESCRIPTIONS["cross_site"])
     if isinstance(exc, Forbidden):
         headers = () if kind is RouteKind.GRANT else _challenge(kind, "insufficient_scope")
         return Problem(403, "insufficient_scope", DESCRIPTIONS["scope"], headers)
