@@ -66,13 +66,15 @@ def local_cli_environment(env: dict[str, str]) -> dict[str, str]:
     return environment
 
 
-# Commands that never call AWS: they run even when the local stack is not up.
+# Commands that never call AWS: they run even when the local stack is not up (and so does
+# any command's --help).
 OFFLINE = frozenset({"decode", "-h", "--help"})
+HELP = frozenset({"-h", "--help"})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in OFFLINE:
+    if not args or args[0] in OFFLINE or HELP.intersection(args[:2]):
         from tokencore.cli import main as offline_main
 
         return offline_main(args)

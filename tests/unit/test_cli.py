@@ -377,3 +377,23 @@ def test_instants_in_reports_become_iso_8601_utc() -> None:
         "bound_seconds": 300,
         "keys": [{"kid": "k", "published_at": "2027-01-15T08:00:00Z", "retired_at": None}],
     }
+
+
+def test_make_ctl_without_a_stack_fails_with_a_code_and_still_helps(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from devserver import ctl
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_PORT", str(port))
+    capsys.readouterr()
+    assert ctl.main(["unlock", "--user", "alice"]) == 1
+    err = capsys.readouterr().err
+    assert ERROR_LINE.fullmatch(err), err
+    assert err.startswith("tokenctl: local_stack_error: nothing listens on ")
+    assert ctl.main(["unlock", "--help"]) == 0
+    assert "--ip" in capsys.readouterr().out
