@@ -111,7 +111,7 @@ def sessions_kept(
     check = Check("no session lost or revoked by a fault (not ended: refreshes; ended: as run)")
     check.note = (
         f"{uncertain} sessions left out: the run tried to end them and got a 503; "
-        f"{unanswered}: every refresh retry inside the grace window answered 503"
+        f"{unanswered}: a refresh went unanswered and no retry settled it inside the grace window"
     )
     for session in ended:
         check.checked += 1

@@ -51,6 +51,9 @@ class SessionRecord:
     ended: str | None = None  # the reason the run ended it
     ended_uncertain: bool = False  # a revocation answered 503: it may or may not have happened
     refresh_uncertain: bool = False  # a refresh answered 503: the token may now be the previous
+    # Its unanswered refresh was never settled inside the grace window (its retry came later and
+    # met reuse detection, or none came): an ending the fault and the design made together.
+    refresh_unresolved: bool = False
     noticed_dead: str | None = None  # what answered 401 while the run believed it alive
 
     @property

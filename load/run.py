@@ -318,12 +318,12 @@ def _verify(
     # allowed may have been rotated by one of them: its client holds a token that is now either
     # current or reuse, and cannot know which. Such sessions are left out (and counted), like
     # revocations that answered 503; any retry now would be past the window.
-    unanswered = 0
     for user in users:
         for session in user.sessions:
             if session.live and session.noticed_dead is None and session.refresh_uncertain:
+                session.refresh_unresolved = True
                 session.ended_uncertain = True
-                unanswered += 1
+    unanswered = sum(1 for user in users for s in user.sessions if s.refresh_unresolved)
 
     # The last refreshes, at most the refresh limit per user in each of as many fresh windows
     # as needed (the clock moves to each), so that none meets a 429.
