@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template build e2e-browser
+.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template build e2e-browser \
+	deploy serverless-package events invoke
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
@@ -15,6 +16,10 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml and the example"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
+	@echo "make deploy [ENV=prod]  validate, build, then sam deploy with samconfig.toml's profile"
+	@echo "make serverless-package  serverless.yml (generated from template.yaml) packaged offline, then linted"
+	@echo "make events  render events/ with fresh tokens from the running local stack (.dev/events)"
+	@echo "make invoke FN=IssuerFunction EVENT=events/issuer/login-valid.json  one handler, no Docker"
 	@echo "make bench  run the benchmarks"
 	@echo "make load   load and chaos run: invariants under concurrency and AWS faults"
 	@echo "make ctl ARGS=...  operator CLI"
@@ -76,12 +81,33 @@ build: $(SAM_STAMP)
 	@# the authorizer's cold start). unchecked-hash: the files never change after the build.
 	$(PYTHON312) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
+# Deploy with samconfig.toml's profile ENV (dev, prod): the template is linted and built exactly
+# as `make build` builds it (bytecode included), the profile checked against the template, and
+# without AWS credentials it stops there and says so (deploy/__main__.py). NO_EXECUTE=1 creates
+# the change set without executing it. REGION= overrides the profile's region.
+ENV ?= dev
+REGION ?=
+deploy: lint-template build
+	@PYTHONPATH=. $(SAM_ENV) $(SAM_VENV)/bin/python -m deploy --env $(ENV) --arch $(ARCH) \
+	  $(if $(REGION),--region $(REGION)) $(if $(NO_EXECUTE),--no-execute)
+
+# serverless.yml is generated from template.yaml (deploy/serverless.py); this checks that it is
+# current, packages it with osls (package.json) offline, and lints the CloudFormation it makes.
+SLS_OUT := .serverless
+serverless-package: $(STAMP) $(NODE_STAMP) $(SAM_STAMP) build
+	$(PY) -m deploy.serverless --check
+	rm -rf $(SLS_OUT)
+	$(PY) -m deploy.serverless --package $(SLS_OUT)
+	@# W3005: serverless's own routes repeat a DependsOn; W1030: KmsSigningKeyId is empty by
+	@# default, and the statement naming it exists only when it is set.
+	$(SAM_VENV)/bin/cfn-lint --ignore-checks W3005 W1030 -- $(SLS_OUT)/cloudformation-template-update-stack.json
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint lint-template build $(NODE_STAMP) $(VERIFY_NODE_STAMP)
+test: lint lint-template build serverless-package $(NODE_STAMP) $(VERIFY_NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
 # The browser client (web/tokencore.js) and the /demo page in headless Chromium, against the
@@ -132,10 +158,23 @@ load: $(STAMP)
 dev: $(STAMP)
 	@$(PY) -m devserver
 
+# events/ rendered with fresh tokens and ids from the running `make dev` stack, into the
+# git-ignored .dev/events/ (devserver/events.py): `sam local invoke Fn -e .dev/events/<file>`.
+events: $(STAMP)
+	@$(PY) -m devserver.events
+
+# One function's handler as `sam local invoke` runs it, without Docker (devserver/invoke.py):
+# against the running `make dev` stack, else an embedded one; the response on stdout.
+invoke: $(STAMP)
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<file>" >&2; exit 2; }
+	@$(PY) -m devserver.invoke "$(FN)" "$(EVENT)"
+
 # The operator CLI against the running local stack: the same endpoint, credentials and
 # settings as `make dev` (devserver/settings.py). For AWS, run .venv/bin/tokenctl directly.
+# make exits 2 whenever a recipe fails, so tokenctl's own exit code (1 failed, 2 usage) is
+# printed here; run $(PY) -m devserver.ctl ARGS directly where a script needs it.
 ctl: $(STAMP)
-	@$(PY) -m devserver.ctl $(ARGS)
+	@$(PY) -m devserver.ctl $(ARGS) || { code=$$?; echo "make ctl: tokenctl exited $$code ($(PY) -m devserver.ctl returns it; make returns 2)" >&2; exit $$code; }
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -111,14 +111,15 @@ def test_the_table_in_the_template_is_the_table_the_code_expects(template: dict[
         assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert replica["DeletionProtectionEnabled"] is True
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
-    assert props["TableName"] == {"Ref": "SessionsTableName"}
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert props["TableName"] == environment["SESSIONS_TABLE_NAME"]
 
 
 def test_a_table_created_from_the_template_serves_the_session_store(
     template: dict[str, Any], clock: ManualClock
 ) -> None:
     props = template["Resources"]["SessionsTable"]["Properties"]
-    name = template["Parameters"]["SessionsTableName"]["Default"]
+    name = "tokencore-sessions"
     with fresh_aws():
         client = boto3.client("dynamodb")
         client.create_table(
@@ -188,8 +189,20 @@ def readme_settings() -> list[str]:
 # the stack cannot give its own functions (the API depends on them): the TokenIssuer parameter
 # defaults to empty and the functions see a placeholder until it is set (docs/deploy.md).
 DEFAULT_EXCEPTIONS = {"TOKEN_ISSUER": ""}
+# The parameters that name a resource default to empty: the name then derives from the stack
+# name, so two stacks in one account never collide (docs/deploy.md).
+STACK_NAMED = {
+    "SESSIONS_TABLE_NAME": ("SessionsTableName", "${AWS::StackName}-sessions"),
+    "SIGNING_KEYS_SECRET_ID": ("SigningKeysSecretId", "${AWS::StackName}/signing-keys"),
+    "REFRESH_KEYS_SECRET_ID": ("RefreshKeysSecretId", "${AWS::StackName}/refresh-keys"),
+    "PUBLIC_JWKS_PARAMETER": ("PublicJwksParameter", "/${AWS::StackName}/public-jwks"),
+}
+DEFAULT_EXCEPTIONS |= {name: "" for name in STACK_NAMED}
 # Settings whose variable is computed from the parameter rather than a plain Ref to it.
-DERIVED = {
+DERIVED: dict[str, Any] = {
+    name: {"Fn::If": [f"Has{parameter}", {"Ref": parameter}, {"Fn::Sub": derived}]}
+    for name, (parameter, derived) in STACK_NAMED.items()
+} | {
     "TOKEN_ISSUER": {
         "Fn::If": ["HasTokenIssuer", {"Ref": "TokenIssuer"}, "https://issuer-not-set.invalid"]
     },

@@ -114,6 +114,8 @@ class Settings:
     sessions_table_name: str = "tokencore-sessions"
     fingerprint_binding: bool = True
     max_sessions_per_user: int = 20
+    # NIST SP 800-63B: at least 8; checked when a password is set, never at login.
+    password_min_length: int = 8
     jwks_cache_ttl_seconds: int = 300
     jwks_refetch_min_interval_seconds: int = 10
     public_jwks: str = ""
@@ -157,6 +159,8 @@ class Settings:
             sessions_table_name=reader.text("SESSIONS_TABLE_NAME", "tokencore-sessions"),
             fingerprint_binding=reader.boolean("FINGERPRINT_BINDING", True),
             max_sessions_per_user=reader.integer("MAX_SESSIONS_PER_USER", 20, low=1, high=1000),
+            # At most the longest password a login accepts (users.passwords), or none could.
+            password_min_length=reader.integer("PASSWORD_MIN_LENGTH", 8, low=1, high=1024),
             jwks_cache_ttl_seconds=reader.integer("JWKS_CACHE_TTL_SECONDS", 300, low=1),
             jwks_refetch_min_interval_seconds=reader.integer(
                 "JWKS_REFETCH_MIN_INTERVAL_SECONDS", 10, low=0

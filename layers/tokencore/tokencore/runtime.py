@@ -289,6 +289,7 @@ class Runtime:
             RevokeAllSessions(self.sessions),
             self.clock,
             hasher=self.parts.password_hasher,
+            min_password_length=self.settings.password_min_length,
         )
 
     @cached_property
