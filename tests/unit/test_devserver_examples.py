@@ -71,8 +71,9 @@ def test_an_import_nobody_exports_fails_at_start() -> None:
         code_root=EXAMPLE_DIRECTORY,
         exports=main.exports(),
         foreign_functions=main.function_for_arn,
-    )  # TokencoreStackName left at "tokencore": not the local stack's name
-    with pytest.raises(TemplateError, match="tokencore-AuthorizerFunctionArn"):
+        parameter_overrides={"TokencoreStackName": "another-stack"},  # not the local stack's
+    )
+    with pytest.raises(TemplateError, match="another-stack-AuthorizerFunctionArn"):
         example.api()
 
 
