@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build e2e-browser
+.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template scan-template build e2e-browser
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
@@ -14,6 +14,7 @@ help:
 	@echo "make e2e-browser  the browser client (web/) and /demo in headless Chromium"
 	@echo "make lint   ruff and mypy"
 	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
+	@echo "make scan-template  checkov over the CloudFormation templates (findings fixed or suppressed in place)"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
 	@echo "make bench  run the benchmarks"
 	@echo "make ctl ARGS=...  operator CLI"
@@ -58,6 +59,22 @@ lint-template: $(SAM_STAMP)
 	$(SAM_VENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	$(SAM_ENV) $(SAM) validate --lint
 
+# checkov, as teams run it in their pipelines, in its own venv (it pins its own boto3). Every
+# finding is fixed or suppressed on the resource with a reason (docs/security.md, "Scanner").
+# --skip-download: no policy metadata from the network; the built-in checks only.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_TEMPLATES := template.yaml
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -n "$(PYTHON)" || { echo "no Python 3.12+ found" >&2; exit 1; }
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+scan-template: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  $(foreach t,$(CHECKOV_TEMPLATES),-f $(t))
+
 build: $(SAM_STAMP)
 	@test -n "$(PYTHON312)" || { echo "sam build needs python3.12 (set PYTHON312=/path/to/python3.12)" >&2; exit 1; }
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_ENV) $(SAM) build --parameter-overrides Architecture=$(ARCH)
@@ -71,7 +88,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint lint-template build $(NODE_STAMP)
+test: lint lint-template scan-template build $(NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
 # The browser client (web/tokencore.js) and the /demo page in headless Chromium, against the
@@ -120,4 +137,4 @@ ctl: $(STAMP)
 	@$(PY) -m devserver.ctl $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam
