@@ -6,17 +6,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template scan-template build e2e-browser
+.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template scan-template build e2e-browser
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
 	@echo "make test   set up on first run, then run every test"
 	@echo "make e2e-browser  the browser client (web/) and /demo in headless Chromium"
 	@echo "make lint   ruff and mypy"
-	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
+	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml and the example"
 	@echo "make scan-template  checkov over the CloudFormation templates (findings fixed or suppressed in place)"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
 	@echo "make bench  run the benchmarks"
+	@echo "make load   load and chaos run: invariants under concurrency and AWS faults"
 	@echo "make ctl ARGS=...  operator CLI"
 
 # The environment is rebuilt whenever a pin changes.
@@ -34,6 +35,11 @@ venv: $(STAMP)
 NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# aws-jwt-verify for the Node verifier example (examples/verify/node), run by the e2e tests.
+VERIFY_NODE_STAMP := examples/verify/node/node_modules/.package-lock.json
+$(VERIFY_NODE_STAMP): examples/verify/node/package.json examples/verify/node/package-lock.json
+	cd examples/verify/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # Template tools in their own venv: aws-sam-cli pins its own boto3/botocore, which must not
 # clash with the layer's pins in .venv.
@@ -55,16 +61,20 @@ $(SAM_STAMP): requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	@touch $(SAM_STAMP)
 
+# examples/protected_api: a user's own API attached to the authorizer this template exports.
+EXAMPLE_TEMPLATE := examples/protected_api/template.yaml
+
 lint-template: $(SAM_STAMP)
-	$(SAM_VENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(SAM_VENV)/bin/cfn-lint template.yaml $(EXAMPLE_TEMPLATE) -a cfn_lint_serverless.rules
 	$(SAM_ENV) $(SAM) validate --lint
+	$(SAM_ENV) $(SAM) validate --lint --template $(EXAMPLE_TEMPLATE)
 
 # checkov, as teams run it in their pipelines, in its own venv (it pins its own boto3). Every
 # finding is fixed or suppressed on the resource with a reason (docs/security.md, "Scanner").
 # --skip-download: no policy metadata from the network; the built-in checks only.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
-CHECKOV_TEMPLATES := template.yaml
+CHECKOV_TEMPLATES := template.yaml $(EXAMPLE_TEMPLATE)
 $(CHECKOV_STAMP): requirements-checkov.txt
 	@test -n "$(PYTHON)" || { echo "no Python 3.12+ found" >&2; exit 1; }
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -88,7 +98,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint lint-template scan-template build $(NODE_STAMP)
+test: lint lint-template scan-template build $(NODE_STAMP) $(VERIFY_NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
 # The browser client (web/tokencore.js) and the /demo page in headless Chromium, against the
@@ -125,6 +135,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The load and chaos run (load/, docs/capacity.md): 10,000 requests from 48 concurrent clients
+# against a local stack of its own, 10% of the functions' AWS calls failing (throttling, server
+# errors, lost responses); prints throughput, latency per route and the invariant tally, and
+# exits non-zero on any violation. LOAD_ARGS="--quick" for 1,000 requests (make test runs that
+# as tests/load); `.venv/bin/python -m load --help` lists the options.
+load: $(STAMP)
+	$(PY) -m load $(LOAD_ARGS)
 
 # The whole API from template.yaml on 127.0.0.1:$${PORT:-3000}, AWS (moto) on $${AWS_PORT:-4566};
 # settings from the environment (README "Local stack"). Ctrl-C stops it.

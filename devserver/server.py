@@ -2,7 +2,8 @@
 an AWS account, built from template.yaml.
 
 Start: bind both ports (a busy one is a one-line error naming it), start the embedded AWS
-endpoint (devserver.awsendpoint: moto's server with DynamoDB's write semantics), put its
+endpoint (devserver.awsendpoint: moto's server with DynamoDB's write semantics, behind the
+fault injector of devserver.faults, at rate 0 until asked), put its
 endpoint and fake credentials in the environment (boto3 reads AWS_ENDPOINT_URL itself, so the
 functions' code is unchanged), start one warm container per routed function (their cold
 starts run meanwhile), create what the template declares (the table, the key secrets and
@@ -32,9 +33,11 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import FrameType
 from typing import Any, Final
 
+from devserver import faults
 from devserver.awsendpoint import WsgiApp
 from devserver.awsprocess import AwsPortInUse, AwsProcess
 from devserver.clock import DevClock, SharedOffset, clock_control, control_enabled
@@ -51,6 +54,7 @@ from devserver.seed import (
 from devserver.settings import (
     HOST,
     LOCAL_DEFAULTS,
+    STACK_NAME,
     DevError,
     Ports,
     aws_environment,
@@ -61,7 +65,12 @@ from devserver.settings import (
 )
 from devserver.stack import ApiSpec, LocalStack
 from devserver.static import static_response
-from devserver.template import TemplateError, load_template
+from devserver.template import REPO_ROOT, TemplateError, load_template
+
+# A user's own API attached to the stack's authorizer (examples/protected_api), served next to
+# the main API with DEV_EXAMPLES=1: its template imports the main template's exports.
+EXAMPLES_VARIABLE: Final = "DEV_EXAMPLES"
+EXAMPLE_DIRECTORY: Final = "examples/protected_api"
 
 EXIT_FAILED: Final = 1
 
@@ -105,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
 class DevStack:
     """The local stack, from ``env`` (the developer's environment).
 
-    ``aws_wrap`` wraps the embedded AWS endpoint's WSGI application (fault injection:
-    devserver.awsendpoint). It runs in the endpoint's own process (devserver.awsprocess), so it
-    must pickle: a module-level function, or a ``functools.partial`` of one.
+    ``aws_wrap`` wraps the embedded AWS endpoint's WSGI application, inside the stack's fault
+    injector (``faults``: devserver.faults). Both run in the endpoint's own process
+    (devserver.awsprocess), so a wrap must pickle: a module-level function or class, or a
+    ``functools.partial`` of one.
     """
 
     def __init__(
@@ -116,7 +126,8 @@ class DevStack:
         self._env = dict(env)
         self.ports: Ports = ports_from(env)
         self.concurrency = function_concurrency(env)
-        self._aws_wrap = aws_wrap  # wraps the embedded endpoint's WSGI app (fault injection)
+        # The injector lives in the endpoint's process, at rate 0 until asked.
+        self.faults = faults.EndpointFaults(inner=aws_wrap)
         self._api_server: ApiServer | None = None
         self._aws: AwsProcess | None = None
         self._serving: threading.Thread | None = None
@@ -125,6 +136,7 @@ class DevStack:
         self.pools: dict[str, FunctionPool] = {}
         self._pools_lock = threading.Lock()
         self.api: ApiSpec | None = None
+        self._stacks: list[LocalStack] = []
         self.users: list[tuple[SeedUser, str]] = []
 
     # --- start and stop --------------------------------------------------------------------
@@ -132,13 +144,18 @@ class DevStack:
     def start(self) -> None:
         self._api_server = _bind_api(self.ports.http)
         _probe(self.ports.aws, "AWS_PORT")  # a clean message before werkzeug prints its own
+        try:  # DEV_FAULTS applies once the stack is provisioned, which is never faulted
+            fault_plan = faults.plan_from_environment(self._env)
+        except ValueError as exc:
+            raise DevError(str(exc)) from exc
         environment = scrubbed(self._env)
         environment.update(aws_environment(self.ports))
         for name, value in LOCAL_DEFAULTS.items():
             environment.setdefault(name, value)
         _replace_environ(environment)
         start_fork_server()  # it imports the functions' libraries while the stack starts
-        self._aws = _start_aws(self.ports.aws, self._aws_wrap)
+        self._aws = _start_aws(self.ports.aws, self.faults.wrap)
+        self.faults.started()
 
         template = load_template()
         stack = LocalStack(
@@ -168,7 +185,10 @@ class DevStack:
 
         # One warm container per function the API calls, started from another thread: their
         # cold starts run while the template's resources are created and the users seeded.
+        self._stacks = [stack]
         self.api = stack.api()
+        if (self._env.get(EXAMPLES_VARIABLE) or "").strip() in ("1", "true"):
+            self.api = self._attach_example(stack, self.api)
         wanted = {route.function for route in self.api.routes}
         wanted |= {authorizer.function for authorizer in self.api.authorizers.values()}
         warm = [self._pool(logical_id) for logical_id in sorted(wanted)]
@@ -197,6 +217,13 @@ class DevStack:
         ]
         if control_enabled(self._env):
             pages.insert(0, clock_control(self.clock))
+        if faults.control_enabled(self._env):
+            pages.insert(0, faults.fault_control(self.faults))
+        if fault_plan is not None:
+            try:
+                self.faults.configure(fault_plan)
+            except faults.FaultControlError as exc:
+                raise DevError(str(exc)) from exc
         self._api_server.pages = _first_answer(pages)
 
     def serve(self) -> None:
@@ -221,10 +248,36 @@ class DevStack:
             pool.join()
         if self._aws is not None:
             self._aws.stop()
+        self.faults.close()
         if self._shared_offset is not None:
             self._shared_offset.close()
 
     # --- functions ---------------------------------------------------------------------------
+
+    def _attach_example(self, main: LocalStack, api: ApiSpec) -> ApiSpec:
+        """The example template's HTTP API routes, behind the authorizer it imports from the
+        main stack, added to the one API this stack serves (its REST API is not emulated)."""
+        example = LocalStack(
+            load_template(REPO_ROOT / EXAMPLE_DIRECTORY / "template.yaml"),
+            {},
+            create=True,
+            code_root=EXAMPLE_DIRECTORY,
+            exports=main.exports(),
+            foreign_functions=main.function_for_arn,
+            parameter_overrides={"TokencoreStackName": STACK_NAME},
+        )
+        extra = example.api()
+        clash = set(example.function_ids()) & set(main.function_ids())
+        clash |= set(extra.authorizers) & set(api.authorizers)
+        clash |= {r.route_key for r in extra.routes} & {r.route_key for r in api.routes}
+        if clash:
+            raise DevError(f"{EXAMPLE_DIRECTORY} reuses names of template.yaml: {sorted(clash)}")
+        self._stacks.append(example)
+        return replace(
+            api,
+            routes=api.routes + extra.routes,
+            authorizers={**api.authorizers, **extra.authorizers},
+        )
 
     def _pool(self, logical_id: str) -> FunctionPool:
         with self._pools_lock:
@@ -232,8 +285,11 @@ class DevStack:
             if pool is None:
                 if self._shared_offset is None:
                     raise DevError("the stack is not started")
+                owner = next(
+                    (s for s in self._stacks if logical_id in s.function_ids()), self.stack
+                )
                 pool = self.pools[logical_id] = FunctionPool(
-                    self.stack.function_spec(logical_id),
+                    owner.function_spec(logical_id),
                     self._function_environment,
                     self._shared_offset,
                     concurrency=self.concurrency,
@@ -307,6 +363,7 @@ def walkthrough(
     )
     token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
     show = "curl -s -w ' %{http_code}\\n'"  # the body, then the status
+    xrw = "-H 'X-Requested-With: curl'"  # what a cross-site form cannot send
     lines = [
         "Try it (curl 7.79+ sends the Secure refresh cookie to 127.0.0.1 over http; the jar",
         "file keeps the cookies between calls):",
@@ -325,9 +382,10 @@ def walkthrough(
         return lines
     grace = settings.refresh_reuse_grace_seconds
     lines += [
-        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it)",
+        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it);",
+        "  #    X-Requested-With (or a JSON body) is what a cross-site form cannot send",
         "  cp jar jar.old",
-        f"  {show} -c jar -b jar -X POST $API/auth/refresh",
+        f"  {show} -c jar -b jar {xrw} -X POST $API/auth/refresh",
     ]
     if grace > 0 and clock_control:
         lines += [
@@ -351,11 +409,11 @@ def walkthrough(
             "  #    401 for it, then 401 for the new one",
         ]
     lines += [
-        f"  {show} -b jar.old -X POST $API/auth/refresh",
-        f"  {show} -b jar -X POST $API/auth/refresh",
+        f"  {show} -b jar.old {xrw} -X POST $API/auth/refresh",
+        f"  {show} -b jar {xrw} -X POST $API/auth/refresh",
         "  # 5. log in again, then log out: 204 and both cookies cleared",
         f"  {login.replace('curl -s', show, 1)}",
-        "  curl -s -i -c jar -b jar -X POST $API/auth/logout",
+        f"  curl -s -i -c jar -b jar {xrw} -X POST $API/auth/logout",
     ]
     return lines
 

@@ -36,6 +36,9 @@ the template gives it.
 from __future__ import annotations
 
 import json
+import re
+import secrets
+import string
 import sys
 import threading
 import uuid
@@ -70,6 +73,8 @@ PSEUDO_PARAMETERS: Final = {
 }
 
 FUNCTION_TYPE: Final = "AWS::Serverless::Function"
+_SECRET_REFERENCE: Final = re.compile(r"\{\{resolve:secretsmanager:(.+?):SecretString\}\}")
+_SECRET_ALPHABET: Final = string.ascii_letters + string.digits
 HTTP_API_TYPE: Final = "AWS::Serverless::HttpApi"
 IMPLICIT_HTTP_API: Final = "ServerlessHttpApi"
 TABLE_TYPES: Final = frozenset({"AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"})
@@ -148,8 +153,18 @@ class LocalStack:
         create: bool,
         session: Any = None,
         invoke_custom: Callable[[str, dict[str, Any]], object] | None = None,
+        code_root: str = "",
+        exports: Mapping[str, str] | None = None,
+        foreign_functions: Callable[[str], str | None] | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
     ) -> None:
+        """``code_root``: the template's folder relative to the repository (CodeUri is relative
+        to it); ``exports``: what earlier stacks export (Fn::ImportValue);
+        ``foreign_functions``: an ARN of another stack's function to its logical id, for an
+        authorizer this template attaches (examples/)."""
         self.template = template
+        self._code_root = PurePosixPath(code_root)
+        self._foreign_functions = foreign_functions
         self.resources: Mapping[str, Any] = template["Resources"]
         self._developer_env = developer_env
         self._create = create
@@ -158,13 +173,14 @@ class LocalStack:
         self._clients: dict[str, Any] = {}
         self._physical: dict[str, Physical] = {}
         self._pending: set[str] = set()
-        self.parameters = self._parameter_values(developer_env)
+        self.parameters = {**self._parameter_values(developer_env), **(parameter_overrides or {})}
         self.evaluator = Evaluator(
             template,
             parameters=self.parameters,
             pseudo=PSEUDO_PARAMETERS,
             ref_resource=lambda logical: self.physical(logical).ref,
             get_att=self._get_att,
+            exports=exports,
         )
 
     # --- parameters ------------------------------------------------------------------------
@@ -334,6 +350,9 @@ class LocalStack:
             if props.get("Description"):
                 arguments["Description"] = str(props["Description"])
             arguments["SecretString"] = str(props.get("SecretString") or "")
+            generate = props.get("GenerateSecretString")
+            if isinstance(generate, Mapping) and not props.get("SecretString"):
+                arguments["SecretString"] = _generated_secret(generate)
             arn = str(client.create_secret(**arguments)["ARN"])
         else:
             arn = str(client.describe_secret(SecretId=name)["ARN"])
@@ -433,7 +452,8 @@ class LocalStack:
         if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
             raise DevError(f"{logical_id}: the local stack needs a local CodeUri and a Handler")
         module_file, _, attribute = handler.rpartition(".")
-        package = ".".join(part for part in PurePosixPath(code_uri).parts if part not in ("", "."))
+        parts = (self._code_root / code_uri).parts
+        package = ".".join(part for part in parts if part not in ("", "."))
         physical = self.physical(logical_id)
         return FunctionSpec(
             logical_id=logical_id,
@@ -450,13 +470,60 @@ class LocalStack:
         props = merged_function_properties(
             self.template, self.resources[logical_id].get("Properties") or {}
         )
-        variables = self.evaluator.evaluate((props.get("Environment") or {}).get("Variables") or {})
+        raw = (props.get("Environment") or {}).get("Variables") or {}
+        # A secret reference needs the endpoint; the rest is evaluated as before.
+        references = {name for name, value in raw.items() if "{{resolve:" in json.dumps(value)}
+        variables = self.evaluator.evaluate(
+            {name: value for name, value in raw.items() if name not in references}
+        )
         environment = {name: scalar_text(value) for name, value in variables.items()}
+        for name in sorted(references):
+            environment[name] = self._referenced_secret(raw[name])
         for name in environment:
             given = self._developer_env.get(name)
             if given is not None and given.strip():
                 environment[name] = given
         return environment
+
+    def exports(self) -> dict[str, str]:
+        """The template's Outputs that carry an Export, by export name."""
+        found: dict[str, str] = {}
+        for output in (self.template.get("Outputs") or {}).values():
+            condition = output.get("Condition")
+            if condition is not None and not self.evaluator.condition(str(condition)):
+                continue
+            export = output.get("Export")
+            if isinstance(export, dict) and "Name" in export:
+                name = scalar_text(self.evaluator.evaluate(export["Name"]))
+                found[name] = scalar_text(self.evaluator.evaluate(output.get("Value")))
+        return found
+
+    def _referenced_secret(self, value: object) -> str:
+        """A variable holding a secret reference, resolved; in lookup mode with no endpoint
+        to ask (a unit test reading the template), empty: the reader then does without."""
+        try:
+            return self._resolve_dynamic_references(scalar_text(self.evaluator.evaluate(value)))
+        except TemplateError:
+            raise
+        except Exception:  # botocore's connection errors, a missing secret
+            if self._create:
+                raise
+            return ""
+
+    def _resolve_dynamic_references(self, text: str) -> str:
+        """``{{resolve:secretsmanager:<id>:SecretString}}`` replaced by the secret's value, as
+        CloudFormation does at deploy time (the only dynamic reference the template uses)."""
+        if "{{resolve:" not in text:
+            return text
+
+        def secret_value(match: re.Match[str]) -> str:
+            client = self.client("secretsmanager")
+            return str(client.get_secret_value(SecretId=match.group(1))["SecretString"])
+
+        resolved = _SECRET_REFERENCE.sub(secret_value, text)
+        if "{{resolve:" in resolved:
+            raise TemplateError("only {{resolve:secretsmanager:<id>:SecretString}} is supported")
+        return resolved
 
     def settings_environment(self) -> dict[str, str]:
         """The union of every function's environment: one process runs them all. A variable
@@ -550,7 +617,10 @@ class LocalStack:
     def _authorizer(self, name: str, spec: Mapping[str, Any]) -> AuthorizerSpec:
         if "FunctionArn" not in spec:
             raise DevError(f"authorizer {name}: only Lambda authorizers run locally (no JWT/IAM)")
-        function = self.function_for_arn(str(spec["FunctionArn"]))
+        arn = str(spec["FunctionArn"])
+        function = self.function_for_arn(arn)
+        if function is None and self._foreign_functions is not None:
+            function = self._foreign_functions(arn)
         if function is None:
             raise DevError(f"authorizer {name}: FunctionArn is not a function of this template")
         identity = spec.get("Identity") or {}
@@ -670,3 +740,10 @@ def run_custom_resource(
     if not answers:
         return {"Status": "FAILED", "Reason": "the function sent no response"}
     return answers[0]
+
+
+def _generated_secret(spec: Mapping[str, Any]) -> str:
+    """A ``GenerateSecretString`` value: ``PasswordLength`` random letters and digits (the
+    template asks for ExcludePunctuation; nothing else of the spec is emulated)."""
+    length = int(spec.get("PasswordLength", 32))
+    return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(length))

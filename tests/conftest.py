@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import reset_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
 
 from functions.authorizer import app as authorizer_app
+from tests.clock import ManualClock
 from tests.functional.conftest import (
     ADMIN_PASSWORD,
     CHEAP_HASHER,
@@ -55,7 +56,6 @@ from tests.functional.conftest import (
 )
 from tests.functional.test_http_edge import HttpResult, caller_placeholders, invoke, send
 from tests.security.tally import record
-from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
 from tokencore.keys.jwk import verification_key_for
@@ -117,7 +117,7 @@ class Injector:
             else "AccessDeniedException"
         )
         error = {"Error": {"Code": code, "Message": f"injected {code}"}}
-        raise ClientError(error, operation)  # type: ignore[arg-type]
+        raise ClientError(error, operation)
 
 
 @pytest.fixture

@@ -1,34 +1,15 @@
 """Authorizing one API request from its bearer token: pure, no Lambda and no AWS types.
 
-The authorizer function (``functions/authorizer``) turns an API Gateway event into an
-``AuthzRequest``, calls ``Authorizer.authorize`` and shapes the answer; the local stack can call
-the same code. The steps, cheapest first, each raising one error of ``tokencore.errors``:
-
-1. the ``Authorization`` header: exactly ``Bearer <token>`` (scheme case-insensitive, one
-   space, one RFC 6750 b64token, bounded length; ``tokencore.wire``, the one parser the HTTP
-   edge uses too) -> ``MissingToken`` / ``MalformedAuthorization``;
-2. the access token: signature and claims (``tokens.verify``), no network while the key ring
-   holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault). A token
-   seen before on this container is taken from the ``ClaimsCache`` instead (exact string,
-   never past its ``exp``, only while the key ring still serves the key that verified it):
-   only this step is skipped, never the ones below;
-3. the fingerprint binding: a token carrying ``fgp`` needs the ``__Host-fgp`` cookie whose
-   SHA-256 matches; a request kind that cannot carry cookies fails closed
-   (``FingerprintUnavailable``) -> ``FingerprintMismatch``;
-4. the route policy (``Policy.decide``: roles, ambiguous paths), also applied to the route
-   template when API Gateway names one -> ``RouteForbidden`` (a valid token without the right);
-5. only when the policy asks (sensitive route, high security level, or sampled): ONE strongly
-   consistent read of the session and its user (``tokencore.sessioncheck``); the session must
-   be in good standing (active, the token's subject's, the account enabled, no revoke-all or
-   password change since it was created), and on a sensitive route a device-bound session
-   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``.
-
-Roles are checked before the session is read, so a forbidden route never costs a read.
+The authorizer function turns an API Gateway event into an ``AuthzRequest``, calls
+``Authorizer.authorize`` and shapes the answer. The steps run cheapest first (the header, the
+token, the fingerprint binding, the route policy, then the session only when the policy asks),
+each raising one error of ``tokencore.errors``; docs/authorizer.md "The verification order" is
+the one place they are written out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -36,21 +17,14 @@ from tokencore import wire
 from tokencore.authcontext import AuthorizerContext
 from tokencore.claimscache import ClaimsCache
 from tokencore.clock import Clock
-from tokencore.config import RoutePattern
+from tokencore.config import RoleRule
 from tokencore.errors import (
     DeviceMismatch,
     FingerprintMismatch,
     Forbidden,
     SessionUserMismatch,
 )
-from tokencore.policy import (
-    Policy,
-    RouteDecision,
-    SessionCheckReason,
-    is_sensitive,
-    normalize_path,
-    required_role,
-)
+from tokencore.policy import DenyReason, Policy, RouteDecision, SessionCheckReason
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -78,12 +52,15 @@ class FingerprintUnavailable(FingerprintMismatch):
 
 class RouteForbidden(Forbidden):
     """A valid token whose holder may not call this route. ``code`` is the policy's reason
-    (``insufficient_role``, ``malformed_path``); ``claims`` name the principal."""
+    (``insufficient_role``, ``ambiguous_path``, ``malformed_path``, ``role_removed``);
+    ``claims`` name the principal; ``rule`` is the ROUTE_ROLES rule that refused it, if one
+    did."""
 
-    def __init__(self, reason: str, claims: AccessClaims) -> None:
+    def __init__(self, reason: str, claims: AccessClaims, rule: RoleRule | None = None) -> None:
         super().__init__(f"route denied ({reason})")
         self.code = reason
         self.claims = claims
+        self.rule = rule
 
 
 # --- the request and the answer ---------------------------------------------------------------
@@ -94,8 +71,9 @@ class AuthzRequest:
     """What the authorizer needs from one request, whatever the event shape.
 
     ``authorization`` is the raw header value as received (anything but a string is malformed).
+    ``path`` is the path as sent (percent-encoded; the policy decodes it once).
     ``route_path`` is the route template API Gateway matched (``/admin/users/{user_id}/revoke``)
-    when it names one: the policy is applied to it as well, so a path that API Gateway routes
+    when it names one: the policy applies its rules to both, so a path that API Gateway routes
     differently from how it reads here can only make the decision stricter.
     ``cookies_visible`` is False where the event cannot carry cookies at all.
     """
@@ -111,10 +89,14 @@ class AuthzRequest:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An allowed request: who, and why the session store was (or was not) consulted."""
+    """An allowed request: who, and why the session store was (or was not) consulted.
+
+    ``roles`` (None: the token's) are the token's roles the user still holds, when the
+    session check read the user: a role removed since the token was minted is gone at once."""
 
     claims: AccessClaims
     session_check: SessionCheckReason | None
+    roles: tuple[str, ...] | None = None
 
     @property
     def session_checked(self) -> bool:
@@ -122,7 +104,9 @@ class Grant:
 
     def context(self) -> AuthorizerContext:
         """What the routes behind the authorizer learn about the caller."""
-        return AuthorizerContext.from_claims(self.claims, session_checked=self.session_checked)
+        return AuthorizerContext.from_claims(
+            self.claims, session_checked=self.session_checked, roles=self.roles
+        )
 
 
 @dataclass(slots=True)
@@ -152,7 +136,6 @@ class Authorizer:
         options: VerifyOptions,
         policy: Policy,
         sessions: Callable[[], SessionReader],
-        sensitive_routes: Sequence[RoutePattern],
         clock: Clock,
         claims_cache: ClaimsCache | None = None,
     ) -> None:
@@ -160,7 +143,6 @@ class Authorizer:
         self._options = options
         self._policy = policy
         self._sessions = sessions
-        self._sensitive_routes = tuple(sensitive_routes)
         self._clock = clock
         self.claims_cache = claims_cache
 
@@ -172,10 +154,15 @@ class Authorizer:
         trace.claims = claims
         _check_fingerprint(claims, request)
         decision = self._decide(claims, request)
-        if decision.session_check is not None:
-            trace.session_check = decision.session_check
-            self._check_session(claims, request, decision.session_check)
-        return Grant(claims, decision.session_check)
+        if decision.session_check is None:
+            return Grant(claims, None)
+        trace.session_check = decision.session_check
+        held = self._check_session(claims, request, decision.session_check)
+        roles = tuple(role for role in claims.roles if role in held)
+        for rule in decision.rules:
+            if not rule.allows(roles):
+                raise RouteForbidden(DenyReason.ROLE_REMOVED, claims, rule)
+        return Grant(claims, decision.session_check, roles)
 
     def verified_claims(self, token: str) -> AccessClaims:
         """The token's claims: from the claims cache when this container verified this exact
@@ -191,39 +178,29 @@ class Authorizer:
             cache.store(token, claims, key, now)
         return claims
 
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
     def _decide(self, claims: AccessClaims, request: AuthzRequest) -> RouteDecision:
-        decision = self._policy.decide(claims, request.method, request.path)
+        decision = self._policy.decide(claims, request.method, request.path, request.route_path)
         if not decision.allowed:
-            raise RouteForbidden(decision.deny_reason or "forbidden", claims)
-        template = request.route_path
-        if template is None or template == request.path:
-            return decision
-        # The route template API Gateway matched can only make the decision stricter. Only the
-        # pure parts of the policy are applied to it: the sampler is drawn once per request.
-        normalized = normalize_path(template)
-        if normalized is None:
-            raise RouteForbidden("malformed_path", claims)
-        role = required_role(normalized)
-        if role is not None and not claims.has_role(role):
-            raise RouteForbidden("insufficient_role", claims)
-        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and is_sensitive(
-            self._sensitive_routes, request.method, normalized
-        ):
-            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
+            raise RouteForbidden(decision.deny_reason or "forbidden", claims, decision.rule)
         return decision
 
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
-    ) -> None:
-        # One strongly consistent read of the session and its user; anything but good standing
-        # raises here.
-        session = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
+    ) -> tuple[str, ...]:
+        """The roles the user holds now. One strongly consistent read of the session and its
+        user; anything but good standing raises here."""
+        session, user = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
         if (
             reason is SessionCheckReason.SENSITIVE_ROUTE
             and session.device_id is not None
             and request.device_id != session.device_id
         ):
             raise DeviceMismatch("device does not match the session")
+        return user.roles
 
 
 def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:

@@ -8,21 +8,34 @@ which may be a secret's identifier or worse).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tokencore.errors import ConfigError
+from tokencore.jose.algorithms import ALGORITHMS, DEFAULT_ACCESS_ALGORITHM, AccessAlgorithm
 
-AccessAlgorithm = Literal["RS256", "ES256", "EdDSA"]
 KeyBackend = Literal["secretsmanager", "kms"]
 RefreshTransport = Literal["cookie", "body", "both"]
 
-ACCESS_ALGORITHMS: tuple[AccessAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
+# The choices of ACCESS_TOKEN_ALG: the registry's access algorithms (jose.algorithms).
+ACCESS_ALGORITHMS: tuple[str, ...] = ALGORITHMS.for_purpose("access")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"})
 
-DEFAULT_SENSITIVE_ROUTES = "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+# GET /auth/sessions lists device ids, which the sensitive routes' device check compares: a
+# revoked session must not read them (nor which sessions are still live).
+DEFAULT_SENSITIVE_ROUTES = (
+    "GET /auth/sessions,POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+)
+# Route patterns and the roles they need (any one of a rule's roles; every matching rule).
+DEFAULT_ROUTE_ROLES = "* /admin/*=admin"
+NO_ROUTE_ROLES = "none"
+# A role rule's path must be expressible in a REST authorizer's IAM policy (method ARNs), so
+# the policy stays cache-safe: plain segments or ``*``.
+_RULE_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}|\*")
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,20 @@ class RoutePattern:
 
 
 @dataclass(frozen=True, slots=True)
+class RoleRule:
+    """A route pattern and the roles that may call it: a caller needs any one of ``roles``."""
+
+    pattern: RoutePattern
+    roles: tuple[str, ...]
+
+    def allows(self, roles: tuple[str, ...]) -> bool:
+        return any(role in roles for role in self.roles)
+
+    def __str__(self) -> str:
+        return f"{self.pattern}={'|'.join(self.roles)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     # The contract's settings (../shared/api-contract.md), same names in upper case.
     access_token_ttl_seconds: int = 900
@@ -61,6 +88,9 @@ class Settings:
     session_check_sample_rate: float = 0.1
     sensitive_routes: tuple[RoutePattern, ...] = field(
         default_factory=lambda: _Reader({}).routes("SENSITIVE_ROUTES", DEFAULT_SENSITIVE_ROUTES)
+    )
+    route_roles: tuple[RoleRule, ...] = field(
+        default_factory=lambda: _Reader({}).role_rules("ROUTE_ROLES", DEFAULT_ROUTE_ROLES)
     )
     refresh_rate_limit: RateLimit = RateLimit(5, 60)
     # Per username: enough for a person mistyping, far too few for guessing; a short window
@@ -75,7 +105,7 @@ class Settings:
     # The project's own settings (documented in the README).
     token_issuer: str = "http://127.0.0.1:3000"
     token_audience: str = "tokencore-api"
-    access_token_alg: AccessAlgorithm = "RS256"
+    access_token_alg: AccessAlgorithm = DEFAULT_ACCESS_ALGORITHM
     key_backend: KeyBackend = "secretsmanager"
     signing_keys_secret_id: str = "tokencore/signing-keys"
     refresh_keys_secret_id: str = "tokencore/refresh-keys"
@@ -106,6 +136,7 @@ class Settings:
             ),
             session_check_sample_rate=reader.fraction("SESSION_CHECK_SAMPLE_RATE", 0.1),
             sensitive_routes=reader.routes("SENSITIVE_ROUTES", DEFAULT_SENSITIVE_ROUTES),
+            route_roles=reader.role_rules("ROUTE_ROLES", DEFAULT_ROUTE_ROLES),
             refresh_rate_limit=reader.rate_limit("REFRESH_RATE_LIMIT", RateLimit(5, 60)),
             login_rate_limit=reader.rate_limit("LOGIN_RATE_LIMIT", RateLimit(10, 300)),
             login_ip_rate_limit=reader.rate_limit("LOGIN_IP_RATE_LIMIT", RateLimit(100, 300)),
@@ -115,7 +146,9 @@ class Settings:
             ),  # type: ignore[arg-type]
             token_issuer=reader.url("TOKEN_ISSUER", "http://127.0.0.1:3000"),
             token_audience=reader.text("TOKEN_AUDIENCE", "tokencore-api"),
-            access_token_alg=reader.choice("ACCESS_TOKEN_ALG", "RS256", ACCESS_ALGORITHMS),  # type: ignore[arg-type]
+            access_token_alg=reader.choice(  # type: ignore[arg-type]
+                "ACCESS_TOKEN_ALG", DEFAULT_ACCESS_ALGORITHM, ACCESS_ALGORITHMS
+            ),
             key_backend=reader.choice("KEY_BACKEND", "secretsmanager", ("secretsmanager", "kms")),  # type: ignore[arg-type]
             signing_keys_secret_id=reader.text("SIGNING_KEYS_SECRET_ID", "tokencore/signing-keys"),
             refresh_keys_secret_id=reader.text("REFRESH_KEYS_SECRET_ID", "tokencore/refresh-keys"),
@@ -143,8 +176,11 @@ class Settings:
             raise ConfigError("ACCESS_TOKEN_TTL_SECONDS must not exceed REFRESH_TOKEN_TTL_SECONDS")
         if self.key_backend == "kms" and not self.kms_signing_key_id:
             raise ConfigError("KMS_SIGNING_KEY_ID is required when KEY_BACKEND is kms")
-        if self.key_backend == "kms" and self.access_token_alg == "EdDSA":
-            raise ConfigError("ACCESS_TOKEN_ALG EdDSA is not available with KEY_BACKEND kms")
+        kms_signs = ALGORITHMS[self.access_token_alg].kms_signing_algorithm is not None
+        if self.key_backend == "kms" and not kms_signs:
+            raise ConfigError(
+                f"ACCESS_TOKEN_ALG {self.access_token_alg} is not available with KEY_BACKEND kms"
+            )
 
     @property
     def refresh_cookie_in_use(self) -> bool:
@@ -262,18 +298,51 @@ class _Reader:
 
     def routes(self, name: str, default: str) -> tuple[RoutePattern, ...]:
         value = self._raw(name)
+        return _route_patterns(name, default if value is None else value)
+
+    def role_rules(self, name: str, default: str) -> tuple[RoleRule, ...]:
+        """``METHOD /path=role[|role]``, comma-separated; ``none`` for no rule at all."""
+        value = self._raw(name)
         spec = default if value is None else value
-        patterns = []
+        if spec.lower() == NO_ROUTE_ROLES:
+            return ()
+        rules = []
         for item in spec.split(","):
-            item = item.strip()
-            if not item:
+            if not item.strip():
                 continue
-            method, _, path = item.partition(" ")
-            method, path = method.strip().upper(), path.strip()
-            if method not in HTTP_METHODS or not path.startswith("/") or " " in path:
-                raise ConfigError(f"{name} entries must look like 'METHOD /path' or '* /path/*'")
-            patterns.append(RoutePattern(method, path))
-        return tuple(patterns)
+            route, sep, roles_text = item.rpartition("=")
+            if not sep:
+                raise ConfigError(f"{name} entries must look like 'METHOD /path=role[|role]'")
+            patterns = _route_patterns(name, route)
+            if len(patterns) != 1:
+                raise ConfigError(f"{name} entries must look like 'METHOD /path=role[|role]'")
+            pattern = patterns[0]
+            segments = pattern.path.removeprefix("/").split("/")
+            if not all(_RULE_SEGMENT.fullmatch(segment) for segment in segments):
+                raise ConfigError(
+                    f"{name} paths may hold only letters, digits, '.', '_', '-' and '*' segments"
+                )
+            if any(segment in (".", "..") for segment in segments):
+                raise ConfigError(f"{name} paths must not hold '.' or '..' segments")
+            roles = tuple(role.strip() for role in roles_text.split("|"))
+            if not all(_ROLE_NAME.fullmatch(role) for role in roles):
+                raise ConfigError(f"{name} roles must be 1-64 letters, digits, '_', '.', ':', '-'")
+            rules.append(RoleRule(pattern, roles))
+        return tuple(rules)
+
+
+def _route_patterns(name: str, spec: str) -> tuple[RoutePattern, ...]:
+    patterns = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        method, _, path = item.partition(" ")
+        method, path = method.strip().upper(), path.strip()
+        if method not in HTTP_METHODS or not path.startswith("/") or " " in path:
+            raise ConfigError(f"{name} entries must look like 'METHOD /path' or '* /path/*'")
+        patterns.append(RoutePattern(method, path))
+    return tuple(patterns)
 
 
 _lock = threading.Lock()
