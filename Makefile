@@ -6,15 +6,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template build e2e-browser
+.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template scan-template build e2e-browser \
+	deploy serverless-package events invoke
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
 	@echo "make test   set up on first run, then run every test"
 	@echo "make e2e-browser  the browser client (web/) and /demo in headless Chromium"
 	@echo "make lint   ruff and mypy"
-	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
+	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml and the example"
+	@echo "make scan-template  checkov over the CloudFormation templates (findings fixed or suppressed in place)"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
+	@echo "make deploy [ENV=prod]  validate, build, then sam deploy with samconfig.toml's profile"
+	@echo "make serverless-package  serverless.yml (generated from template.yaml) packaged offline, then linted"
+	@echo "make events  render events/ with fresh tokens from the running local stack (.dev/events)"
+	@echo "make invoke FN=IssuerFunction EVENT=events/issuer/login-valid.json  one handler, no Docker"
 	@echo "make bench  run the benchmarks"
 	@echo "make load   load and chaos run: invariants under concurrency and AWS faults"
 	@echo "make ctl ARGS=...  operator CLI"
@@ -34,6 +40,11 @@ venv: $(STAMP)
 NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# aws-jwt-verify for the Node verifier example (examples/verify/node), run by the e2e tests.
+VERIFY_NODE_STAMP := examples/verify/node/node_modules/.package-lock.json
+$(VERIFY_NODE_STAMP): examples/verify/node/package.json examples/verify/node/package-lock.json
+	cd examples/verify/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # Template tools in their own venv: aws-sam-cli pins its own boto3/botocore, which must not
 # clash with the layer's pins in .venv.
@@ -55,9 +66,29 @@ $(SAM_STAMP): requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	@touch $(SAM_STAMP)
 
+# examples/protected_api: a user's own API attached to the authorizer this template exports.
+EXAMPLE_TEMPLATE := examples/protected_api/template.yaml
+
 lint-template: $(SAM_STAMP)
-	$(SAM_VENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(SAM_VENV)/bin/cfn-lint template.yaml $(EXAMPLE_TEMPLATE) -a cfn_lint_serverless.rules
 	$(SAM_ENV) $(SAM) validate --lint
+	$(SAM_ENV) $(SAM) validate --lint --template $(EXAMPLE_TEMPLATE)
+
+# checkov, as teams run it in their pipelines, in its own venv (it pins its own boto3). Every
+# finding is fixed or suppressed on the resource with a reason (docs/security.md, "Scanner").
+# --skip-download: no policy metadata from the network; the built-in checks only.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_TEMPLATES := template.yaml $(EXAMPLE_TEMPLATE)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -n "$(PYTHON)" || { echo "no Python 3.12+ found" >&2; exit 1; }
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+scan-template: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  $(foreach t,$(CHECKOV_TEMPLATES),-f $(t))
 
 build: $(SAM_STAMP)
 	@test -n "$(PYTHON312)" || { echo "sam build needs python3.12 (set PYTHON312=/path/to/python3.12)" >&2; exit 1; }
@@ -67,12 +98,33 @@ build: $(SAM_STAMP)
 	@# the authorizer's cold start). unchecked-hash: the files never change after the build.
 	$(PYTHON312) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
+# Deploy with samconfig.toml's profile ENV (dev, prod): the template is linted and built exactly
+# as `make build` builds it (bytecode included), the profile checked against the template, and
+# without AWS credentials it stops there and says so (deploy/__main__.py). NO_EXECUTE=1 creates
+# the change set without executing it. REGION= overrides the profile's region.
+ENV ?= dev
+REGION ?=
+deploy: lint-template build
+	@PYTHONPATH=. $(SAM_ENV) $(SAM_VENV)/bin/python -m deploy --env $(ENV) --arch $(ARCH) \
+	  $(if $(REGION),--region $(REGION)) $(if $(NO_EXECUTE),--no-execute)
+
+# serverless.yml is generated from template.yaml (deploy/serverless.py); this checks that it is
+# current, packages it with osls (package.json) offline, and lints the CloudFormation it makes.
+SLS_OUT := .serverless
+serverless-package: $(STAMP) $(NODE_STAMP) $(SAM_STAMP) build
+	$(PY) -m deploy.serverless --check
+	rm -rf $(SLS_OUT)
+	$(PY) -m deploy.serverless --package $(SLS_OUT)
+	@# W3005: serverless's own routes repeat a DependsOn; W1030: KmsSigningKeyId is empty by
+	@# default, and the statement naming it exists only when it is set.
+	$(SAM_VENV)/bin/cfn-lint --ignore-checks W3005 W1030 -- $(SLS_OUT)/cloudformation-template-update-stack.json
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint lint-template build $(NODE_STAMP)
+test: lint lint-template scan-template build serverless-package $(NODE_STAMP) $(VERIFY_NODE_STAMP)
 	$(VENV)/bin/pytest -q
 
 # The browser client (web/tokencore.js) and the /demo page in headless Chromium, against the
@@ -123,10 +175,23 @@ load: $(STAMP)
 dev: $(STAMP)
 	@$(PY) -m devserver
 
+# events/ rendered with fresh tokens and ids from the running `make dev` stack, into the
+# git-ignored .dev/events/ (devserver/events.py): `sam local invoke Fn -e .dev/events/<file>`.
+events: $(STAMP)
+	@$(PY) -m devserver.events
+
+# One function's handler as `sam local invoke` runs it, without Docker (devserver/invoke.py):
+# against the running `make dev` stack, else an embedded one; the response on stdout.
+invoke: $(STAMP)
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<file>" >&2; exit 2; }
+	@$(PY) -m devserver.invoke "$(FN)" "$(EVENT)"
+
 # The operator CLI against the running local stack: the same endpoint, credentials and
 # settings as `make dev` (devserver/settings.py). For AWS, run .venv/bin/tokenctl directly.
+# make exits 2 whenever a recipe fails, so tokenctl's own exit code (1 failed, 2 usage) is
+# printed here; run $(PY) -m devserver.ctl ARGS directly where a script needs it.
 ctl: $(STAMP)
-	@$(PY) -m devserver.ctl $(ARGS)
+	@$(PY) -m devserver.ctl $(ARGS) || { code=$$?; echo "make ctl: tokenctl exited $$code ($(PY) -m devserver.ctl returns it; make returns 2)" >&2; exit $$code; }
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -6,6 +6,11 @@ AWS_PORT, fake credentials, the template's settings with the developer's values 
 the CLI finds the same table, secrets and parameter; it creates nothing. For real AWS run
 ``tokenctl`` itself (``.venv/bin/tokenctl``) with AWS_ENDPOINT_URL unset and the deployment's
 settings in the environment.
+
+Exit codes are tokenctl's (0; 1 failed; 2 bad usage; 130 interrupted). A local stack that is
+not running is a failure like any other: ``tokenctl: local_stack_error: ...``, exit 1. `make
+ctl` exits 2 whenever this exits non-zero (GNU make's rule for a failed recipe), after a line
+naming this module's code; ``.venv/bin/python -m devserver.ctl ARGS`` returns the code itself.
 """
 
 from __future__ import annotations
@@ -61,20 +66,25 @@ def local_cli_environment(env: dict[str, str]) -> dict[str, str]:
     return environment
 
 
-# Commands that never call AWS: they run even when the local stack is not up.
+# Commands that never call AWS: they run even when the local stack is not up (and so does
+# any command's --help).
 OFFLINE = frozenset({"decode", "-h", "--help"})
+HELP = frozenset({"-h", "--help"})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in OFFLINE:
+    if not args or args[0] in OFFLINE or HELP.intersection(args[:2]):
         from tokencore.cli import main as offline_main
 
         return offline_main(args)
     try:
         environment = local_cli_environment(dict(os.environ))
-    except (DevError, TemplateError) as exc:
-        print(f"tokenctl: {exc}", file=sys.stderr)
+    except DevError as exc:
+        print(f"tokenctl: local_stack_error: {exc}", file=sys.stderr)
+        return 1
+    except TemplateError as exc:
+        print(f"tokenctl: template_error: {exc}", file=sys.stderr)
         return 1
     os.environ.clear()
     os.environ.update(environment)

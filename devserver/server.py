@@ -33,6 +33,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import FrameType
 from typing import Any, Final
 
@@ -53,6 +54,7 @@ from devserver.seed import (
 from devserver.settings import (
     HOST,
     LOCAL_DEFAULTS,
+    STACK_NAME,
     DevError,
     Ports,
     aws_environment,
@@ -63,7 +65,12 @@ from devserver.settings import (
 )
 from devserver.stack import ApiSpec, LocalStack
 from devserver.static import static_response
-from devserver.template import TemplateError, load_template
+from devserver.template import REPO_ROOT, TemplateError, load_template
+
+# A user's own API attached to the stack's authorizer (examples/protected_api), served next to
+# the main API with DEV_EXAMPLES=1: its template imports the main template's exports.
+EXAMPLES_VARIABLE: Final = "DEV_EXAMPLES"
+EXAMPLE_DIRECTORY: Final = "examples/protected_api"
 
 EXIT_FAILED: Final = 1
 
@@ -129,6 +136,7 @@ class DevStack:
         self.pools: dict[str, FunctionPool] = {}
         self._pools_lock = threading.Lock()
         self.api: ApiSpec | None = None
+        self._stacks: list[LocalStack] = []
         self.users: list[tuple[SeedUser, str]] = []
 
     # --- start and stop --------------------------------------------------------------------
@@ -177,7 +185,10 @@ class DevStack:
 
         # One warm container per function the API calls, started from another thread: their
         # cold starts run while the template's resources are created and the users seeded.
+        self._stacks = [stack]
         self.api = stack.api()
+        if (self._env.get(EXAMPLES_VARIABLE) or "").strip() in ("1", "true"):
+            self.api = self._attach_example(stack, self.api)
         wanted = {route.function for route in self.api.routes}
         wanted |= {authorizer.function for authorizer in self.api.authorizers.values()}
         warm = [self._pool(logical_id) for logical_id in sorted(wanted)]
@@ -243,14 +254,42 @@ class DevStack:
 
     # --- functions ---------------------------------------------------------------------------
 
+    def _attach_example(self, main: LocalStack, api: ApiSpec) -> ApiSpec:
+        """The example template's HTTP API routes, behind the authorizer it imports from the
+        main stack, added to the one API this stack serves (its REST API is not emulated)."""
+        example = LocalStack(
+            load_template(REPO_ROOT / EXAMPLE_DIRECTORY / "template.yaml"),
+            {},
+            create=True,
+            code_root=EXAMPLE_DIRECTORY,
+            exports=main.exports(),
+            foreign_functions=main.function_for_arn,
+            parameter_overrides={"TokencoreStackName": STACK_NAME},
+        )
+        extra = example.api()
+        clash = set(example.function_ids()) & set(main.function_ids())
+        clash |= set(extra.authorizers) & set(api.authorizers)
+        clash |= {r.route_key for r in extra.routes} & {r.route_key for r in api.routes}
+        if clash:
+            raise DevError(f"{EXAMPLE_DIRECTORY} reuses names of template.yaml: {sorted(clash)}")
+        self._stacks.append(example)
+        return replace(
+            api,
+            routes=api.routes + extra.routes,
+            authorizers={**api.authorizers, **extra.authorizers},
+        )
+
     def _pool(self, logical_id: str) -> FunctionPool:
         with self._pools_lock:
             pool = self.pools.get(logical_id)
             if pool is None:
                 if self._shared_offset is None:
                     raise DevError("the stack is not started")
+                owner = next(
+                    (s for s in self._stacks if logical_id in s.function_ids()), self.stack
+                )
                 pool = self.pools[logical_id] = FunctionPool(
-                    self.stack.function_spec(logical_id),
+                    owner.function_spec(logical_id),
                     self._function_environment,
                     self._shared_offset,
                     concurrency=self.concurrency,

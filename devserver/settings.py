@@ -21,7 +21,9 @@ DEFAULT_AWS_PORT: Final = 4566
 # moto's default account; the region is fixed so that `make dev` and `make ctl` always meet.
 ACCOUNT_ID: Final = "123456789012"
 REGION: Final = "us-east-1"
-STACK_NAME: Final = "tokencore-local"
+# "tokencore": the template derives its physical names from the stack name, and these give the
+# settings' own defaults (tokencore-sessions, tokencore/signing-keys, /tokencore/public-jwks).
+STACK_NAME: Final = "tokencore"
 API_ID: Final = "devlocal01"
 
 FAKE_CREDENTIALS: Final = {

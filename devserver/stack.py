@@ -153,8 +153,18 @@ class LocalStack:
         create: bool,
         session: Any = None,
         invoke_custom: Callable[[str, dict[str, Any]], object] | None = None,
+        code_root: str = "",
+        exports: Mapping[str, str] | None = None,
+        foreign_functions: Callable[[str], str | None] | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
     ) -> None:
+        """``code_root``: the template's folder relative to the repository (CodeUri is relative
+        to it); ``exports``: what earlier stacks export (Fn::ImportValue);
+        ``foreign_functions``: an ARN of another stack's function to its logical id, for an
+        authorizer this template attaches (examples/)."""
         self.template = template
+        self._code_root = PurePosixPath(code_root)
+        self._foreign_functions = foreign_functions
         self.resources: Mapping[str, Any] = template["Resources"]
         self._developer_env = developer_env
         self._create = create
@@ -163,13 +173,14 @@ class LocalStack:
         self._clients: dict[str, Any] = {}
         self._physical: dict[str, Physical] = {}
         self._pending: set[str] = set()
-        self.parameters = self._parameter_values(developer_env)
+        self.parameters = {**self._parameter_values(developer_env), **(parameter_overrides or {})}
         self.evaluator = Evaluator(
             template,
             parameters=self.parameters,
             pseudo=PSEUDO_PARAMETERS,
             ref_resource=lambda logical: self.physical(logical).ref,
             get_att=self._get_att,
+            exports=exports,
         )
 
     # --- parameters ------------------------------------------------------------------------
@@ -441,7 +452,8 @@ class LocalStack:
         if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
             raise DevError(f"{logical_id}: the local stack needs a local CodeUri and a Handler")
         module_file, _, attribute = handler.rpartition(".")
-        package = ".".join(part for part in PurePosixPath(code_uri).parts if part not in ("", "."))
+        parts = (self._code_root / code_uri).parts
+        package = ".".join(part for part in parts if part not in ("", "."))
         physical = self.physical(logical_id)
         return FunctionSpec(
             logical_id=logical_id,
@@ -472,6 +484,19 @@ class LocalStack:
             if given is not None and given.strip():
                 environment[name] = given
         return environment
+
+    def exports(self) -> dict[str, str]:
+        """The template's Outputs that carry an Export, by export name."""
+        found: dict[str, str] = {}
+        for output in (self.template.get("Outputs") or {}).values():
+            condition = output.get("Condition")
+            if condition is not None and not self.evaluator.condition(str(condition)):
+                continue
+            export = output.get("Export")
+            if isinstance(export, dict) and "Name" in export:
+                name = scalar_text(self.evaluator.evaluate(export["Name"]))
+                found[name] = scalar_text(self.evaluator.evaluate(output.get("Value")))
+        return found
 
     def _referenced_secret(self, value: object) -> str:
         """A variable holding a secret reference, resolved; in lookup mode with no endpoint
@@ -592,7 +617,10 @@ class LocalStack:
     def _authorizer(self, name: str, spec: Mapping[str, Any]) -> AuthorizerSpec:
         if "FunctionArn" not in spec:
             raise DevError(f"authorizer {name}: only Lambda authorizers run locally (no JWT/IAM)")
-        function = self.function_for_arn(str(spec["FunctionArn"]))
+        arn = str(spec["FunctionArn"])
+        function = self.function_for_arn(arn)
+        if function is None and self._foreign_functions is not None:
+            function = self._foreign_functions(arn)
         if function is None:
             raise DevError(f"authorizer {name}: FunctionArn is not a function of this template")
         identity = spec.get("Identity") or {}

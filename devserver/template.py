@@ -8,10 +8,12 @@ keeps YAML 1.1 timestamps as strings (``Version: 2012-10-17`` is a string to Clo
 Nothing executes: the loader is ``yaml.SafeLoader`` plus constructors that build plain data.
 
 ``Evaluator`` resolves ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If`` and the condition
-functions, ``Fn::Join``, ``Fn::Split``, ``Fn::Select``, ``Fn::FindInMap`` and ``Fn::Base64``
-against parameter values, pseudo parameters and two callbacks that name resources (the local
-stack creates a resource when something first refers to it). Anything else raises
-TemplateError naming the function, so an unsupported construct fails loudly at start.
+functions, ``Fn::Join``, ``Fn::Split``, ``Fn::Select``, ``Fn::FindInMap``, ``Fn::Base64`` and
+``Fn::ImportValue`` against parameter values, pseudo parameters, two callbacks that name
+resources (the local stack creates a resource when something first refers to it) and the
+exports of the stacks loaded before (a second template that attaches to the first). Anything
+else raises TemplateError naming the function, so an unsupported construct fails loudly at
+start.
 
 Tests use the same loader (``from devserver.template import load_template``).
 """
@@ -172,8 +174,10 @@ class Evaluator:
         pseudo: Mapping[str, str],
         ref_resource: Callable[[str], Any],
         get_att: Callable[[str, str], Any],
+        exports: Mapping[str, str] | None = None,
     ) -> None:
         self._template = template
+        self._exports = exports or {}
         self._parameters = parameters
         self._pseudo = pseudo
         self._ref_resource = ref_resource
@@ -340,6 +344,12 @@ class Evaluator:
             if len(argument) == 4 and isinstance(argument[3], dict):
                 return self.evaluate(argument[3].get("DefaultValue"))
             raise TemplateError(f"Fn::FindInMap: no {name}.{first}.{second}") from exc
+
+    def _fn_importvalue(self, argument: object) -> str:
+        name = self.evaluate(argument)
+        if not isinstance(name, str) or name not in self._exports:
+            raise TemplateError(f"Fn::ImportValue: no stack of the local stack exports {name}")
+        return self._exports[name]
 
     def _fn_base64(self, argument: object) -> str:
         text = scalar_text(self.evaluate(argument))

@@ -42,9 +42,10 @@ from tokencore.authz import (
     Grant,
     RouteForbidden,
 )
+from tokencore.config import RoleRule
 from tokencore.emf import CountMetrics
 from tokencore.errors import InvalidRequest, Rejected, ServiceFault
-from tokencore.policy import ADMIN_PREFIX, ADMIN_ROLE, SessionCheckReason
+from tokencore.policy import SessionCheckReason, pattern_segments
 from tokencore.runtime import get_runtime
 from tokencore.tokens import AccessClaims
 
@@ -70,7 +71,6 @@ _METHOD_ARN: Final = re.compile(
 _METHOD: Final = re.compile(r"[A-Z]{1,16}")
 _REASON: Final = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _ID: Final = re.compile(r"[A-Za-z0-9=._-]{1,64}")
-_ADMIN_RESOURCE: Final = ADMIN_PREFIX.strip("/")
 
 
 class EventKind(StrEnum):
@@ -108,6 +108,7 @@ class Outcome:
     claims: AccessClaims | None = None
     session_check: SessionCheckReason | None = None
     where: str | None = None  # internal errors only: file:line of the failure
+    rule: RoleRule | None = None  # route denials: the ROUTE_ROLES rule that refused
 
 
 # --- handler --------------------------------------------------------------------------------
@@ -146,7 +147,15 @@ def _decide(kind: EventKind, event: Any) -> Outcome:
         parsed = parse_event(kind, event)
         grant = _authorizer().authorize(parsed.request, trace)
     except RouteForbidden as exc:
-        return Outcome(Verdict.FORBIDDEN, exc.code, parsed, None, exc.claims, trace.session_check)
+        return Outcome(
+            Verdict.FORBIDDEN,
+            exc.code,
+            parsed,
+            None,
+            exc.claims,
+            trace.session_check,
+            rule=exc.rule,
+        )
     except Rejected as exc:
         return Outcome(
             Verdict.UNAUTHENTICATED, exc.code, parsed, None, trace.claims, trace.session_check
@@ -352,8 +361,9 @@ def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
 def _principal_policy(
     arn: APIGatewayRouteArn, claims: AccessClaims, context: dict[str, Any] | None
 ) -> APIGatewayAuthorizerResponse:
-    """Everything this principal may call: the whole API, minus the admin tree for non-admins.
-    Cache-safe: API Gateway applies a cached policy to the caller's other routes."""
+    """Everything this principal may call: the whole API, minus every ROUTE_ROLES route it
+    lacks a role for. Cache-safe: API Gateway applies a cached policy to the caller's other
+    routes."""
     policy = APIGatewayAuthorizerResponse(
         principal_id=claims.subject,
         region=arn.region,
@@ -364,11 +374,24 @@ def _principal_policy(
         partition=arn.partition,
     )
     policy.allow_all_routes()
-    if not claims.has_role(ADMIN_ROLE):
-        for verb in sorted(_VERBS):
-            policy.deny_route(verb, _ADMIN_RESOURCE)
-            policy.deny_route(verb, _ADMIN_RESOURCE + "/*")
+    for rule in _authorizer().policy.unmet_rules(claims.roles):
+        for verb, resource in _rule_resources(rule):
+            policy.deny_route(verb, resource)
     return policy
+
+
+def _rule_resources(rule: RoleRule) -> list[tuple[str, str]]:
+    """The (verb, resource) pairs of a rule in method-ARN form: each verb for ``*`` (an ARN
+    ``*`` in the verb position would span slashes), and a subtree as its root plus ``/*``."""
+    pattern = rule.pattern
+    verbs = sorted(_VERBS) if pattern.method == "*" else [pattern.method]
+    segments = pattern_segments(pattern)
+    if segments and segments[-1] == "*" and pattern.path.endswith("/*"):
+        root = "/".join(segments[:-1])
+        resources = [root, f"{root}/*"] if root else ["*"]
+    else:
+        resources = ["/".join(segments)]
+    return [(verb, resource) for verb in verbs for resource in resources]
 
 
 def _http_deny() -> dict[str, Any]:
@@ -425,6 +448,9 @@ def _log(kind: EventKind, outcome: Outcome, correlation: dict[str, str]) -> None
         fields["session_hash"] = hash_identifier(outcome.claims.session_id)
     if outcome.session_check is not None:
         fields["session_check"] = outcome.session_check.value
+    if outcome.rule is not None:
+        # Configuration, not input: which ROUTE_ROLES rule refused the route.
+        fields["route_rule"] = str(outcome.rule)
     if outcome.verdict is Verdict.ALLOW:
         logger.debug("authorizer allowed", extra=fields)
     elif outcome.reason == INTERNAL_ERROR:

@@ -233,6 +233,9 @@ class RecordingLimiter(RateLimiter):
     def _increment(self, window: RateWindow) -> int:
         return self._inner._increment(window)
 
+    def _clear(self, scope: str, key_digest: str) -> int:
+        return self._inner._clear(scope, key_digest)
+
     def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
         refused = self._inner._increment_below(windows)
         if refused is None:

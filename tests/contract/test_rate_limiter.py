@@ -252,6 +252,54 @@ def test_hit_and_admit_share_one_counter(rl: Limiter) -> None:
     assert _count(rl, window) == 4  # refused hits count, refused admissions do not
 
 
+def test_clear_unlocks_one_key_in_one_scope_only(rl: Limiter) -> None:
+    limit = RateLimit(2, 300)
+    full = {
+        (scope, key): rl.limiter.window(scope, key, limit)
+        for scope in (SCOPE_LOGIN_USER, SCOPE_LOGIN_IP)
+        for key in ("alice", "bob")
+    }
+    for window in full.values():
+        rl.limiter.admit([window])
+        rl.limiter.admit([window])
+    assert rl.limiter.clear(SCOPE_LOGIN_USER, "alice") == 1
+    rl.limiter.admit([full[(SCOPE_LOGIN_USER, "alice")]])  # a fresh count
+    assert _count(rl, full[(SCOPE_LOGIN_USER, "alice")]) == 1
+    for other in ((SCOPE_LOGIN_IP, "alice"), (SCOPE_LOGIN_USER, "bob")):
+        with pytest.raises(RateLimited):
+            rl.limiter.admit([full[other]])
+    assert rl.limiter.clear(SCOPE_LOGIN_USER, "carol") == 0  # nothing to clear is no error
+
+
+def test_clear_takes_every_live_window_and_leaves_expired_ones(rl: Limiter) -> None:
+    """Windows of other lengths (a limit changed since) are cleared too; counters past their
+    TTL no longer count, and are left to it."""
+    rl.limiter.hit(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(5, 60))
+    rl.clock.advance(3660)  # one minute into a five-minute window: two live counters
+    rl.limiter.hit(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(5, 60))
+    rl.limiter.hit(SCOPE_LOGIN_IP, "198.51.100.7", RateLimit(5, 300))
+    assert rl.limiter.clear(SCOPE_LOGIN_IP, "198.51.100.7") == 2
+    assert rl.limiter.clear(SCOPE_LOGIN_IP, "198.51.100.7") == 0
+
+
+def test_clear_refuses_a_bad_scope_or_key(rl: Limiter) -> None:
+    with pytest.raises(ConfigError):
+        rl.limiter.clear("Login User", "alice")
+    with pytest.raises(InvalidRequest):
+        rl.limiter.clear(SCOPE_LOGIN_USER, "")
+
+
+def test_clear_reads_consistently_and_deletes_every_live_counter(dynamo: Limiter) -> None:
+    for _ in range(40):
+        dynamo.limiter.hit(SCOPE_LOGIN_USER, "alice", RateLimit(5, 1))
+        dynamo.clock.advance(1)
+    with ParamRecorder(dynamo.client, "Query") as recorder:
+        assert dynamo.limiter.clear(SCOPE_LOGIN_USER, "alice") == 40
+    assert all(params["ConsistentRead"] is True for params in recorder.params)
+    digest = dynamo.limiter.key_digest("alice")
+    assert not [item for item in scan_items(dynamo.client) if digest in item["pk"]["S"]]
+
+
 def test_admit_of_one_window_is_one_conditional_update(dynamo: Limiter) -> None:
     user = dynamo.limiter.window(SCOPE_LOGIN_USER, "alice", RateLimit(1, 60))
     with ParamRecorder(dynamo.client, "UpdateItem") as recorder:

@@ -31,6 +31,7 @@ from tokencore.audit import hash_identifier
 from tokencore.errors import (
     InvalidCredentials,
     InvalidRequest,
+    PasswordTooShort,
     StoreConflict,
     StoreUnavailable,
     UserDisabled,
@@ -44,8 +45,10 @@ from tokencore.users import (
     InMemoryUserStore,
     RevokeAllSessions,
     User,
+    UserPage,
     UserService,
     UserStore,
+    UserSummary,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -407,13 +410,140 @@ def test_passwords_are_taken_exactly_as_given(service: UserService, password: st
 
 
 def test_unicode_normalization_forms_are_different_passwords(service: UserService) -> None:
-    composed = unicodedata.normalize("NFC", "café")
-    decomposed = unicodedata.normalize("NFD", "café")
+    composed = unicodedata.normalize("NFC", "un café noir")
+    decomposed = unicodedata.normalize("NFD", "un café noir")
     assert composed != decomposed
     service.create_user("alice", composed)
     assert service.authenticate("alice", composed).username == "alice"
     with pytest.raises(InvalidCredentials):
         service.authenticate("alice", decomposed)
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+
+def _every_page(store: UserStore, limit: int) -> list[UserPage]:
+    pages = [store.list_users(limit)]
+    while pages[-1].next_cursor is not None:
+        assert len(pages) < 100, "the cursor never ran out"
+        pages.append(store.list_users(limit, pages[-1].next_cursor))
+    return pages
+
+
+def test_pages_list_every_user_once_without_the_hash(
+    service: UserService, store: UserStore
+) -> None:
+    created = {
+        user.user_id: user
+        for user in (service.create_user(f"user{n}", PASSWORD, roles=["user"]) for n in range(7))
+    }
+    pages = _every_page(store, 3)
+    listed = [summary for page in pages for summary in page.users]
+    assert all(len(page.users) <= 3 for page in pages)
+    assert sorted(s.user_id for s in listed) == sorted(created)
+    for summary in listed:
+        assert summary == UserSummary.of(created[summary.user_id])
+        assert not hasattr(summary, "password_hash")
+    # One page that holds them all says there is nothing after it.
+    whole = store.list_users(7)
+    assert len(whole.users) == 7
+    assert whole.next_cursor is None
+    assert store.list_users(1000).next_cursor is None
+
+
+def test_an_empty_store_lists_nothing(store: UserStore) -> None:
+    assert store.list_users() == UserPage((), None)
+
+
+@pytest.mark.parametrize(
+    ("limit", "cursor"),
+    [(0, None), (1001, None), (True, None), (10, "not a user id"), (10, "USER#x"), (10, "")],
+)
+def test_a_bad_page_request_is_refused(store: UserStore, limit: Any, cursor: str | None) -> None:
+    with pytest.raises(InvalidRequest):
+        store.list_users(limit, cursor)
+
+
+def test_listing_scans_past_other_items_and_never_reads_the_hash(
+    dynamo_service: UserService, dynamo: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions, claims and counters share the table: a page cut short of the Scan's own page,
+    and Scan pages holding no user, lose and repeat nothing."""
+    import tokencore.users.dynamodb as dynamodb_users
+
+    monkeypatch.setattr(dynamodb_users, "SCAN_PAGE_ITEMS", 2)
+    ids = {dynamo_service.create_user(f"user{n}", PASSWORD).user_id for n in range(5)}
+    for n in range(9):
+        dynamo.client.put_item(
+            TableName=TABLE_NAME,
+            Item={"pk": {"S": f"RATE#login_ip#{n:064x}"}, "sk": {"S": "WINDOW#0"}},
+        )
+    with ParamRecorder(dynamo.client, "Scan") as recorder:
+        pages = _every_page(dynamo.store, 2)
+    assert sorted(s.user_id for page in pages for s in page.users) == sorted(ids)
+    assert len(recorder.params) > len(pages)  # some pages took several Scan requests
+    for params in recorder.params:
+        assert params["ConsistentRead"] is True
+        assert "password_hash" not in params["ProjectionExpression"]
+        assert "password_hash" not in params["ExpressionAttributeNames"].values()
+
+
+# --- the minimum length of a new password (PASSWORD_MIN_LENGTH) -------------------------------
+
+
+def test_a_new_account_needs_eight_characters_counted_as_code_points(
+    store: UserStore, clock: ManualClock
+) -> None:
+    hasher = CountingHasher()
+    service = UserService(store, RecordingRevoker(), clock, hasher=hasher)
+    with pytest.raises(PasswordTooShort) as caught:
+        service.create_user("alice", "7 chars")
+    assert caught.value.message == "password must be at least 8 characters"
+    assert caught.value.code == "password_too_short"
+    assert isinstance(caught.value, InvalidRequest)  # a 400 wherever a handler meets it
+    assert hasher.hash_calls == 0  # refused before any Argon2 work
+    with pytest.raises(UserNotFound):
+        store.get_by_username("alice")
+    # Eight code points, however many bytes: four of them take 4 bytes each in UTF-8.
+    eight = "\U0001f511\U0001f511\U0001f511\U0001f511abcd"
+    assert len(eight) == 8
+    user = service.create_user("alice", eight)
+    assert service.authenticate("alice", eight).user_id == user.user_id
+
+
+def test_the_minimum_is_configurable(store: UserStore, clock: ManualClock) -> None:
+    strict = UserService(store, RecordingRevoker(), clock, fast_hasher(), min_password_length=12)
+    with pytest.raises(PasswordTooShort, match="at least 12 characters"):
+        strict.create_user("alice", "11 chars ok")
+    strict.create_user("alice", "twelve chars")
+    lenient = UserService(store, RecordingRevoker(), clock, fast_hasher(), min_password_length=1)
+    lenient.create_user("bob", "b")
+
+
+def test_a_password_change_under_the_minimum_writes_and_revokes_nothing(
+    service: UserService, store: UserStore, revoker: RecordingRevoker, clock: ManualClock
+) -> None:
+    user = service.create_user("alice", PASSWORD)
+    clock.advance(60)
+    with pytest.raises(PasswordTooShort):
+        service.change_password(user.user_id, "short")
+    assert store.get(user.user_id) == user
+    assert revoker.calls == []
+    changed, revoked = service.replace_password(user.user_id, "long enough")
+    assert changed.password_changed_at == user.password_changed_at + 60
+    assert revoked == 3  # what the revoker reported
+    assert revoker.calls == [(user.user_id, REASON_PASSWORD_CHANGED)]
+
+
+def test_login_never_checks_the_minimum(store: UserStore, clock: ManualClock) -> None:
+    """An account set up under a lower minimum keeps working after the minimum is raised; a
+    short password is refused by its hash, never by its length."""
+    UserService(store, RecordingRevoker(), clock, fast_hasher(), min_password_length=4).create_user(
+        "alice", "four"
+    )
+    service = UserService(store, RecordingRevoker(), clock, fast_hasher())
+    assert service.authenticate("alice", "four").username == "alice"
+    assert _failure(service, "alice", "fiv").message == "invalid username or password"
 
 
 def test_login_username_is_normalized(service: UserService) -> None:
@@ -472,6 +602,8 @@ def test_unknown_user_wrong_password_and_disabled_look_the_same(service: UserSer
         ("mallory", PASSWORD),  # unknown user
         ("no such user", PASSWORD),  # a name that could never be registered
         ("alice", "wrong password"),
+        ("alice", "short"),  # under PASSWORD_MIN_LENGTH: just a wrong password at login
+        ("mallory", "short"),
         ("alice", PASSWORD),  # success
         ("carol", PASSWORD),  # disabled, right password
     ],

@@ -33,6 +33,9 @@ CTL_TIMEOUT_SECONDS = 120
 
 ADMIN_USER = "root"
 ADMIN_PASSWORD = "root-password-for-e2e"  # test-only account of a throwaway local stack
+ANALYST_USER = "ana"
+ANALYST_PASSWORD = "ana-password-for-e2e"  # test-only account of a throwaway local stack
+EXAMPLE_ROUTE_ROLES = "* /admin/*=admin,GET /example/reports/*=analyst|admin"
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"
 
@@ -46,7 +49,14 @@ def free_port() -> int:
 # Whatever the developer running the tests has exported must not change the stacks under test.
 _HERMETIC = frozenset(
     {field.name.upper() for field in dataclasses.fields(Settings)}
-    | {"PORT", "AWS_PORT", "SEED_USERS", "DEV_FUNCTION_CONCURRENCY", "DEV_CLOCK_CONTROL"}
+    | {
+        "PORT",
+        "AWS_PORT",
+        "SEED_USERS",
+        "DEV_FUNCTION_CONCURRENCY",
+        "DEV_CLOCK_CONTROL",
+        "DEV_EXAMPLES",
+    }
 )
 
 
@@ -165,7 +175,13 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run
     stacks = {
         "default": launch_stack(
             tmp_path_factory.mktemp("stack"),
-            SEED_USERS=f"{ADMIN_USER}:{ADMIN_PASSWORD}:admin,user",
+            SEED_USERS=(
+                f"{ADMIN_USER}:{ADMIN_PASSWORD}:admin,user;{ANALYST_USER}:{ANALYST_PASSWORD}:analyst"
+            ),
+            # examples/protected_api served next to the API, with a route-to-role rule of its
+            # own (tests/e2e/test_example_api.py).
+            DEV_EXAMPLES="1",
+            ROUTE_ROLES=EXAMPLE_ROUTE_ROLES,
             # Every authorization of a non-sensitive route skips the session store: what the
             # tests see never depends on sampling luck.
             SESSION_CHECK_SAMPLE_RATE="0",

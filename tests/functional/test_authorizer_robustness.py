@@ -43,10 +43,12 @@ from tests.functional.test_authorizer import (
     mint,
 )
 from tokencore.authz import Authorizer
+from tokencore.config import RoutePattern
 from tokencore.errors import KeyUnavailable
 from tokencore.keys import jwks_document
 from tokencore.keys.model import VerificationKey
-from tokencore.policy import normalize_path, required_role
+from tokencore.paths import read_path, template_segments
+from tokencore.policy import segments_match
 from tokencore.runtime import set_runtime
 from tokencore.service import TokenGrant
 
@@ -392,17 +394,23 @@ PATHS = st.lists(SEGMENTS, min_size=1, max_size=5).map(lambda parts: "/" + "/".j
 def test_property_a_valid_non_admin_token_never_reaches_the_admin_tree(
     alice: TokenGrant, raw_path: str, route_path: str | None
 ) -> None:
-    # Whatever path and route template arrive, a non-admin is allowed only where both read
-    # unambiguously and neither lies under /admin.
+    # Whatever path and route template arrive, a non-admin is allowed only where no reading of
+    # the path (decoded once, twice, leniently, dots resolved...) and not the template lies
+    # under /admin.
     evt = event("http-valid", alice)
     evt["rawPath"] = raw_path
     evt["routeKey"] = "$default" if route_path is None else f"GET {route_path}"
     response = invoke(evt)
     if response["isAuthorized"]:
-        for path in filter(None, (raw_path, route_path)):
-            normalized = normalize_path(path)
-            assert normalized is not None
-            assert required_role(normalized) is None
+        admin_tree = RoutePattern("*", "/admin/*")
+        readings = read_path(raw_path)
+        assert readings is not None
+        for segments in (readings.canonical, *readings.alternates):
+            assert not segments_match(admin_tree, "GET", segments)
+        if route_path is not None:
+            template = template_segments(route_path)
+            assert template is not None
+            assert not segments_match(admin_tree, "GET", template)
 
 
 # --- the fast path in a fresh interpreter -------------------------------------------------------

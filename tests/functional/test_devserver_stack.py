@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devserver.settings import Ports, developer_settings
+from devserver.settings import STACK_NAME, Ports, developer_settings
 from devserver.stack import LocalStack
 from devserver.template import load_template
 from tests.functional.conftest import fresh_aws
@@ -90,7 +90,7 @@ def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) 
     stack = _provisioned(aws, KEY_BACKEND="kms")
     environment = stack.settings_environment()
     # The functions sign through the template's alias, which a KMS rotation moves.
-    assert environment["KMS_SIGNING_KEY_ID"] == "alias/tokencore-local-access-token-signing"
+    assert environment["KMS_SIGNING_KEY_ID"] == "alias/tokencore-access-token-signing"
     key = aws.client("kms").describe_key(KeyId=environment["KMS_SIGNING_KEY_ID"])["KeyMetadata"]
     assert key["KeyUsage"] == "SIGN_VERIFY"
     assert key["KeySpec"] == "RSA_2048"
@@ -104,7 +104,7 @@ def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) 
     names = aws.client("secretsmanager").list_secrets()["SecretList"]
     # In KMS mode the only key secret is the refresh key set (beside the audit-label key).
     assert sorted(secret["Name"] for secret in names) == [
-        "tokencore-local-AuditLabelKeySecret",
+        f"{STACK_NAME}-AuditLabelKeySecret",
         "tokencore/refresh-keys",
     ]
     # `make ctl` finds the same key through the template's alias, creating nothing.

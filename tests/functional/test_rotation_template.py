@@ -99,7 +99,7 @@ def test_the_rotation_function_touches_the_two_key_secrets_and_the_jwks_only(
         str(
             {
                 "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
-                ":parameter${PublicJwksParameter}"
+                ":parameter${PublicJwksParam}"
             }
         ): {"ssm:GetParameter", "ssm:PutParameter"},
     }

@@ -113,14 +113,15 @@ def test_the_table_in_the_template_is_the_table_the_code_expects(template: dict[
         assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert replica["DeletionProtectionEnabled"] is True
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
-    assert props["TableName"] == {"Ref": "SessionsTableName"}
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert props["TableName"] == environment["SESSIONS_TABLE_NAME"]
 
 
 def test_a_table_created_from_the_template_serves_the_session_store(
     template: dict[str, Any], clock: ManualClock
 ) -> None:
     props = template["Resources"]["SessionsTable"]["Properties"]
-    name = template["Parameters"]["SessionsTableName"]["Default"]
+    name = "tokencore-sessions"
     with fresh_aws():
         client = boto3.client("dynamodb")
         client.create_table(
@@ -190,8 +191,20 @@ def readme_settings() -> list[str]:
 # the stack cannot give its own functions (the API depends on them): the TokenIssuer parameter
 # defaults to empty and the functions see a placeholder until it is set (docs/deploy.md).
 DEFAULT_EXCEPTIONS = {"TOKEN_ISSUER": ""}
+# The parameters that name a resource default to empty: the name then derives from the stack
+# name, so two stacks in one account never collide (docs/deploy.md).
+STACK_NAMED = {
+    "SESSIONS_TABLE_NAME": ("SessionsTableName", "${AWS::StackName}-sessions"),
+    "SIGNING_KEYS_SECRET_ID": ("SigningKeysSecretId", "${AWS::StackName}/signing-keys"),
+    "REFRESH_KEYS_SECRET_ID": ("RefreshKeysSecretId", "${AWS::StackName}/refresh-keys"),
+    "PUBLIC_JWKS_PARAMETER": ("PublicJwksParameter", "/${AWS::StackName}/public-jwks"),
+}
+DEFAULT_EXCEPTIONS |= {name: "" for name in STACK_NAMED}
 # Settings whose variable is computed from the parameter rather than a plain Ref to it.
-DERIVED = {
+DERIVED: dict[str, Any] = {
+    name: {"Fn::If": [f"Has{parameter}", {"Ref": parameter}, {"Fn::Sub": derived}]}
+    for name, (parameter, derived) in STACK_NAMED.items()
+} | {
     "TOKEN_ISSUER": {
         "Fn::If": ["HasTokenIssuer", {"Ref": "TokenIssuer"}, "https://issuer-not-set.invalid"]
     },
@@ -264,6 +277,11 @@ def resources_of(statement: dict[str, Any]) -> list[Any]:
     return [resources] if not isinstance(resources, list) else list(resources)
 
 
+# With CustomerKmsKeyArn set, Secrets Manager uses that key on the caller's behalf: a reader of a
+# key secret needs Decrypt, a writer GenerateDataKey too (only through Secrets Manager).
+SECRET_READER_KEY_ACTIONS = ("kms:Decrypt",)
+SECRET_WRITER_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+
 # What each function may call (the union over KeyBackend): a new call needs a line here too.
 EXPECTED_ACTIONS = {
     "IssuerFunction": {
@@ -275,6 +293,7 @@ EXPECTED_ACTIONS = {
         "kms:Sign",
         "kms:GetPublicKey",
         "ssm:GetParameter",
+        *SECRET_READER_KEY_ACTIONS,
     },
     "RefresherFunction": {
         "dynamodb:GetItem",
@@ -282,6 +301,7 @@ EXPECTED_ACTIONS = {
         "secretsmanager:GetSecretValue",
         "kms:Sign",
         "kms:GetPublicKey",
+        *SECRET_READER_KEY_ACTIONS,
     },
     "RevokerFunction": {
         "dynamodb:GetItem",
@@ -289,6 +309,7 @@ EXPECTED_ACTIONS = {
         "dynamodb:Query",
         "secretsmanager:GetSecretValue",
         "ssm:GetParameter",
+        *SECRET_READER_KEY_ACTIONS,
     },
     "MeFunction": set(),
     # Verifiers read the published JWKS in both key backends: no KMS at all.
@@ -299,6 +320,7 @@ EXPECTED_ACTIONS = {
         "kms:GetPublicKey",
         "ssm:GetParameter",
         "ssm:PutParameter",
+        *SECRET_WRITER_KEY_ACTIONS,
     },
     # What Secrets Manager's guide lists for a rotation function, and the public JWKS.
     "KeyRotationFunction": {
@@ -308,6 +330,7 @@ EXPECTED_ACTIONS = {
         "secretsmanager:UpdateSecretVersionStage",
         "ssm:GetParameter",
         "ssm:PutParameter",
+        *SECRET_WRITER_KEY_ACTIONS,
     },
 }
 
@@ -607,3 +630,82 @@ def test_the_alarmed_metrics_are_the_ones_the_functions_emit(template: dict[str,
     assert sorted(queried) == ["AuthorizerDeny", "AuthorizerFault", "RefreshReuse", "SessionCheck"]
     for name in queried:
         assert f'"{name}"' in sources, f"no function emits {name}"
+
+
+# --- (g) the infrastructure scanner (checkov runs in `make scan-template`) ------------------
+
+SECURITY_DOC = REPO_ROOT / "docs" / "security.md"
+CUSTOMER_KEY = {
+    "Fn::If": ["HasCustomerKmsKey", {"Ref": "CustomerKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+}
+
+
+def scanner_skips(template: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(resource, check id, reason) of every checkov suppression in the template."""
+    found = []
+    for name, resource in template["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            found.append((name, skip["id"], skip.get("comment", "")))
+    return found
+
+
+def scanner_table() -> dict[str, str]:
+    """docs/security.md's scanner table: check id -> the row's text."""
+    section = SECURITY_DOC.read_text(encoding="utf-8").split("## Scanner", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(CKV2?_AWS_\d+)` \|(.*)$", section, flags=re.MULTILINE)
+    return dict(rows)
+
+
+EXAMPLE_TEMPLATE = REPO_ROOT / "examples" / "protected_api" / "template.yaml"
+
+
+def test_every_scanner_suppression_carries_its_reason_and_a_docs_row(
+    template: dict[str, Any],
+) -> None:
+    # Every template make scan-template scans (the Makefile's CHECKOV_TEMPLATES).
+    skips = scanner_skips(template) + scanner_skips(load_template(EXAMPLE_TEMPLATE))
+    assert skips, "no suppression found: did the Metadata move?"
+    table = scanner_table()
+    for name, check, reason in skips:
+        assert re.fullmatch(r"CKV2?_AWS_\d+", check), (name, check)
+        # A reason a reviewer can act on: a sentence, not a tag.
+        assert len(reason.split()) >= 10, (name, check, reason)
+        assert check in table, f"docs/security.md's scanner table lacks {check} ({name})"
+        assert "suppressed" in table[check], (check, table[check])
+
+
+def test_the_customer_key_covers_secrets_logs_and_environment_when_set(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    assert template["Globals"]["Function"]["KmsKeyArn"] == CUSTOMER_KEY
+    secrets = [r for r in resources.values() if r["Type"] == "AWS::SecretsManager::Secret"]
+    logs = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(secrets) == 3  # the two key sets and the audit-label key
+    assert len(logs) == len(FUNCTIONS) + 1
+    for resource in secrets + logs:
+        assert resource["Properties"]["KmsKeyId"] == CUSTOMER_KEY, resource
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_the_customer_key_is_usable_through_secrets_manager_only(
+    template: dict[str, Any], name: str
+) -> None:
+    for policy in template["Resources"][name]["Properties"].get("Policies", []):
+        for item in policy["Statement"]:
+            for statement in if_branches(item):
+                if statement.get("Sid") != "KeySecretsCustomerKey":
+                    assert not {"kms:Decrypt", "kms:GenerateDataKey"} & set(
+                        actions_of(statement)
+                    ), (name, statement["Sid"])
+                    continue
+                # Only when the parameter is set, and only on that key, via Secrets Manager.
+                assert item["Fn::If"][0] == "HasCustomerKmsKey", name
+                assert item["Fn::If"][2] == {"Ref": "AWS::NoValue"}, name
+                assert resources_of(statement) == [{"Ref": "CustomerKmsKeyArn"}]
+                assert statement["Condition"] == {
+                    "StringEquals": {
+                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+                    }
+                }

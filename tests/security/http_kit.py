@@ -35,7 +35,8 @@ from typing import Any
 import boto3
 from argon2 import PasswordHasher
 
-from devserver.template import load_template, parameter_defaults
+from devserver.stack import LocalStack
+from devserver.template import load_template
 from tests.e2e.conftest import RunningStack
 from tests.security.secrets_registry import REGISTRY, register_http_answer
 from tokencore.clock import SYSTEM_CLOCK
@@ -51,11 +52,15 @@ FINGERPRINT_COOKIE = "__Host-fgp"
 # Headers that differ between two answers whatever their content: per-request ids and dates.
 VOLATILE_HEADERS = frozenset({"apigw-requestid", "date", "x-amzn-requestid"})
 
-_TEMPLATE_DEFAULTS = parameter_defaults(load_template())
-TABLE = str(_TEMPLATE_DEFAULTS["SessionsTableName"])
-SIGNING_SECRET = str(_TEMPLATE_DEFAULTS["SigningKeysSecretId"])
-REFRESH_SECRET = str(_TEMPLATE_DEFAULTS["RefreshKeysSecretId"])
-JWKS_PARAMETER = str(_TEMPLATE_DEFAULTS["PublicJwksParameter"])
+# The local stack's names: the template derives them from the stack name (devserver's
+# STACK_NAME), which gives the settings' own defaults.
+_LOCAL_NAMES = LocalStack(load_template(), {}, create=False).function_environment(
+    "AuthorizerFunction"
+)
+TABLE = _LOCAL_NAMES["SESSIONS_TABLE_NAME"]
+SIGNING_SECRET = _LOCAL_NAMES["SIGNING_KEYS_SECRET_ID"]
+REFRESH_SECRET = _LOCAL_NAMES["REFRESH_KEYS_SECRET_ID"]
+JWKS_PARAMETER = _LOCAL_NAMES["PUBLIC_JWKS_PARAMETER"]
 
 _addresses = itertools.count(2)
 _address_lock = threading.Lock()

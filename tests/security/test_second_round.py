@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from devserver.settings import STACK_NAME
 from tests.security.conftest import ALLOWED_ORIGIN
 from tests.security.http_kit import (
     FINGERPRINT_COOKIE,
@@ -35,7 +36,8 @@ from tokencore.users.base import username_rate_key
 pytestmark = pytest.mark.e2e
 
 SIBLING = "https://blog.example.com"  # same site as app.example.com, not an allowed origin
-AUDIT_SECRET_NAME = "tokencore-local-AuditLabelKeySecret"
+# A secret the template leaves unnamed: the local stack names it <stack>-<logical id>.
+AUDIT_SECRET_NAME = f"{STACK_NAME}-AuditLabelKeySecret"
 
 
 def _login(sec: Edge) -> Login:

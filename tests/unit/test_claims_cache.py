@@ -91,7 +91,6 @@ class World:
             options=VerifyOptions.for_access(self.settings),
             policy=Policy(self.settings),
             sessions=lambda: self.reader,
-            sensitive_routes=self.settings.sensitive_routes,
             clock=self.clock,
             claims_cache=self.cache,
         )

@@ -17,6 +17,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.allowed_origins == ()
     assert settings.refresh_token_transport == "cookie"
     assert settings.access_token_alg == "RS256"
+    assert settings.password_min_length == 8  # NIST SP 800-63B
     assert RoutePattern("*", "/admin/*") in settings.sensitive_routes
     assert Settings() == settings  # the dataclass defaults and the environment defaults agree
 
@@ -31,6 +32,7 @@ def test_values_are_read_from_the_environment() -> None:
             "REFRESH_TOKEN_TRANSPORT": "both",
             "FINGERPRINT_BINDING": "off",
             "SESSION_CHECK_SAMPLE_RATE": "0",
+            "PASSWORD_MIN_LENGTH": "12",
         }
     )
     assert settings.access_token_ttl_seconds == 300
@@ -41,6 +43,7 @@ def test_values_are_read_from_the_environment() -> None:
     assert settings.refresh_cookie_in_use
     assert settings.fingerprint_binding is False
     assert settings.session_check_sample_rate == 0.0
+    assert settings.password_min_length == 12
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,8 @@ def test_values_are_read_from_the_environment() -> None:
         ("FINGERPRINT_BINDING", "maybe"),
         ("TOKEN_ISSUER", "ftp://issuer"),
         ("KEY_BACKEND", "vault"),
+        ("PASSWORD_MIN_LENGTH", "0"),
+        ("PASSWORD_MIN_LENGTH", "1025"),  # longer than any password a login accepts
     ],
 )
 def test_a_bad_value_names_the_variable_and_not_the_value(name: str, value: str) -> None:

@@ -224,7 +224,7 @@ def test_the_cli_builds_its_runtime_on_the_clock_it_is_given(
     class Probe:
         def __init__(self, settings: Any = None, clock: Any = None) -> None:
             seen.append(clock)
-            raise cli.CliError("probe")
+            raise cli.CliError("probe", "probe")
 
     monkeypatch.setattr("tokencore.runtime.Runtime", Probe)
     clock = DevClock(12.0)

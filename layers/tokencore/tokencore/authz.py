@@ -9,15 +9,15 @@ the one place they are written out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
 from tokencore import wire
 from tokencore.authcontext import AuthorizerContext
 from tokencore.claimscache import ClaimsCache
 from tokencore.clock import Clock
-from tokencore.config import RoutePattern
+from tokencore.config import RoleRule
 from tokencore.errors import (
     DeviceMismatch,
     FingerprintMismatch,
@@ -25,14 +25,7 @@ from tokencore.errors import (
     SessionRevoked,
     SessionUserMismatch,
 )
-from tokencore.policy import (
-    Policy,
-    RouteDecision,
-    SessionCheckReason,
-    is_sensitive,
-    normalize_path,
-    required_role,
-)
+from tokencore.policy import DenyReason, Policy, RouteDecision, SessionCheckReason
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -67,12 +60,15 @@ class SessionListed(SessionRevoked):
 
 class RouteForbidden(Forbidden):
     """A valid token whose holder may not call this route. ``code`` is the policy's reason
-    (``insufficient_role``, ``malformed_path``); ``claims`` name the principal."""
+    (``insufficient_role``, ``ambiguous_path``, ``malformed_path``, ``role_removed``);
+    ``claims`` name the principal; ``rule`` is the ROUTE_ROLES rule that refused it, if one
+    did."""
 
-    def __init__(self, reason: str, claims: AccessClaims) -> None:
+    def __init__(self, reason: str, claims: AccessClaims, rule: RoleRule | None = None) -> None:
         super().__init__(f"route denied ({reason})")
         self.code = reason
         self.claims = claims
+        self.rule = rule
 
 
 # --- the request and the answer ---------------------------------------------------------------
@@ -83,8 +79,9 @@ class AuthzRequest:
     """What the authorizer needs from one request, whatever the event shape.
 
     ``authorization`` is the raw header value as received (anything but a string is malformed).
+    ``path`` is the path as sent (percent-encoded; the policy decodes it once).
     ``route_path`` is the route template API Gateway matched (``/admin/users/{user_id}/revoke``)
-    when it names one: the policy is applied to it as well, so a path that API Gateway routes
+    when it names one: the policy applies its rules to both, so a path that API Gateway routes
     differently from how it reads here can only make the decision stricter.
     ``cookies_visible`` is False where the event cannot carry cookies at all.
     """
@@ -147,7 +144,6 @@ class Authorizer:
         options: VerifyOptions,
         policy: Policy,
         sessions: Callable[[], SessionReader],
-        sensitive_routes: Sequence[RoutePattern],
         clock: Clock,
         claims_cache: ClaimsCache | None = None,
         revocations: RevocationList | None = None,
@@ -156,7 +152,6 @@ class Authorizer:
         self._options = options
         self._policy = policy
         self._sessions = sessions
-        self._sensitive_routes = tuple(sensitive_routes)
         self._clock = clock
         self.claims_cache = claims_cache
         self.revocations = revocations
@@ -174,9 +169,9 @@ class Authorizer:
         trace.session_check = decision.session_check
         held = self._check_session(claims, request, decision.session_check)
         roles = tuple(role for role in claims.roles if role in held)
-        for role in self._required_roles(request):
-            if role not in roles:
-                raise RouteForbidden("role_removed", claims)
+        for rule in decision.rules:
+            if not rule.allows(roles):
+                raise RouteForbidden(DenyReason.ROLE_REMOVED, claims, rule)
         return Grant(claims, decision.session_check, roles)
 
     def verified_claims(self, token: str) -> AccessClaims:
@@ -193,25 +188,14 @@ class Authorizer:
             cache.store(token, claims, key, now)
         return claims
 
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
     def _decide(self, claims: AccessClaims, request: AuthzRequest) -> RouteDecision:
-        decision = self._policy.decide(claims, request.method, request.path)
+        decision = self._policy.decide(claims, request.method, request.path, request.route_path)
         if not decision.allowed:
-            raise RouteForbidden(decision.deny_reason or "forbidden", claims)
-        template = request.route_path
-        if template is None or template == request.path:
-            return decision
-        # The route template API Gateway matched can only make the decision stricter. Only the
-        # pure parts of the policy are applied to it: the sampler is drawn once per request.
-        normalized = normalize_path(template)
-        if normalized is None:
-            raise RouteForbidden("malformed_path", claims)
-        role = required_role(normalized)
-        if role is not None and not claims.has_role(role):
-            raise RouteForbidden("insufficient_role", claims)
-        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and (
-            role is not None or is_sensitive(self._sensitive_routes, request.method, normalized)
-        ):
-            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
+            raise RouteForbidden(decision.deny_reason or "forbidden", claims, decision.rule)
         return decision
 
     def _checked_against_list(self, claims: AccessClaims, decision: RouteDecision) -> RouteDecision:
@@ -225,19 +209,8 @@ class Authorizer:
         if standing is Standing.LISTED:
             raise SessionListed("session is on the revocation list")
         if standing is Standing.STALE and decision.session_check is None:
-            return RouteDecision(True, SessionCheckReason.REVOCATION_LIST_STALE)
+            return replace(decision, session_check=SessionCheckReason.REVOCATION_LIST_STALE)
         return decision
-
-    @staticmethod
-    def _required_roles(request: AuthzRequest) -> set[str]:
-        """The roles the path and the route template need (both normalized by ``_decide``)."""
-        roles = set()
-        for path in (request.path, request.route_path):
-            normalized = normalize_path(path) if path is not None else None
-            role = required_role(normalized) if normalized is not None else None
-            if role is not None:
-                roles.add(role)
-        return roles
 
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason

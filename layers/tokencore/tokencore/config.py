@@ -8,6 +8,7 @@ which may be a secret's identifier or worse).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTI
 DEFAULT_SENSITIVE_ROUTES = (
     "GET /auth/sessions,POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
 )
+# Route patterns and the roles they need (any one of a rule's roles; every matching rule).
+DEFAULT_ROUTE_ROLES = "* /admin/*=admin"
+NO_ROUTE_ROLES = "none"
+# A role rule's path must be expressible in a REST authorizer's IAM policy (method ARNs), so
+# the policy stays cache-safe: plain segments or ``*``.
+_RULE_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}|\*")
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,20 @@ class RoutePattern:
 
 
 @dataclass(frozen=True, slots=True)
+class RoleRule:
+    """A route pattern and the roles that may call it: a caller needs any one of ``roles``."""
+
+    pattern: RoutePattern
+    roles: tuple[str, ...]
+
+    def allows(self, roles: tuple[str, ...]) -> bool:
+        return any(role in roles for role in self.roles)
+
+    def __str__(self) -> str:
+        return f"{self.pattern}={'|'.join(self.roles)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     # The contract's settings (../shared/api-contract.md), same names in upper case.
     access_token_ttl_seconds: int = 900
@@ -67,6 +89,9 @@ class Settings:
     revocation_propagation_seconds: int = 5
     sensitive_routes: tuple[RoutePattern, ...] = field(
         default_factory=lambda: _Reader({}).routes("SENSITIVE_ROUTES", DEFAULT_SENSITIVE_ROUTES)
+    )
+    route_roles: tuple[RoleRule, ...] = field(
+        default_factory=lambda: _Reader({}).role_rules("ROUTE_ROLES", DEFAULT_ROUTE_ROLES)
     )
     refresh_rate_limit: RateLimit = RateLimit(5, 60)
     # Per username: enough for a person mistyping, far too few for guessing; a short window
@@ -90,6 +115,8 @@ class Settings:
     sessions_table_name: str = "tokencore-sessions"
     fingerprint_binding: bool = True
     max_sessions_per_user: int = 20
+    # NIST SP 800-63B: at least 8; checked when a password is set, never at login.
+    password_min_length: int = 8
     jwks_cache_ttl_seconds: int = 300
     jwks_refetch_min_interval_seconds: int = 10
     public_jwks: str = ""
@@ -115,6 +142,7 @@ class Settings:
                 "REVOCATION_PROPAGATION_SECONDS", 5, low=1, high=60
             ),
             sensitive_routes=reader.routes("SENSITIVE_ROUTES", DEFAULT_SENSITIVE_ROUTES),
+            route_roles=reader.role_rules("ROUTE_ROLES", DEFAULT_ROUTE_ROLES),
             refresh_rate_limit=reader.rate_limit("REFRESH_RATE_LIMIT", RateLimit(5, 60)),
             login_rate_limit=reader.rate_limit("LOGIN_RATE_LIMIT", RateLimit(10, 300)),
             login_ip_rate_limit=reader.rate_limit("LOGIN_IP_RATE_LIMIT", RateLimit(100, 300)),
@@ -135,6 +163,8 @@ class Settings:
             sessions_table_name=reader.text("SESSIONS_TABLE_NAME", "tokencore-sessions"),
             fingerprint_binding=reader.boolean("FINGERPRINT_BINDING", True),
             max_sessions_per_user=reader.integer("MAX_SESSIONS_PER_USER", 20, low=1, high=1000),
+            # At most the longest password a login accepts (users.passwords), or none could.
+            password_min_length=reader.integer("PASSWORD_MIN_LENGTH", 8, low=1, high=1024),
             jwks_cache_ttl_seconds=reader.integer("JWKS_CACHE_TTL_SECONDS", 300, low=1),
             jwks_refetch_min_interval_seconds=reader.integer(
                 "JWKS_REFETCH_MIN_INTERVAL_SECONDS", 10, low=0
@@ -276,18 +306,51 @@ class _Reader:
 
     def routes(self, name: str, default: str) -> tuple[RoutePattern, ...]:
         value = self._raw(name)
+        return _route_patterns(name, default if value is None else value)
+
+    def role_rules(self, name: str, default: str) -> tuple[RoleRule, ...]:
+        """``METHOD /path=role[|role]``, comma-separated; ``none`` for no rule at all."""
+        value = self._raw(name)
         spec = default if value is None else value
-        patterns = []
+        if spec.lower() == NO_ROUTE_ROLES:
+            return ()
+        rules = []
         for item in spec.split(","):
-            item = item.strip()
-            if not item:
+            if not item.strip():
                 continue
-            method, _, path = item.partition(" ")
-            method, path = method.strip().upper(), path.strip()
-            if method not in HTTP_METHODS or not path.startswith("/") or " " in path:
-                raise ConfigError(f"{name} entries must look like 'METHOD /path' or '* /path/*'")
-            patterns.append(RoutePattern(method, path))
-        return tuple(patterns)
+            route, sep, roles_text = item.rpartition("=")
+            if not sep:
+                raise ConfigError(f"{name} entries must look like 'METHOD /path=role[|role]'")
+            patterns = _route_patterns(name, route)
+            if len(patterns) != 1:
+                raise ConfigError(f"{name} entries must look like 'METHOD /path=role[|role]'")
+            pattern = patterns[0]
+            segments = pattern.path.removeprefix("/").split("/")
+            if not all(_RULE_SEGMENT.fullmatch(segment) for segment in segments):
+                raise ConfigError(
+                    f"{name} paths may hold only letters, digits, '.', '_', '-' and '*' segments"
+                )
+            if any(segment in (".", "..") for segment in segments):
+                raise ConfigError(f"{name} paths must not hold '.' or '..' segments")
+            roles = tuple(role.strip() for role in roles_text.split("|"))
+            if not all(_ROLE_NAME.fullmatch(role) for role in roles):
+                raise ConfigError(f"{name} roles must be 1-64 letters, digits, '_', '.', ':', '-'")
+            rules.append(RoleRule(pattern, roles))
+        return tuple(rules)
+
+
+def _route_patterns(name: str, spec: str) -> tuple[RoutePattern, ...]:
+    patterns = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        method, _, path = item.partition(" ")
+        method, path = method.strip().upper(), path.strip()
+        if method not in HTTP_METHODS or not path.startswith("/") or " " in path:
+            raise ConfigError(f"{name} entries must look like 'METHOD /path' or '* /path/*'")
+        patterns.append(RoutePattern(method, path))
+    return tuple(patterns)
 
 
 _lock = threading.Lock()

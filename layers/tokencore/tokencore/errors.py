@@ -159,6 +159,12 @@ class InvalidRequest(Rejected):
     code = "invalid_request"
 
 
+class PasswordTooShort(InvalidRequest):
+    """A new password below PASSWORD_MIN_LENGTH (create-user, set-password; never at login)."""
+
+    code = "password_too_short"
+
+
 class Forbidden(Rejected):
     code = "insufficient_scope"
 

@@ -1,9 +1,16 @@
 """Authorization decisions, with no Lambda or AWS types in them.
 
-Given verified access-token claims and the request's method and path, decide whether the
-session store must be consulted (sensitive route, high security level, or sampled) and whether
-the caller's roles allow the route. The authorizer handler turns the decision into API Gateway's
+Given verified access-token claims, the request's method and path, and the route template API
+Gateway matched (when it names one), decide whether the caller's roles allow the route
+(``ROUTE_ROLES``) and whether the session store must be consulted (``SENSITIVE_ROUTES``, a high
+security level, or sampled). The authorizer handler turns the decision into API Gateway's
 response shape; nothing here knows that shape.
+
+Which rules apply: every rule matching the route template, the canonical path (decoded once),
+or any other reading of the path (``tokencore.paths``). A caller must satisfy every one of
+them, so a path cannot be spelled to escape a rule: where the readings disagree and one of them
+needs a role the caller lacks, the request is denied as ``ambiguous_path``; where they agree,
+percent-encoding changes nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tokencore.config import RoutePattern, Settings
+from tokencore.config import RoleRule, RoutePattern, Settings
+from tokencore.paths import Segments, read_path, template_segments
 from tokencore.tokens.claims import AccessClaims
 
 ADMIN_ROLE = "admin"
-ADMIN_PREFIX = "/admin/"
 # A session at or above this security level (the token's ``acr``, a decimal string) is always
 # checked against the session store. Level 1 is a password login and is left off the token.
 HIGH_SECURITY_LEVEL = 2
@@ -34,44 +41,52 @@ class SessionCheckReason(StrEnum):
     REVOCATION_LIST_STALE = "revocation_list_stale"
 
 
+class DenyReason(StrEnum):
+    MALFORMED_PATH = "malformed_path"
+    INSUFFICIENT_ROLE = "insufficient_role"
+    AMBIGUOUS_PATH = "ambiguous_path"
+    ROLE_REMOVED = "role_removed"  # the session check found the role gone from the user
+
+
+def pattern_segments(pattern: RoutePattern) -> Segments:
+    return tuple(segment for segment in pattern.path.split("/") if segment)
+
+
+class _Matcher:
+    """One pattern, split once: ``*`` matches any method or exactly one segment; a trailing
+    ``/*`` matches the prefix itself and everything below it."""
+
+    __slots__ = ("method", "subtree", "want")
+
+    def __init__(self, pattern: RoutePattern) -> None:
+        want = pattern_segments(pattern)
+        self.method = pattern.method
+        self.subtree = bool(want) and want[-1] == "*" and pattern.path.endswith("/*")
+        self.want = want[:-1] if self.subtree else want
+
+    def matches(self, method: str, segments: Segments) -> bool:
+        if self.method != "*" and self.method != method:
+            return False
+        want = self.want
+        if len(segments) != len(want) and not (self.subtree and len(segments) > len(want)):
+            return False
+        for index, expected in enumerate(want):
+            if expected != "*" and expected != segments[index]:
+                return False
+        return True
+
+
+def segments_match(pattern: RoutePattern, method: str, segments: Segments) -> bool:
+    return _Matcher(pattern).matches(method.upper(), segments)
+
+
 def route_matches(pattern: RoutePattern, method: str, path: str) -> bool:
-    """``*`` matches any method or exactly one path segment; a trailing ``/*`` matches the
-    prefix and everything below it."""
-    if pattern.method != "*" and pattern.method != method.upper():
-        return False
-    want = pattern.path.rstrip("/").split("/")
-    have = path.rstrip("/").split("/")
-    if want[-1] == "*" and len(have) >= len(want):
-        # Subtree: compare the prefix, then anything (at least one segment) may follow.
-        want, have = want[:-1], have[: len(want) - 1]
-    if len(want) != len(have):
-        return False
-    return all(w == "*" or w == h for w, h in zip(want, have, strict=True))
+    """``segments_match`` on a path taken literally (empty segments ignored)."""
+    return segments_match(pattern, method, tuple(s for s in path.split("/") if s))
 
 
 def is_sensitive(patterns: Iterable[RoutePattern], method: str, path: str) -> bool:
     return any(route_matches(pattern, method, path) for pattern in patterns)
-
-
-def normalize_path(path: str) -> str | None:
-    """Collapse repeated slashes; refuse dot segments and percent-encoding.
-
-    A path that could be read two ways (``//admin/x``, ``/me/../admin/x``, ``/%61dmin/x``) must
-    never be matched one way here and routed another way by API Gateway: such paths are denied.
-    """
-    if not path.startswith("/") or "%" in path or "\\" in path:
-        return None
-    segments = [segment for segment in path.split("/") if segment]
-    if any(segment in (".", "..") for segment in segments):
-        return None
-    return "/" + "/".join(segments)
-
-
-def required_role(path: str) -> str | None:
-    """The role a route needs, beyond a valid token."""
-    if path == ADMIN_PREFIX.rstrip("/") or path.startswith(ADMIN_PREFIX):
-        return ADMIN_ROLE
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,38 +94,85 @@ class RouteDecision:
     allowed: bool
     session_check: SessionCheckReason | None
     deny_reason: str | None = None
+    # The ROUTE_ROLES rule that refused the request (for the log line), if one did.
+    rule: RoleRule | None = None
+    # Allowed: the rules the route met, which the user's current roles must still satisfy
+    # once the session check has read them.
+    rules: tuple[RoleRule, ...] = ()
 
 
 class Policy:
     """One per container: settings and the sampler are fixed, decisions are pure."""
 
     def __init__(self, settings: Settings, sampler: random.Random | None = None) -> None:
-        self._patterns = settings.sensitive_routes
+        self._sensitive = tuple(_Matcher(pattern) for pattern in settings.sensitive_routes)
+        self.role_rules = settings.route_roles
+        self._rules = tuple((_Matcher(rule.pattern), rule) for rule in settings.route_roles)
         self._sample_rate = settings.session_check_sample_rate
         # Sampling spreads load; it is not a secret, so a fast PRNG is right here.
         self._sampler = sampler or random.Random()  # noqa: S311
 
-    def session_check_reason(
-        self, claims: AccessClaims, method: str, path: str
+    def unmet_rules(self, roles: tuple[str, ...]) -> tuple[RoleRule, ...]:
+        """The rules a holder of ``roles`` does not satisfy, wherever they apply (what a
+        cache-safe REST policy must deny)."""
+        return tuple(rule for rule in self.role_rules if not rule.allows(roles))
+
+    def decide(
+        self,
+        claims: AccessClaims,
+        method: str,
+        path: str,
+        template: str | None = None,
+    ) -> RouteDecision:
+        readings = read_path(path)
+        if readings is None:
+            return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
+        method = method.upper()
+        primary = [readings.canonical]
+        if template is not None:
+            segments = template_segments(template)
+            if segments is None:
+                return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
+            if segments != readings.canonical:
+                primary.append(segments)
+        met: dict[RoleRule, None] = {}
+        for segments in primary:
+            rule = self._check_rules(claims, method, segments, met)
+            if rule is not None:
+                return RouteDecision(False, None, DenyReason.INSUFFICIENT_ROLE, rule)
+        for segments in readings.alternates:
+            rule = self._check_rules(claims, method, segments, met)
+            if rule is not None:
+                return RouteDecision(False, None, DenyReason.AMBIGUOUS_PATH, rule)
+        # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role removed
+        # since the token was minted counts at the next request.
+        sensitive = bool(met) or any(
+            matcher.matches(method, segments)
+            for segments in (*primary, *readings.alternates)
+            for matcher in self._sensitive
+        )
+        session_check = self._session_check_reason(claims, sensitive=sensitive)
+        return RouteDecision(True, session_check, rules=tuple(met))
+
+    def _check_rules(
+        self, claims: AccessClaims, method: str, segments: Segments, met: dict[RoleRule, None]
+    ) -> RoleRule | None:
+        """The first rule ``segments`` meet that the claims do not satisfy; the satisfied ones
+        are added to ``met``."""
+        for matcher, rule in self._rules:
+            if matcher.matches(method, segments):
+                if not rule.allows(claims.roles):
+                    return rule
+                met[rule] = None
+        return None
+
+    def _session_check_reason(
+        self, claims: AccessClaims, *, sensitive: bool
     ) -> SessionCheckReason | None:
-        if is_sensitive(self._patterns, method, path):
+        if sensitive:
             return SessionCheckReason.SENSITIVE_ROUTE
         if is_high_security(claims.security_level):
             return SessionCheckReason.HIGH_SECURITY
         if self._sample_rate > 0 and self._sampler.random() < self._sample_rate:
             return SessionCheckReason.SAMPLED
         return None
-
-    def decide(self, claims: AccessClaims, method: str, path: str) -> RouteDecision:
-        normalized = normalize_path(path)
-        if normalized is None:
-            return RouteDecision(False, None, "malformed_path")
-        path = normalized
-        role = required_role(path)
-        if role is not None and not claims.has_role(role):
-            return RouteDecision(False, None, "insufficient_role")
-        if role is not None:
-            # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role
-            # removed since the token was minted counts at the next request.
-            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
-        return RouteDecision(True, self.session_check_reason(claims, method, path))

@@ -297,6 +297,7 @@ class Runtime:
             RevokeAllSessions(self.sessions),
             self.clock,
             hasher=self.parts.password_hasher,
+            min_password_length=self.settings.password_min_length,
         )
 
     @cached_property
@@ -338,7 +339,6 @@ class Runtime:
             options=VerifyOptions.for_access(settings),
             policy=self.policy,
             sessions=lambda: self.session_reader,
-            sensitive_routes=settings.sensitive_routes,
             clock=self.clock,
             # Never trusted longer than the key ring trusts its keys without a refetch.
             claims_cache=ClaimsCache(

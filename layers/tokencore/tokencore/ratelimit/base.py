@@ -110,6 +110,14 @@ class RateLimiter(ABC):
             if refused is not None:
                 raise refused.refusal()
 
+    def clear(self, scope: str, key: str) -> int:
+        """Forget ``key``'s live windows in ``scope`` (tokenctl unlock), so its next event
+        starts a fresh count; returns how many counters went. Not a check-then-act: an event
+        racing it lands in the removed counter or a fresh one, and either way the key is
+        unlocked. StoreUnavailable when the store fails (some counters may be gone: retry)."""
+        _check_scope(scope)
+        return self._clear(scope, self.key_digest(key))
+
     def key_digest(self, key: str) -> str:
         """The hex digest that stands for ``key`` in the store."""
         if not isinstance(key, str) or not key:
@@ -125,6 +133,10 @@ class RateLimiter(ABC):
     def _increment(self, window: RateWindow) -> int:
         """Atomically add one to the window's counter, creating it with ``window.expires_at``
         if needed; return the count after the increment."""
+
+    @abstractmethod
+    def _clear(self, scope: str, key_digest: str) -> int:
+        """Delete every unexpired counter of the key in the scope; return how many."""
 
     @abstractmethod
     def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:

@@ -7,6 +7,9 @@ is always the current window's and TTL only collects garbage.
 * ``hit``: one UpdateItem. ``ADD`` creates the item at 1 or increments it atomically on the
   server, and ``UPDATED_NEW`` returns the new count in the same round trip, so concurrent
   Lambdas never lose an increment and never read-then-write.
+* ``clear`` (tokenctl unlock): a Query of the key's partition for its unexpired windows, then
+  a DeleteItem each. Unconditional on purpose: an attempt racing it is counted in the removed
+  item or a fresh one, and either way the key starts over.
 * ``admit``: the limit is the write's own condition (``count_is_below_limit``), so checking
   and counting are one atomic step. One window: one conditional UpdateItem. Several: one
   TransactWriteItems of conditional increments, all or none, so a full window refuses the
@@ -110,6 +113,39 @@ class DynamoDBRateLimiter(RateLimiter):
             return int(response["Attributes"][COUNT_ATTRIBUTE]["N"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreUnavailable("rate limiter: counter missing from the response") from exc
+
+    def _clear(self, scope: str, key_digest: str) -> int:
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk",
+            "FilterExpression": "#expires_at > :now",
+            "ProjectionExpression": "#pk, #sk",
+            "ExpressionAttributeNames": {
+                "#pk": PARTITION_KEY,
+                "#sk": SORT_KEY,
+                "#expires_at": TTL_ATTRIBUTE,
+            },
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"{RATE_PREFIX}{scope}#{key_digest}"},
+                ":now": {"N": str(int(self._clock.now()))},
+            },
+            "ConsistentRead": True,
+        }
+        keys: list[dict[str, Any]] = []
+        while True:
+            response = call_dynamodb(self._client, "query", query, what=_WHAT)
+            keys.extend(
+                {PARTITION_KEY: item[PARTITION_KEY], SORT_KEY: item[SORT_KEY]}
+                for item in response.get("Items") or []
+            )
+            if not response.get("LastEvaluatedKey"):
+                break
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for key in keys:
+            call_dynamodb(
+                self._client, "delete_item", {"TableName": self._table, "Key": key}, what=_WHAT
+            )
+        return len(keys)
 
     def _increment_below(self, windows: Sequence[RateWindow]) -> RateWindow | None:
         actions = [self.increment_action(w, below_limit=True) for w in windows]

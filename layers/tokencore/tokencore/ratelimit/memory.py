@@ -32,6 +32,18 @@ class InMemoryRateLimiter(RateLimiter):
                     self._add_one(window)
             return refused
 
+    def _clear(self, scope: str, key_digest: str) -> int:
+        now = self._clock.now()
+        with self._lock:
+            live = [
+                key
+                for key, (_, expires_at) in self._counters.items()
+                if key[:2] == (scope, key_digest) and expires_at > now
+            ]
+            for key in live:
+                del self._counters[key]
+        return len(live)
+
     def _add_one(self, window: RateWindow) -> int:
         """Under the lock."""
         if len(self._counters) >= _PRUNE_THRESHOLD:

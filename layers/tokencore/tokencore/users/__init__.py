@@ -3,7 +3,9 @@ and the account service. Importing this package never imports boto3."""
 
 from tokencore.users.base import (
     User,
+    UserPage,
     UserStore,
+    UserSummary,
     display_username,
     normalize_username,
     username_rate_key,
@@ -12,7 +14,12 @@ from tokencore.users.base import (
 )
 from tokencore.users.dynamodb import DynamoDBUserStore
 from tokencore.users.memory import InMemoryUserStore
-from tokencore.users.passwords import Passwords, owasp_hasher, validate_password
+from tokencore.users.passwords import (
+    Passwords,
+    check_new_password,
+    owasp_hasher,
+    validate_password,
+)
 from tokencore.users.service import (
     REASON_PASSWORD_CHANGED,
     REASON_USER_DISABLED,
@@ -30,8 +37,11 @@ __all__ = [
     "RevokeAllSessions",
     "SessionRevoker",
     "User",
+    "UserPage",
     "UserService",
     "UserStore",
+    "UserSummary",
+    "check_new_password",
     "display_username",
     "normalize_username",
     "owasp_hasher",

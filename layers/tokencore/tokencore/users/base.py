@@ -22,6 +22,7 @@ USERNAME_MAX_CHARS = 64
 USERNAME_MAX_INPUT_CHARS = 256
 EMAIL_MAX_CHARS = 254  # RFC 5321 path limit
 MAX_ROLES = 20  # roles travel in every access token, which must stay under 1 KB
+MAX_PAGE_SIZE = 1000  # users per list_users page
 
 _ROLE_PATTERN = re.compile(r"[a-z0-9_:-]{1,64}")
 
@@ -68,6 +69,44 @@ class UserStanding:
     disabled: bool
     password_changed_at: float
     sessions_revoked_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserSummary:
+    """One user as a listing shows it: never the password hash (the DynamoDB backend does not
+    even read it). The repr shows the id, roles and flags only, as ``User``'s does."""
+
+    user_id: str
+    username: str = field(repr=False)
+    email: str | None = field(repr=False)
+    roles: tuple[str, ...]
+    disabled: bool
+    created_at: float
+    password_changed_at: float
+    sessions_revoked_at: float = 0.0
+
+    @classmethod
+    def of(cls, user: User) -> UserSummary:
+        return cls(
+            user_id=user.user_id,
+            username=user.username,
+            email=user.email,
+            roles=user.roles,
+            disabled=user.disabled,
+            created_at=user.created_at,
+            password_changed_at=user.password_changed_at,
+            sessions_revoked_at=user.sessions_revoked_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    """One page of ``UserStore.list_users``. ``next_cursor`` continues after this page (the
+    last user's id); None when there is nothing after it. A page may come back shorter than
+    asked, even empty, with a cursor: keep going until the cursor is None."""
+
+    users: tuple[UserSummary, ...]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +282,16 @@ class UserStore(ABC):
             return None
         return self._load_by_username(normalized_username)
 
+    def list_users(self, limit: int = 100, cursor: str | None = None) -> UserPage:
+        """Up to ``limit`` users, in the backend's order, after the user ``cursor`` names (a
+        previous page's ``next_cursor``). For operators (tokenctl list-users): on DynamoDB it
+        scans the table."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidRequest(f"a page holds 1 to {MAX_PAGE_SIZE} users")
+        if cursor is not None and not is_valid_user_id(cursor):
+            raise InvalidRequest("the cursor is not one a previous page gave")
+        return self._list(limit, cursor)
+
     def set_roles(self, user_id: str, roles: Iterable[str]) -> User:
         return self._checked_update(user_id, UserChanges(roles=validate_roles(roles)))
 
@@ -289,6 +338,9 @@ class UserStore(ABC):
 
     @abstractmethod
     def _load_by_username(self, normalized_username: str) -> User | None: ...
+
+    @abstractmethod
+    def _list(self, limit: int, cursor: str | None) -> UserPage: ...
 
     @abstractmethod
     def _update(self, user_id: str, changes: UserChanges) -> User:

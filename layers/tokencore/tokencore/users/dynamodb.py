@@ -33,7 +33,14 @@ from tokencore.store.table import (
     USERNAME_PREFIX,
     USERNAME_SORT,
 )
-from tokencore.users.base import User, UserChanges, UserStanding, UserStore
+from tokencore.users.base import (
+    User,
+    UserChanges,
+    UserPage,
+    UserStanding,
+    UserStore,
+    UserSummary,
+)
 
 # Named conditions (the state each write expects), joined where a write needs several.
 # create:  (nothing) --claim + profile--> claim exists, profile exists
@@ -62,6 +69,20 @@ STANDING_ATTRIBUTES = (
     "password_changed_at",
     "sessions_revoked_at",
 )
+# What a listing reads of a profile (never the hash), and which items are profiles.
+SUMMARY_ATTRIBUTES = (
+    "user_id",
+    "username",
+    "email",
+    "roles",
+    "disabled",
+    "created_at",
+    "password_changed_at",
+    "sessions_revoked_at",
+)
+is_profile = "begins_with(#pk, :user_prefix) AND #sk = :profile"
+# Items a listing Scan reads per request; each page costs at most this many (1 MB at most).
+SCAN_PAGE_ITEMS = 500
 # The attribute only a full claim (a profile copy) has.
 _COPY_MARKER = "username_normalized"
 
@@ -162,6 +183,39 @@ class DynamoDBUserStore(UserStore):
         if _COPY_MARKER in claim:
             return _from_item(claim)
         return self._load(_string(claim, "user_id"))
+
+    def _list(self, limit: int, cursor: str | None) -> UserPage:
+        """A filtered Scan (the table holds sessions and counters too), resumed after the
+        cursor's profile: a Scan may start after any item's key, so a page cut short of the
+        Scan's own page loses nothing. Read consistently: a user created a moment ago shows."""
+        names = {f"#{i}": name for i, name in enumerate(SUMMARY_ATTRIBUTES)}
+        args: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": is_profile,
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": {**names, "#pk": PARTITION_KEY, "#sk": SORT_KEY},
+            "ExpressionAttributeValues": {
+                ":user_prefix": {"S": USER_PREFIX},
+                ":profile": {"S": USER_SORT},
+            },
+            "ConsistentRead": True,
+            "Limit": SCAN_PAGE_ITEMS,
+        }
+        if cursor is not None:
+            args["ExclusiveStartKey"] = _profile_key(cursor)
+        found: list[UserSummary] = []
+        while True:
+            response = self._call("scan", **args)
+            items = response.get("Items") or []
+            resume = response.get("LastEvaluatedKey")
+            for index, item in enumerate(items):
+                found.append(_summary_from_item(item))
+                if len(found) == limit:
+                    more = resume is not None or index < len(items) - 1
+                    return UserPage(tuple(found), found[-1].user_id if more else None)
+            if resume is None:
+                return UserPage(tuple(found), None)
+            args["ExclusiveStartKey"] = resume
 
     def _update(self, user_id: str, changes: UserChanges) -> User:
         names: dict[str, str] = {}
@@ -352,6 +406,30 @@ def _string(item: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise StoreUnavailable(f"user item is malformed ({name})")
     return value
+
+
+def _summary_from_item(item: dict[str, Any]) -> UserSummary:
+    """Parse a listed profile (SUMMARY_ATTRIBUTES); malformed is a store fault."""
+    try:
+        roles = tuple(str(role["S"]) for role in item["roles"]["L"])
+        disabled = item["disabled"]["BOOL"]
+        created_at = float(item["created_at"]["N"])
+        password_changed_at = float(item["password_changed_at"]["N"])
+        sessions_revoked_at = float(item.get("sessions_revoked_at", {"N": "0"})["N"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreUnavailable("user item is malformed") from exc
+    if not isinstance(disabled, bool):
+        raise StoreUnavailable("user item is malformed (disabled)")
+    return UserSummary(
+        user_id=_string(item, "user_id"),
+        username=_string(item, "username"),
+        email=_string(item, "email") if "email" in item else None,
+        roles=roles,
+        disabled=disabled,
+        created_at=created_at,
+        password_changed_at=password_changed_at,
+        sessions_revoked_at=sessions_revoked_at,
+    )
 
 
 def _from_item(item: dict[str, Any]) -> User:

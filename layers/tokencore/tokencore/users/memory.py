@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from tokencore.errors import UserExists, UserNotFound
-from tokencore.users.base import User, UserChanges, UserStore
+from tokencore.users.base import User, UserChanges, UserPage, UserStore, UserSummary
 
 
 class InMemoryUserStore(UserStore):
@@ -35,6 +35,14 @@ class InMemoryUserStore(UserStore):
         with self._lock:
             user_id = self._claims.get(normalized_username)
             return None if user_id is None else self._users.get(user_id)
+
+    def _list(self, limit: int, cursor: str | None) -> UserPage:
+        """In user id order; the cursor is the last id of the previous page."""
+        with self._lock:
+            after = sorted(uid for uid in self._users if cursor is None or uid > cursor)
+            page = [UserSummary.of(self._users[uid]) for uid in after[:limit]]
+        more = len(after) > limit
+        return UserPage(tuple(page), page[-1].user_id if more else None)
 
     def _update(self, user_id: str, changes: UserChanges) -> User:
         with self._lock:

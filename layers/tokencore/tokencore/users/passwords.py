@@ -3,6 +3,11 @@
 Passwords are taken exactly as given: no strip, no Unicode normalization, no truncation, so
 "pass " and "pass" are different passwords, as are a composed and a decomposed "é". Only the
 length is bounded (1 to 1024 characters) so that hostile input cannot buy unbounded work.
+
+A password being SET (a new account, a password change) must also be at least
+PASSWORD_MIN_LENGTH characters (``check_new_password``; default 8, NIST SP 800-63B 5.1.1.1).
+A login never checks that: a short password there is just a wrong password, with the same
+answer after the same Argon2 work, and accounts set up under a lower minimum keep working.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import threading
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from tokencore.errors import InvalidRequest
+from tokencore.errors import InvalidRequest, PasswordTooShort
 
 # OWASP Password Storage Cheat Sheet, "Argon2id": "Use Argon2id with a minimum configuration
 # of 19 MiB of memory, an iteration count of 2, and 1 degree of parallelism"
@@ -29,6 +34,9 @@ SALT_LEN = 16
 
 MIN_PASSWORD_CHARS = 1
 MAX_PASSWORD_CHARS = 1024  # well above the 128 we promise; bounds the work per request
+# NIST SP 800-63B 5.1.1.1: memorized secrets "SHALL be at least 8 characters in length";
+# characters are Unicode code points (len of a str), as 5.1.1.2 counts them.
+DEFAULT_MIN_NEW_PASSWORD_CHARS = 8
 # A fixed input for the dummy hash; it is never compared with anything a user sends as a
 # secret, it only has to cost one Argon2 run with the current parameters.
 _DUMMY_PASSWORD = "tokencore-dummy-password-for-unknown-users"
@@ -59,6 +67,14 @@ def validate_password(password: str) -> None:
         password.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidRequest("password is not valid Unicode text") from exc
+
+
+def check_new_password(password: str, min_length: int = DEFAULT_MIN_NEW_PASSWORD_CHARS) -> None:
+    """``validate_password``, and PasswordTooShort below ``min_length`` characters: for a
+    password being set, never for one presented at login."""
+    validate_password(password)
+    if len(password) < min_length:
+        raise PasswordTooShort(f"password must be at least {min_length} characters")
 
 
 _dummy_lock = threading.Lock()

@@ -41,7 +41,12 @@ from tokencore.users.base import (
     validate_email,
     validate_roles,
 )
-from tokencore.users.passwords import Passwords, validate_password
+from tokencore.users.passwords import (
+    DEFAULT_MIN_NEW_PASSWORD_CHARS,
+    Passwords,
+    check_new_password,
+    validate_password,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +88,15 @@ class UserService:
         session_revoker: SessionRevoker,
         clock: Clock,
         hasher: PasswordHasher | None = None,
+        *,
+        min_password_length: int = DEFAULT_MIN_NEW_PASSWORD_CHARS,
     ) -> None:
         self._store = store
         self._revoker = session_revoker
         self._clock = clock
         self._passwords = Passwords(hasher)
+        # PASSWORD_MIN_LENGTH: checked where a password is set, never at login.
+        self._min_password_length = min_password_length
 
     @property
     def passwords(self) -> Passwords:
@@ -104,13 +113,15 @@ class UserService:
         email: str | None = None,
         roles: Iterable[str] = (),
     ) -> User:
-        """Create an account. Raises InvalidRequest for a bad field, UserExists when the
-        normalized username is taken (in any case or Unicode form)."""
+        """Create an account. Raises InvalidRequest for a bad field (PasswordTooShort for a
+        password under the minimum), UserExists when the normalized username is taken (in any
+        case or Unicode form)."""
         normalized = normalize_username(username)
         display = display_username(username)
         checked_roles = validate_roles(roles)
         checked_email = validate_email(email)
-        password_hash = self._passwords.hash(password)  # validates before the Argon2 work
+        check_new_password(password, self._min_password_length)  # before the Argon2 work
+        password_hash = self._passwords.hash(password)
         now = self._clock.now()
         user = User(
             user_id=str(uuid.uuid4()),
@@ -216,14 +227,19 @@ class UserService:
     def change_password(self, user_id: str, new_password: str) -> User:
         """Set a new password (hash and ``password_changed_at``), then revoke all sessions.
         Same ordering rule as ``disable_user``. Checking the current password, where the user
-        changes it themselves, is the caller's job (``authenticate`` first)."""
+        changes it themselves, is the caller's job (``authenticate`` first). PasswordTooShort
+        under the minimum, before anything is written."""
+        return self.replace_password(user_id, new_password)[0]
+
+    def replace_password(self, user_id: str, new_password: str) -> tuple[User, int]:
+        """``change_password``, also returning how many sessions it revoked (tokenctl)."""
+        check_new_password(new_password, self._min_password_length)
         password_hash = self._passwords.hash(new_password)
         user = self._store.set_password(user_id, password_hash, self._clock.now())
         logger.info(
             "password changed", extra={"user_id_hash": _h(user_id), "code": REASON_PASSWORD_CHANGED}
         )
-        self._revoke_every_session(user_id, REASON_PASSWORD_CHANGED)
-        return user
+        return user, self._revoke_every_session(user_id, REASON_PASSWORD_CHANGED)
 
     def _revoke_every_session(self, user_id: str, reason: str) -> int:
         """The second step of a change that ends every session (disable, password change)."""
