@@ -392,6 +392,7 @@ class Browsers:
         session.ended = reason
         self._detach(session)
         identity = replace(self.identity(session, reason), ended_at=self.context.stack_now())
+        self.context.seen.ended_session(identity)
         self.revoked.append(identity)
         self.ended.append(identity)
 
@@ -478,6 +479,43 @@ class Browsers:
         if done + 1 < PROBES_PER_IDENTITY:
             self.revoked.append(identity)
         return True
+
+
+# --- the revocation watcher ----------------------------------------------------------------------
+
+WATCH_INTERVAL_SECONDS: Final = 0.25
+WATCH_GIVE_UP_SECONDS: Final = 30.0  # stack seconds after the end: the stale bound is 15
+
+
+class RevocationWatcher:
+    """Tries every ended session's access token on GET /me (an ordinary route: no session
+    read) every quarter second until it is denied, so the report's revocation latency is the
+    list's, not the probes' schedule. Bounded: it stops with its phase, and gives a session up
+    30 stack seconds after its end."""
+
+    def __init__(self, context: Context, wire: Wire) -> None:
+        self.context = context
+        self.wire = wire
+        self.watching: list[RevokedIdentity] = []
+
+    def run(self, budget: Budget) -> None:
+        while budget.left > 0:
+            self.watching += self.context.seen.to_watch()
+            self.watching = [identity for identity in self.watching if not self._denied(identity)]
+            time.sleep(WATCH_INTERVAL_SECONDS)
+
+    def _denied(self, identity: RevokedIdentity) -> bool:
+        age = self.context.stack_now() - identity.ended_at
+        if age > WATCH_GIVE_UP_SECONDS:
+            return True
+        headers = {"Authorization": f"Bearer {identity.access}"}
+        if identity.fingerprint:
+            headers["Cookie"] = f"{FINGERPRINT_COOKIE}={identity.fingerprint}"
+        answer = self.wire.send("GET", "/me", route=ME_REVOKED, headers=headers)
+        self.context.seen.ordinary_probe(
+            OrdinaryProbe(identity.label, identity.reason, answer.status, age)
+        )
+        return answer.status in (401, 403)
 
 
 # --- the admin --------------------------------------------------------------------------------

@@ -162,6 +162,7 @@ class Observations:
         self.races = 0
         self.probes: list[Probe] = []
         self.ordinary_probes: list[OrdinaryProbe] = []
+        self.watch: list[RevokedIdentity] = []  # ended sessions for the revocation watcher
         self.stale_replays: list[StaleReplay] = []
         self.key_checks: list[KeyCheck] = []
         self.minted: list[tuple[str, str, str, str]] = []  # (phase, label, access kid, rt kid)
@@ -183,6 +184,15 @@ class Observations:
     def probe(self, probe: Probe) -> None:
         with self._lock:
             self.probes.append(probe)
+
+    def ended_session(self, identity: RevokedIdentity) -> None:
+        with self._lock:
+            self.watch.append(identity)
+
+    def to_watch(self) -> list[RevokedIdentity]:
+        with self._lock:
+            taken, self.watch = self.watch, []
+            return taken
 
     def ordinary_probe(self, probe: OrdinaryProbe) -> None:
         with self._lock:

@@ -42,6 +42,7 @@ from load.actors import (
     Browsers,
     Context,
     Guesser,
+    RevocationWatcher,
     Sprayer,
 )
 from load.invariants import Check, EndedSession, FinalRefresh, Limit
@@ -268,6 +269,9 @@ def _phase(
         work.append((f"guesser-{number}", functools.partial(guesser.run, budget)))
     for number, sprayer in enumerate(population.sprayers):
         work.append((f"sprayer-{number}", functools.partial(sprayer.run, spray)))
+    context = population.admin.browsers.context
+    watcher = RevocationWatcher(context, context.wire("127.0.4.2"))
+    work.append(("revocation-watcher", functools.partial(watcher.run, browse)))
     phase = Phase(name, started=time.time())
     _run_threads(work)
     phase.ended = time.time()
