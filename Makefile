@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint typecheck unit dev bench ctl clean lint-template build e2e-browser
+.PHONY: help venv test test-fast lint typecheck unit dev bench load ctl clean lint-template build e2e-browser
 
 help:
 	@echo "make dev    serve the whole API on 127.0.0.1:\$${PORT:-3000}"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint-template  cfn-lint (+ serverless rules) and sam validate --lint on template.yaml"
 	@echo "make build  sam build (ARCH=arm64 by default, ARCH=x86_64 to switch); see docs/deploy.md"
 	@echo "make bench  run the benchmarks"
+	@echo "make load   load and chaos run: invariants under concurrency and AWS faults"
 	@echo "make ctl ARGS=...  operator CLI"
 
 # The environment is rebuilt whenever a pin changes.
@@ -108,6 +109,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The load and chaos run (load/, docs/capacity.md): 10,000 requests from 48 concurrent clients
+# against a local stack of its own, 10% of the functions' AWS calls failing (throttling, server
+# errors, lost responses); prints throughput, latency per route and the invariant tally, and
+# exits non-zero on any violation. LOAD_ARGS="--quick" for 1,000 requests (make test runs that
+# as tests/load); `.venv/bin/python -m load --help` lists the options.
+load: $(STAMP)
+	$(PY) -m load $(LOAD_ARGS)
 
 # The whole API from template.yaml on 127.0.0.1:$${PORT:-3000}, AWS (moto) on $${AWS_PORT:-4566};
 # settings from the environment (README "Local stack"). Ctrl-C stops it.

@@ -39,15 +39,17 @@ from pathlib import Path
 from bench.common import REPO_ROOT, Budget, hermetic_environment, table
 from devserver.ready import wait_until_serving
 
-DEFAULT_SENSITIVE = "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+DEFAULT_SENSITIVE = (
+    "GET /auth/sessions,POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+)
 DESIGNS: dict[str, dict[str, str]] = {
     "hybrid": {
         "SESSION_CHECK_SAMPLE_RATE": "0.1",
-        "SENSITIVE_ROUTES": DEFAULT_SENSITIVE + ",GET /auth/sessions",
+        "SENSITIVE_ROUTES": DEFAULT_SENSITIVE,
     },
     "sessions every request": {
         "SESSION_CHECK_SAMPLE_RATE": "1",
-        "SENSITIVE_ROUTES": DEFAULT_SENSITIVE + ",GET /auth/sessions",
+        "SENSITIVE_ROUTES": DEFAULT_SENSITIVE,
     },
     "stateless JWT": {"SESSION_CHECK_SAMPLE_RATE": "0", "SENSITIVE_ROUTES": ","},
 }
@@ -198,7 +200,9 @@ def _send(stack: Stack, client: Client, kind: str) -> int:
     cookie = f"__Host-fgp={client.fingerprint}"
     if kind == "refresh":
         status, data, cookies = stack.request(
-            "POST", "/auth/refresh", {"Cookie": f"__Secure-rt={client.refresh}; {cookie}"}
+            "POST",
+            "/auth/refresh",
+            {"Cookie": f"__Secure-rt={client.refresh}; {cookie}", "X-Requested-With": "bench"},
         )
         client.take(status, data, cookies)
     else:

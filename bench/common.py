@@ -47,21 +47,24 @@ class Fixture:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def mint(self, count: int, now: float | None = None, ttl_seconds: int = 900) -> list[str]:
-        from tokencore.tokens import mint_access_token
+        from tokencore.tokens import AccessClaims, mint_access_token, new_token_id
 
         issued = time.time() if now is None else now
         return [
             mint_access_token(
                 self.signer,
-                issuer=ISSUER,
-                audience=AUDIENCE,
-                subject="6a1f2c3e-0c7d-4b8e-9f10-111213141516",
-                session_id="Qm9uZGVkU2Vzc2lvbklkMDE",
-                roles=("user",),
-                email="alice@example.com",
-                now=issued,
-                ttl_seconds=ttl_seconds,
-                fingerprint_hash=self.fingerprint_hash,
+                AccessClaims(
+                    issuer=ISSUER,
+                    audience=AUDIENCE,
+                    subject="6a1f2c3e-0c7d-4b8e-9f10-111213141516",
+                    session_id="Qm9uZGVkU2Vzc2lvbklkMDE",
+                    token_id=new_token_id(),
+                    roles=("user",),
+                    email="alice@example.com",
+                    issued_at=int(issued),
+                    expires_at=int(issued) + ttl_seconds,
+                    fingerprint_hash=self.fingerprint_hash,
+                ),
             ).token
             for _ in range(count)
         ]

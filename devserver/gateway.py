@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
+from devserver.awsendpoint import loopback_host
 from devserver.settings import ACCOUNT_ID, REGION
 from devserver.stack import ApiSpec, AuthorizerSpec, CorsSpec, RouteSpec
 
@@ -355,6 +356,17 @@ def _malformed(why: str) -> HttpResponse:
 # --- the gateway ----------------------------------------------------------------------------
 
 
+def _foreign_request(host: str | None, origin: str | None, raw_path: str) -> HttpResponse | None:
+    """403 for a Host that is not loopback (DNS rebinding: a page of the attacker's name that
+    resolves to 127.0.0.1), and for another origin's request to the stack's own ``/_dev/``
+    routes; None for everything else (the API's routes keep API Gateway's CORS)."""
+    if host is not None and not loopback_host(host):
+        return gateway_message(403, "Forbidden")
+    if raw_path.startswith("/_dev/") and origin is not None and origin != f"http://{host}":
+        return gateway_message(403, "Forbidden")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizerVerdict:
     allowed: bool
@@ -377,6 +389,8 @@ class Gateway:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         headers, cookies = _header_map(request.headers)
+        # API Gateway sets the scheme the client used (https); this stack serves http.
+        headers["x-forwarded-proto"] = "http"
         origin = headers.get("origin")
         cors = self.api.cors
         request_id = secrets.token_urlsafe(12)
@@ -391,6 +405,11 @@ class Gateway:
                 _apply_cors(response, cors, origin)
         response.headers.append(("apigw-requestid", request_id))
         return response
+
+    def route_key(self, method: str, raw_path: str) -> str | None:
+        """The route template a request matches (``DELETE /auth/sessions/{session_id}``)."""
+        found = self._router.match(method, raw_path)
+        return None if found is None else found[0].route_key
 
     def _route(
         self, request: HttpRequest, headers: dict[str, str], cookies: list[str], request_id: str
@@ -645,20 +664,26 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         )
         gateway = self.server.gateway
         pages = self.server.pages
-        page = pages(request) if pages is not None else None
-        if page is not None:
+        refusal = _foreign_request(self.headers.get("Host"), self.headers.get("Origin"), raw_path)
+        page = None if refusal is not None or pages is None else pages(request)
+        logged = raw_path if page is not None and page.status < 400 else None
+        if refusal is not None:
+            response = refusal
+        elif page is not None:
             response = page
         elif gateway is None:
             response = gateway_message(503, "Service Unavailable")
         else:
             response = gateway.handle(request)
+            logged = gateway.route_key(request.method, raw_path)
         elapsed = (time.monotonic() - started) * 1000
-        # Method, path and status only: query strings and headers may carry tokens. Logged
+        # The route template (never the raw path: it holds session and user ids), or the
+        # stack's own page, and the status: query strings and headers may carry tokens. Logged
         # before the answer is sent, so a client that has its answer finds the line already
         # written (tests read this log instead of waiting for it).
         print(
-            f'{self.client_address[0]} "{self.command} {raw_path}" {response.status} '
-            f"{elapsed:.0f} ms",
+            f'{self.client_address[0]} "{logged or self.command + " (no route)"}" '
+            f"{response.status} {elapsed:.0f} ms",
             file=sys.stderr,
         )
         self._send(response)

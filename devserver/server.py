@@ -2,7 +2,8 @@
 an AWS account, built from template.yaml.
 
 Start: bind both ports (a busy one is a one-line error naming it), start the embedded AWS
-endpoint (devserver.awsendpoint: moto's server with DynamoDB's write semantics), put its
+endpoint (devserver.awsendpoint: moto's server with DynamoDB's write semantics, behind the
+fault injector of devserver.faults, at rate 0 until asked), put its
 endpoint and fake credentials in the environment (boto3 reads AWS_ENDPOINT_URL itself, so the
 functions' code is unchanged), start one warm container per routed function (their cold
 starts run meanwhile), create what the template declares (the table, the key secrets and
@@ -35,6 +36,7 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Final
 
+from devserver import faults
 from devserver.awsendpoint import WsgiApp
 from devserver.awsprocess import AwsPortInUse, AwsProcess
 from devserver.clock import DevClock, SharedOffset, clock_control, control_enabled
@@ -105,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 class DevStack:
     """The local stack, from ``env`` (the developer's environment).
 
-    ``aws_wrap`` wraps the embedded AWS endpoint's WSGI application (fault injection:
-    devserver.awsendpoint). It runs in the endpoint's own process (devserver.awsprocess), so it
-    must pickle: a module-level function, or a ``functools.partial`` of one.
+    ``aws_wrap`` wraps the embedded AWS endpoint's WSGI application, inside the stack's fault
+    injector (``faults``: devserver.faults). Both run in the endpoint's own process
+    (devserver.awsprocess), so a wrap must pickle: a module-level function or class, or a
+    ``functools.partial`` of one.
     """
 
     def __init__(
@@ -116,7 +119,8 @@ class DevStack:
         self._env = dict(env)
         self.ports: Ports = ports_from(env)
         self.concurrency = function_concurrency(env)
-        self._aws_wrap = aws_wrap  # wraps the embedded endpoint's WSGI app (fault injection)
+        # The injector lives in the endpoint's process, at rate 0 until asked.
+        self.faults = faults.EndpointFaults(inner=aws_wrap)
         self._api_server: ApiServer | None = None
         self._aws: AwsProcess | None = None
         self._serving: threading.Thread | None = None
@@ -132,13 +136,18 @@ class DevStack:
     def start(self) -> None:
         self._api_server = _bind_api(self.ports.http)
         _probe(self.ports.aws, "AWS_PORT")  # a clean message before werkzeug prints its own
+        try:  # DEV_FAULTS applies once the stack is provisioned, which is never faulted
+            fault_plan = faults.plan_from_environment(self._env)
+        except ValueError as exc:
+            raise DevError(str(exc)) from exc
         environment = scrubbed(self._env)
         environment.update(aws_environment(self.ports))
         for name, value in LOCAL_DEFAULTS.items():
             environment.setdefault(name, value)
         _replace_environ(environment)
         start_fork_server()  # it imports the functions' libraries while the stack starts
-        self._aws = _start_aws(self.ports.aws, self._aws_wrap)
+        self._aws = _start_aws(self.ports.aws, self.faults.wrap)
+        self.faults.started()
 
         template = load_template()
         stack = LocalStack(
@@ -197,6 +206,13 @@ class DevStack:
         ]
         if control_enabled(self._env):
             pages.insert(0, clock_control(self.clock))
+        if faults.control_enabled(self._env):
+            pages.insert(0, faults.fault_control(self.faults))
+        if fault_plan is not None:
+            try:
+                self.faults.configure(fault_plan)
+            except faults.FaultControlError as exc:
+                raise DevError(str(exc)) from exc
         self._api_server.pages = _first_answer(pages)
 
     def serve(self) -> None:
@@ -221,6 +237,7 @@ class DevStack:
             pool.join()
         if self._aws is not None:
             self._aws.stop()
+        self.faults.close()
         if self._shared_offset is not None:
             self._shared_offset.close()
 
@@ -307,6 +324,7 @@ def walkthrough(
     )
     token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
     show = "curl -s -w ' %{http_code}\\n'"  # the body, then the status
+    xrw = "-H 'X-Requested-With: curl'"  # what a cross-site form cannot send
     lines = [
         "Try it (curl 7.79+ sends the Secure refresh cookie to 127.0.0.1 over http; the jar",
         "file keeps the cookies between calls):",
@@ -325,9 +343,10 @@ def walkthrough(
         return lines
     grace = settings.refresh_reuse_grace_seconds
     lines += [
-        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it)",
+        "  # 3. refresh: the refresh cookie is rotated (keep the old jar to replay it);",
+        "  #    X-Requested-With (or a JSON body) is what a cross-site form cannot send",
         "  cp jar jar.old",
-        f"  {show} -c jar -b jar -X POST $API/auth/refresh",
+        f"  {show} -c jar -b jar {xrw} -X POST $API/auth/refresh",
     ]
     if grace > 0 and clock_control:
         lines += [
@@ -351,11 +370,11 @@ def walkthrough(
             "  #    401 for it, then 401 for the new one",
         ]
     lines += [
-        f"  {show} -b jar.old -X POST $API/auth/refresh",
-        f"  {show} -b jar -X POST $API/auth/refresh",
+        f"  {show} -b jar.old {xrw} -X POST $API/auth/refresh",
+        f"  {show} -b jar {xrw} -X POST $API/auth/refresh",
         "  # 5. log in again, then log out: 204 and both cookies cleared",
         f"  {login.replace('curl -s', show, 1)}",
-        "  curl -s -i -c jar -b jar -X POST $API/auth/logout",
+        f"  curl -s -i -c jar -b jar {xrw} -X POST $API/auth/logout",
     ]
     return lines
 

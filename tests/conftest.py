@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import reset_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,11 +95,11 @@ def _boto3_free_calls_reach_moto() -> Iterator[None]:
             return configured(service, region)  # a test that names an endpoint gets it
         return _AWS_HTTP.url()
 
-    awshttp.endpoint_url = endpoint_url  # type: ignore[assignment]
+    awshttp.endpoint_url = endpoint_url
     try:
         yield
     finally:
-        awshttp.endpoint_url = configured  # type: ignore[assignment]
+        awshttp.endpoint_url = configured
         _AWS_HTTP.stop()
 
 

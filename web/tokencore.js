@@ -213,7 +213,7 @@ export class TokencoreClient extends EventTarget {
   /** Ends this session on the server (the cookies are cleared) and in every tab. */
   async logout() {
     await this.#exclusive(async () => {
-      const headers = {};
+      const headers = { 'X-Requested-With': 'tokencore' }; // a form cannot send it (CSRF)
       if (this.#token) headers.Authorization = `Bearer ${this.#token.accessToken}`;
       const response = await this.#reach('/auth/logout', { method: 'POST', headers });
       // 204, also for a session that was already over; a 503 keeps the cookies for a retry.
@@ -313,7 +313,10 @@ export class TokencoreClient extends EventTarget {
       if (this.#token === null) throw new SignedOutError(this.#reason ?? 'signed out');
       return this.state;
     }
-    const response = await this.#reach('/auth/refresh', { method: 'POST' });
+    const response = await this.#reach('/auth/refresh', {
+      method: 'POST',
+      headers: { 'X-Requested-With': 'tokencore' }, // a form cannot send it (CSRF)
+    });
     if (response.ok) {
       this.#accept(await response.json(), 'refresh');
       return this.state;

@@ -1,74 +1,11 @@
 """The Lambda authorizer: one handler for HTTP API (payload 2.0, simple responses), REST TOKEN
-and REST REQUEST events, told apart by the event itself (``version`` "2.0" -> HTTP API; ``type``
-"TOKEN" / "REQUEST" -> REST; a HTTP API authorizer on payload 1.0 is a REST REQUEST event).
+and REST REQUEST events, told apart by the event itself.
 
 Thin on purpose: parse the event into a ``tokencore.authz.AuthzRequest``, call
-``Authorizer.authorize`` (built once per container by its ``Runtime``), shape the answer.
-
-Fast path: signature and claims only. The key ring starts from PUBLIC_JWKS, so a warm or cold
-container with a known kid makes no network call, builds no store and never imports boto3. The
-session store is read (ONE strongly consistent GetItem) only when the policy asks: a sensitive
-route, a high security level, or the sampled share (SESSION_CHECK_SAMPLE_RATE). Between such
-reads, a revoked session's access tokens keep working on ordinary routes until they expire
-(ACCESS_TOKEN_TTL_SECONDS): that is the hybrid design, not a bug.
-
-Answers (every failure denies; nothing allows on error; nothing raises but "Unauthorized"):
-
-==========================  =================================  ================================
-outcome                     REST (TOKEN / REQUEST)             HTTP API (simple response)
-==========================  =================================  ================================
-allowed                     Allow ``stage/*/*`` (+ Deny         ``isAuthorized: true`` + context
-                            ``stage/<VERB>/admin[/*]`` for
-                            non-admins) + context
-missing / malformed / bad   ``raise Exception("Unauthorized")`` ``isAuthorized: false`` (403)
-token, binding or session   (401)
-valid token, route refused  explicit Deny on the route (403)    ``isAuthorized: false`` (403)
-fault (keys, store, bug)    ``DENY_ALL_RESPONSE`` (403)         ``isAuthorized: false`` (403)
-==========================  =================================  ================================
-
-* REST fault answer: an explicit Deny (403), not 401. A 401 tells an OAuth client its token is
-  bad, so it refreshes or logs in again, which during a store or key outage becomes a login
-  storm against the same failing dependency; the token is fine and a retry may succeed.
-* HTTP API simple responses cannot tell 401 from 403: every deny is 403. A request without
-  the identity source (``$request.header.Authorization``) gets 401 from API Gateway before the
-  Lambda runs.
-* REST TOKEN authorizers receive one header and no cookies, so a token bound to a fingerprint
-  cookie (``fgp`` claim) is DENIED there (``fingerprint_unavailable``): binding fails closed.
-  Use a REQUEST authorizer (or FINGERPRINT_BINDING=false for non-browser clients). Likewise a
-  TOKEN authorizer never sees ``X-Device-Id``, so device-bound sessions are denied on
-  sensitive routes.
-
-Caching (API Gateway caches an authorizer result, 300 s by default, keyed on the identity
-source, and applies it to OTHER routes of the same caller):
-
-* REST: the policy is cache-safe. It covers every route the principal may call (Allow
-  ``arn:...:apiId/stage/*/*``) and, for non-admins, explicitly denies
-  ``arn:...:apiId/stage/<VERB>/admin`` and ``.../admin/*`` for each verb (not ``*/admin/*``: the
-  first ``*`` would span slashes and deny any path with an ``admin`` segment). A route refused
-  for this request adds an explicit Deny on exactly its method ARN. Still, a cached Allow skips
-  the session check on sensitive routes and the fingerprint check unless the cookie is part of
-  the identity source. Deploy the REST authorizer with ``AuthorizerResultTtlInSeconds: 0``
-  (our recommendation), OR accept that revocation takes up to the TTL on sensitive routes and
-  put ``method.request.header.Cookie`` and ``X-Device-Id`` in the identity sources.
-* HTTP API (our template): caching is disabled (TTL 0). An in-container cache of verified
-  claims (``tokencore.claimscache``) gives the speed without the revocation hazard.
-
-Observability: Powertools Logger (service from POWERTOOLS_SERVICE_NAME) never sees the event,
-headers, cookies or tokens: it logs codes, the event kind, and a hash of the session id. Metrics:
-``AuthorizerAllow``; ``AuthorizerDeny`` with dimension ``reason`` (an error code, a bounded set),
-and ``AuthorizerFault`` (same dimension) when the deny was our fault, which the template alarms on;
-``SessionCheck`` with dimension ``reason`` (sensitive_route, high_security, sampled), emitted on
-its own because one EMF document carries one dimension set. The documents are pre-rendered
-(``tokencore.emf.CountMetrics``: the same JSON Powertools Metrics prints, at a tenth of the cost)
-and flushed by hand after every answer, never from a ``finally`` that could replace the answer
-with an exception. The allow log line is DEBUG, and nothing is built for it unless DEBUG is on;
-denials log at INFO and above. Observability failures never change an answer. No Tracer:
-Lambda's active tracing already records the invocation, and the SDK's auto-patching would load
-botocore's client stack on every cold start for a path that makes no AWS call.
-
-Speed (``make bench``, docs/capacity.md): a token seen for the first time costs about its
-signature check plus a few microseconds; the same token again is served from the
-``ClaimsCache`` (verification skipped; binding, policy and session checks still run).
+``Authorizer.authorize`` (built once per container by its ``Runtime``), shape the answer. Every
+failure denies and nothing raises but "Unauthorized"; faults deny with 403, never 401, so an
+outage never turns into a login storm. docs/authorizer.md has the verification order, the
+answers per event kind, caching, metrics and speed.
 """
 
 from __future__ import annotations

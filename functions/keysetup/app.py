@@ -1,36 +1,16 @@
 """KeySetup: the CloudFormation custom resource that makes a new stack's keys usable.
 
 template.yaml creates the key secrets holding a placeholder and the public-JWKS parameter
-holding an empty JWKS. On Create and Update this function:
+holding an empty JWKS. On Create and Update this function fills a placeholder with a fresh key
+set (an active key and a published ``next`` key), keeps a valid key set as it is, refuses a
+secret that holds anything else (an operator's half-finished edit fails the deployment loudly),
+and publishes the public JWKS keeping the stamps already there (``ops.publishing``). Delete does
+nothing. docs/deploy.md ("KeySetup") says what it does in each mode.
 
-- fills the refresh key-set secret with a fresh HS256 key set if it still holds the
-  placeholder, and keeps a valid refresh key set as it is;
-- in Secrets Manager mode, does the same for the access key-set secret with a fresh
-  ``AccessTokenAlg`` key set, then publishes that set's public JWKS to the parameter;
-- in KMS mode, publishes the public keys of the KMS signing key, of the next key
-  (``<alias>-next``, after a ``tokenctl rotate-keys``), of the retired keys still needed and of
-  KmsVerifyKeyIds to the parameter, after checking that the signing key fits ``AccessTokenAlg``.
-
-A fresh key set holds an active key and a ``next`` key: the next key is published from the
-start, so the first scheduled rotation already promotes a key verifiers have had for a whole
-rotation period (docs/keys.md). Publishing keeps the stamps the parameter already holds
-(``keys.ssm``), so a deployment never makes a key look newer or older than it is.
-
-It never overwrites a valid key set (an Update, or a re-run after a rotation, changes nothing),
-and it refuses to touch a secret that holds anything else (neither the placeholder nor a valid
-key set of the right purpose): an operator's half-finished edit fails the deployment loudly
-instead of being replaced by keys nobody asked for. Delete does nothing: CloudFormation deletes
-the secrets and the parameter it created.
-
-Whatever happens, CloudFormation gets an answer (SUCCESS or FAILED) on the presigned
-ResponseURL, or the stack would wait for an hour: the handler body runs under one try whose
-``finally`` sends the response, and tokencore itself is imported inside it, so even a broken
-layer is reported. The template's ``ServiceTimeout`` covers the one case left (the function
-dying before its handler runs). No key material, and not the ResponseURL (it lets anyone answer
-for this stack), ever reaches the logs or the response: the response Data holds key ids
-(public: they travel in every token header) and what was created.
-
-Plain Python and urllib: no crhelper, nothing beyond the tokencore layer.
+CloudFormation always gets an answer on the presigned ResponseURL, or the stack would wait for
+an hour: the body runs under one try whose ``finally`` responds, and tokencore is imported
+inside it, so even a broken layer is reported. No key material, and not the ResponseURL, ever
+reaches the logs or the response. Plain Python and urllib: nothing beyond the tokencore layer.
 """
 
 from __future__ import annotations
@@ -93,14 +73,17 @@ class Request:
                 raise KeySetupError(f"property {name} is required")
             return value
 
+        from tokencore.jose.algorithms import ALGORITHMS
+
         backend = text("KeyBackend")
         if backend not in ("secretsmanager", "kms"):
             raise KeySetupError("property KeyBackend must be secretsmanager or kms")
         alg = text("AccessTokenAlg")
-        if alg not in ("RS256", "ES256", "EdDSA"):
-            raise KeySetupError("property AccessTokenAlg must be RS256, ES256 or EdDSA")
-        if backend == "kms" and alg == "EdDSA":
-            raise KeySetupError("EdDSA is not available with KeyBackend kms")
+        access = ALGORITHMS.for_purpose("access")
+        if alg not in access:
+            raise KeySetupError(f"property AccessTokenAlg must be one of {', '.join(access)}")
+        if backend == "kms" and not ALGORITHMS[alg].kms_signing_algorithm:
+            raise KeySetupError(f"{alg} is not available with KeyBackend kms")
         verify_ids = tuple(
             item.strip()
             for item in text("KmsVerifyKeyIds", required=False).split(",")
@@ -145,8 +128,10 @@ class Clients:
 
 def setup(request: Request, clients: Clients) -> dict[str, str]:
     """Fill what is empty, publish the public JWKS; the response Data (nothing secret)."""
+    from tokencore.jose.algorithms import REFRESH_ALGORITHM
+
     _, refresh_created = ensure_key_set(
-        clients.secretsmanager, request.refresh_keys_secret_id, "refresh", "HS256"
+        clients.secretsmanager, request.refresh_keys_secret_id, "refresh", REFRESH_ALGORITHM
     )
     data = {"RefreshKeysCreated": _flag(refresh_created)}
     if request.key_backend == "secretsmanager":
@@ -216,22 +201,24 @@ def ensure_key_set(client: Any, secret_id: str, purpose: str, alg: str) -> tuple
 def is_placeholder(text: str) -> bool:
     """True for what template.yaml writes (a JSON object whose ``keys`` is empty or absent)
     and for an empty string; False for everything else, including a key set."""
+    from tokencore.jose.codec import json_object
+
     if not text.strip():
         return True
     try:
-        document = json.loads(text)
+        document = json_object(text, ValueError)
     except ValueError:
         return False
-    return isinstance(document, dict) and document.get("keys") in (None, [])
+    return document.get("keys") in (None, [])
 
 
 def kms_publish(clients: Clients, request: Request) -> list[VerificationKey]:
-    """Publish the KMS public keys (``keys.kmsrotation``): the signing key (checked against
+    """Publish the KMS public keys (``ops.kmsrotation``): the signing key (checked against
     AccessTokenAlg), the next key, the retired keys still needed and KmsVerifyKeyIds."""
     from tokencore.config import get_settings
     from tokencore.errors import InvalidKeyMaterial
-    from tokencore.keys.kmsrotation import KmsRotation
     from tokencore.keys.lifecycle import LifecyclePolicy
+    from tokencore.ops.kmsrotation import KmsRotation
 
     publisher = KmsRotation(
         kms=clients.kms,
@@ -252,8 +239,8 @@ def publish_key_set(clients: Clients, request: Request) -> None:
     """Publish the access secret's public JWKS, derived from the secret as it is when written
     (a rotation may be running: its pending keys are published too), so a deployment racing
     ``tokenctl rotate-keys`` or ``revoke-key`` never leaves an older set published
-    (``keys.ssm.publish_settled``)."""
-    from tokencore.keys.rotation import publish_access_jwks
+    (``publishing.publish_settled``)."""
+    from tokencore.ops.rotation import publish_access_jwks
 
     publish_access_jwks(
         clients.secretsmanager,

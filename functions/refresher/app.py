@@ -33,6 +33,7 @@ from tokencore.http import (
     endpoint,
     grant_response,
     new_router,
+    refuse_cross_site,
     route_library_logs,
     traced,
 )
@@ -54,6 +55,7 @@ def refresh() -> HttpResponse:
     runtime = get_runtime()
     settings = runtime.settings
     request = Request(router.current_event.raw_event)
+    refuse_cross_site(request, settings)  # before any token is read: a refusal changes nothing
     token: str | None = None
     if settings.refresh_body_in_use and request.has_body():
         body = request.json_body()

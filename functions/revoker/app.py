@@ -40,6 +40,7 @@ from tokencore.http import (
     json_response,
     new_router,
     no_content,
+    refuse_cross_site,
     route_library_logs,
     to_iso8601,
     traced,
@@ -72,6 +73,7 @@ def logout() -> HttpResponse:
     runtime = get_runtime()
     settings = runtime.settings
     request = Request(router.current_event.raw_event)
+    refuse_cross_site(request, settings)  # before any token is read: a refusal changes nothing
     refresh_token: str | None = None
     if settings.refresh_body_in_use and request.has_body():
         body = request.json_body()

@@ -4,7 +4,7 @@ Secrets Manager calls it four times per rotation (createSecret, setSecret, testS
 finishSecret), with the secret's ARN and the ClientRequestToken of the version being made, on
 the schedule template.yaml sets (every KeyRotationDays, 90 by default) or when someone runs
 ``aws secretsmanager rotate-secret --secret-id <secret>``. The steps live in
-``tokencore.keys.rotation`` (tokenctl rotate-keys runs the very same code); this handler only
+``tokencore.ops.rotation`` (tokenctl rotate-keys runs the very same code); this handler only
 reads the event, asks the container's ``Runtime`` for the rotation and reports what happened.
 
 A step that fails raises: Secrets Manager records the rotation as failed, AWSCURRENT stays where
@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 if TYPE_CHECKING:
-    from tokencore.keys.rotation import SecretsManagerRotation
+    from tokencore.ops.rotation import SecretsManagerRotation
 
 logger = Logger()
 for _noisy in ("boto3", "botocore", "urllib3"):

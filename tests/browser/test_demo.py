@@ -91,7 +91,7 @@ def expect_signed_out(tab: Tab) -> None:
 
 
 def token_source(tab: Tab) -> str:
-    return tab.page.locator("#token-source").inner_text()
+    return str(tab.page.locator("#token-source").inner_text())
 
 
 def test_sign_in_then_reload_refreshes_silently(

@@ -39,9 +39,10 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 from moto import mock_aws
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.sessions import DynamoDBSessionStore, InMemorySessionStore, SessionStore
 from tokencore.store.table import TABLE_DEFINITION, create_table
@@ -150,7 +151,7 @@ class Backend:
 
     name: str
     clock: ManualClock
-    client: Any | None = None  # the low-level DynamoDB client the stores use
+    client: Any = None  # the low-level DynamoDB client the stores use (None: no table)
     table_name: str | None = None
     settings: Settings = field(default_factory=Settings)
     boto_config: Config | None = None
@@ -331,7 +332,7 @@ def service_error(code: str) -> Fault:
     return respond
 
 
-def raising(error: type[Exception]) -> Fault:
+def raising(error: type[BotoCoreError]) -> Fault:
     """A transport error, as botocore raises it when the endpoint cannot be reached or read."""
 
     def respond(_operation: str) -> Any:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import SessionRevoked
 from tokencore.sessions import (

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from moto import mock_aws
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
 from tokencore.keys import (
     KeyRing,
@@ -40,7 +40,8 @@ from tokencore.keys.secretsmanager import (
     create_key_set_secret,
     put_key_set_secret,
 )
-from tokencore.keys.ssm import SsmJwksSource, publish_public_jwks
+from tokencore.keys.ssm import SsmJwksSource
+from tokencore.ops.publishing import publish_public_jwks
 
 
 @pytest.fixture(scope="module")

@@ -38,23 +38,28 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeySet, KeyStatus, generate_key
-from tokencore.keys import ssm as ssm_module
-from tokencore.keys.kmsrotation import KmsRotation
 from tokencore.keys.lifecycle import LifecyclePolicy
-from tokencore.keys.rotation import (
+from tokencore.keys.secretsmanager import create_key_set_secret
+from tokencore.ops import publishing as publishing_module
+from tokencore.ops.kmsrotation import KmsRotation
+from tokencore.ops.publishing import (
+    PublishedKey,
+    publish_keys,
+    publish_public_jwks,
+    read_published_keys,
+)
+from tokencore.ops.rotation import (
     AWSCURRENT,
     AWSPENDING,
     SecretsManagerRotation,
     derive_access_jwks,
     publish_access_jwks,
 )
-from tokencore.keys.secretsmanager import create_key_set_secret
-from tokencore.keys.ssm import PublishedKey, publish_keys, publish_public_jwks, read_published_keys
 
 REGION = "us-east-1"
 T0 = 1_800_000_000
@@ -467,7 +472,7 @@ Publisher = Callable[[SecretStack, Any, Any], Any]
 
 
 def settled_publisher(stack: SecretStack, secrets: Any, ssm: Any) -> Any:
-    """KeySetup's publication: derived from the secret, settled (keys.rotation)."""
+    """KeySetup's publication: derived from the secret, settled (ops.rotation)."""
     return publish_access_jwks(
         secrets, ssm, stack.secret_id, stack.settings.public_jwks_parameter, stack.clock
     )
@@ -582,7 +587,9 @@ def test_the_stamp_check_catches_a_settled_publication_without_the_merge(
 ) -> None:
     """Settling alone re-derives from the latest document, which the stale one overwrote: the
     retirement it recorded would be stamped again, later."""
-    monkeypatch.setattr(ssm_module, "merge_stamps", lambda latest, _overwritten: list(latest))
+    monkeypatch.setattr(
+        publishing_module, "merge_stamps", lambda latest, _overwritten: list(latest)
+    )
     recorded, final = stamps_after_a_rotation_raced_by_a_stale_publication(stack, settled_publisher)
     with pytest.raises(AssertionError, match="retired_at moved"):
         stamps_never_lost(recorded, final)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 from argon2 import PasswordHasher
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
-from tokencore.clock import Clock, ManualClock
+from tokencore.clock import Clock
 from tokencore.config import Settings
 from tokencore.errors import InvalidCredentials, RateLimited
 from tokencore.keys import KeySet, PrivateKeyEntry, StaticKeySource, generate_key
@@ -51,7 +53,7 @@ class CountingHasher(PasswordHasher):
         self.on_verify: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
         with self._lock:
             self.verifies += 1
         if self.on_verify is not None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pytest
 from argon2 import PasswordHasher
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
 from tokencore.awsclient import call_dynamodb
-from tokencore.clock import ManualClock
 from tokencore.config import RateLimit
 from tokencore.errors import RateLimited
 from tokencore.keys import KeySet, StaticKeySource, generate_key

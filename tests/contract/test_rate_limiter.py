@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
 from tests.contract._user_fixtures import (
     FAULTS,
@@ -23,7 +24,6 @@ from tests.contract._user_fixtures import (
     transaction_canceled,
 )
 from tests.contract._user_fixtures import TABLE_NAME as TABLE
-from tokencore.clock import ManualClock
 from tokencore.config import RateLimit, Settings
 from tokencore.errors import (
     ConfigError,

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import pytest
 from argon2 import PasswordHasher
 
+from tests.clock import ManualClock
 from tests.concurrency import run_at_once
-from tokencore.clock import ManualClock
 from tokencore.errors import SessionRejected
 from tokencore.sessioncheck import (
     SessionEndedForUser,

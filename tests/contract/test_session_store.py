@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.errors import (
     InvalidRequest,
     RefreshReuseDetected,

@@ -18,7 +18,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.errors import ServiceFault, StoreUnavailable
 from tokencore.sessions import DynamoDBSessionStore, RefreshReuseRevoked, Session, new_jti
 from tokencore.sessions.dynamodb import (

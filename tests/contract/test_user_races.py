@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
+from tests.clock import ManualClock
 from tests.concurrency import InOrder, run_at_once
 from tokencore.awsclient import call_dynamodb
-from tokencore.clock import ManualClock
 from tokencore.errors import StoreConflict, UserExists
 from tokencore.store.table import PARTITION_KEY, USER_PREFIX, USERNAME_PREFIX
 from tokencore.users import DynamoDBUserStore, InMemoryUserStore, User, UserService

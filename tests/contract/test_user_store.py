@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.clock import ManualClock
 from tests.contract._user_fixtures import (
     FAULTS,
     TABLE_NAME,
@@ -27,7 +28,6 @@ from tests.contract._user_fixtures import (
     transaction_canceled,
 )
 from tokencore.audit import hash_identifier
-from tokencore.clock import ManualClock
 from tokencore.errors import (
     InvalidCredentials,
     InvalidRequest,

@@ -23,6 +23,9 @@ _COMPACT_JWS = re.compile(rb"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 _SECRET_HEADERS = frozenset({"set-cookie", "cookie", "authorization"})
 
 
+REQUESTED_WITH = {"X-Requested-With": "tokencore"}
+
+
 @dataclass
 class Response:
     status: int
@@ -135,8 +138,10 @@ class Client:
             "POST", "/auth/login", json_body={"username": username, "password": password}, **extra
         )
 
+    # X-Requested-With, as the web client sends it: a cookie-authenticated POST needs it (or a
+    # JSON body), since a cross-site form cannot send it.
     def refresh(self) -> Response:
-        return self.request("POST", "/auth/refresh")
+        return self.request("POST", "/auth/refresh", headers=dict(REQUESTED_WITH))
 
     def logout(self) -> Response:
-        return self.request("POST", "/auth/logout")
+        return self.request("POST", "/auth/logout", headers=dict(REQUESTED_WITH))

@@ -62,3 +62,13 @@ def test_a_bad_seed_user_never_echoes_a_password() -> None:
     assert result.stderr.strip().splitlines() == [
         "devserver: SEED_USERS entry 1 must look like name:password[:role,role]"
     ]
+
+
+def test_a_bad_fault_plan_is_one_line_naming_the_variable() -> None:
+    result = run_devserver(
+        PORT=str(free_port()), AWS_PORT=str(free_port()), DEV_FAULTS='{"rate": 2}'
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "devserver: DEV_FAULTS: rate must be a number from 0 to 1"
+    ]

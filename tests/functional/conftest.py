@@ -24,7 +24,7 @@ from argon2 import PasswordHasher
 from moto import mock_aws
 from moto.core.models import MockAWS
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
 from tokencore.keys.secretsmanager import create_key_set_secret

@@ -19,13 +19,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
+from tokencore.jose.algorithms import KeyPurpose
 from tokencore.keys import KeySet, KeyStatus, generate_key
-from tokencore.keys.model import KeyPurpose
-from tokencore.keys.rotation import AWSCURRENT, AWSPENDING, SecretsManagerRotation
 from tokencore.keys.secretsmanager import create_key_set_secret
-from tokencore.keys.ssm import PublishedKey, publish_public_jwks, read_published_keys
+from tokencore.ops.publishing import PublishedKey, publish_public_jwks, read_published_keys
+from tokencore.ops.rotation import AWSCURRENT, AWSPENDING, SecretsManagerRotation
 
 T0 = 1_800_000_000
 # A function moto does not have: RotateSecret leaves the pending version, then fails.

@@ -23,7 +23,13 @@ from tests.awsspy import record_aws_calls
 from tests.functional.conftest import Stack, load_event
 from tokencore.policy import Policy
 from tokencore.service import TokenGrant
-from tokencore.tokens import fingerprint_hash, mint_access_token, new_fingerprint
+from tokencore.tokens import (
+    AccessClaims,
+    fingerprint_hash,
+    mint_access_token,
+    new_fingerprint,
+    new_token_id,
+)
 
 ACCOUNT_API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 REST_STAGE = f"{ACCOUNT_API}/prod"
@@ -82,19 +88,21 @@ def mint(
 ) -> str:
     """An access token for ``grant``'s session with chosen claims, signed by the stack's key."""
     settings = stack.runtime.settings
-    return mint_access_token(
-        stack.runtime.access_signer,
+    issued_at = int(stack.clock.now())
+    claims = AccessClaims(
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         subject=subject or stack.user.user_id,
         session_id=grant.session_id,
-        roles=roles,
+        token_id=new_token_id(),
+        roles=tuple(roles),
         email="alice@example.com",
-        now=stack.clock.now(),
-        ttl_seconds=settings.access_token_ttl_seconds,
+        issued_at=issued_at,
+        expires_at=issued_at + settings.access_token_ttl_seconds,
         fingerprint_hash=fingerprint_hash(fingerprint) if fingerprint else None,
         security_level=security_level,
-    ).token
+    )
+    return mint_access_token(stack.runtime.access_signer, claims).token
 
 
 def event(name: str, grant: TokenGrant, **values: str) -> dict[str, Any]:

@@ -102,7 +102,11 @@ def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) 
     # GetPublicKey names the key by ARN (moto: by key id); either lets revocation disable it.
     assert entry["kms_key_id"] in (key["Arn"], key["KeyId"])
     names = aws.client("secretsmanager").list_secrets()["SecretList"]
-    assert [secret["Name"] for secret in names] == ["tokencore/refresh-keys"]
+    # In KMS mode the only key secret is the refresh key set (beside the audit-label key).
+    assert sorted(secret["Name"] for secret in names) == [
+        "tokencore-local-AuditLabelKeySecret",
+        "tokencore/refresh-keys",
+    ]
     # `make ctl` finds the same key through the template's alias, creating nothing.
     lookup = LocalStack(
         load_template(),
@@ -111,3 +115,14 @@ def test_kms_mode_creates_the_templates_signing_key(aws: boto3.session.Session) 
         session=aws,
     )
     assert lookup.settings_environment()["KMS_SIGNING_KEY_ID"] == environment["KMS_SIGNING_KEY_ID"]
+
+
+def test_the_audit_label_key_is_generated_per_stack_and_reaches_every_function(
+    aws: boto3.session.Session,
+) -> None:
+    """The template's {{resolve:secretsmanager:...}} reference is resolved as CloudFormation
+    resolves it: each stack its own random key, in every function's environment."""
+    first = _provisioned(aws).settings_environment()["AUDIT_LABEL_KEY"]
+    assert len(first) == 64
+    assert first.isalnum()
+    assert "{{" not in first

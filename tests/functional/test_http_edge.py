@@ -21,6 +21,7 @@ from functions.issuer import app as issuer_app
 from functions.me import app as me_app
 from functions.refresher import app as refresher_app
 from functions.revoker import app as revoker_app
+from tests.clock import ManualClock
 from tests.functional.conftest import (
     EVENTS_DIR,
     STACK_ENV,
@@ -29,7 +30,6 @@ from tests.functional.conftest import (
     fresh_aws,
     load_event,
 )
-from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.errors import StoreUnavailable
 from tokencore.http import FINGERPRINT_COOKIE, REFRESH_COOKIE, route_library_logs

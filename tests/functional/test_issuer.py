@@ -26,7 +26,7 @@ from tests.functional.test_http_edge import (
 )
 from tokencore.errors import KeyUnavailable
 from tokencore.http import FINGERPRINT_COOKIE, REFRESH_COOKIE
-from tokencore.tokens.codec import b64url_decode
+from tokencore.jose.codec import b64url_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -25,9 +25,9 @@ from tests.functional.test_http_edge import (
 )
 from tokencore.errors import StoreUnavailable
 from tokencore.http import FINGERPRINT_COOKIE, REFRESH_COOKIE
+from tokencore.jose.codec import b64url_decode, b64url_encode
 from tokencore.runtime import get_runtime
 from tokencore.service import TokenGrant
-from tokencore.tokens.codec import b64url_decode, b64url_encode
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -276,6 +276,8 @@ def test_a_malformed_refresh_body_is_an_invalid_request(
     event = load_event("refresher/refresh-body.json", refresh_token="x", fingerprint="y")
     event["body"] = body
     event["headers"]["content-type"] = content_type
+    # A text/plain body without it is a cross-site refusal (tests/security/test_cross_site.py).
+    event["headers"]["x-requested-with"] = "tokencore"
     result = invoke("refresher", event)
     assert result.status == status
     assert result.json()["error"] == "invalid_request"

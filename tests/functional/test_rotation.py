@@ -1,4 +1,4 @@
-"""The rotation of the key sets in Secrets Manager (keys.rotation, functions/rotation) against
+"""The rotation of the key sets in Secrets Manager (ops.rotation, functions/rotation) against
 moto, step by step as Secrets Manager drives it (tests/functional/rotation_support.py starts the
 rotation; moto cannot invoke the function), including failures in the middle and retries, the
 test-only invocation Secrets Manager makes when a schedule is created, tokenctl's rotate-in-one-go
@@ -27,10 +27,11 @@ from tests.functional.rotation_support import (
 from tokencore.errors import KeyRotationFailed, KeyUnavailable
 from tokencore.keys import KeyRing, KeyStatus
 from tokencore.keys.lifecycle import ROTATION_SLACK_SECONDS
-from tokencore.keys.rotation import AWSCURRENT, AWSPENDING
 from tokencore.keys.secretsmanager import SecretsManagerKeySource
+from tokencore.ops.rotation import AWSCURRENT, AWSPENDING
 from tokencore.runtime import Parts, Runtime, set_runtime
 from tokencore.tokens import (
+    RefreshClaims,
     VerifyOptions,
     mint_refresh_token,
     new_token_id,
@@ -246,16 +247,17 @@ def test_the_refresh_set_rotates_the_same_way_and_old_refresh_tokens_keep_workin
     settings = keys.settings
     old = keys.current("refresh")
     signer = old.signer()
-    token = mint_refresh_token(
-        signer,
+    claims = RefreshClaims(
         issuer=settings.token_issuer,
+        audience=settings.token_issuer,
         subject="user-1",
         session_id="session-1",
         token_id=new_token_id(),
         generation=3,
-        issued_at=keys.clock.now(),
-        expires_at=keys.clock.now() + settings.refresh_token_ttl_seconds,
-    ).token
+        issued_at=int(keys.clock.now()),
+        expires_at=int(keys.clock.now() + settings.refresh_token_ttl_seconds),
+    )
+    token = mint_refresh_token(signer, claims).token
     published_before = keys.ssm.get_parameter(Name=settings.public_jwks_parameter)
     keys.clock.advance(CACHE)
 

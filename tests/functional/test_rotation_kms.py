@@ -1,4 +1,4 @@
-"""KMS mode (keys.kmsrotation) against moto: rotation by a new KMS key and a moved alias, the
+"""KMS mode (ops.kmsrotation) against moto: rotation by a new KMS key and a moved alias, the
 old key's public key kept in the published JWKS for the overlap, a warm signer that follows the
 alias without a failed request, emergency revocation (the KMS key is disabled), and KeySetup
 republishing without undoing any of it."""
@@ -15,18 +15,27 @@ import pytest
 from botocore.client import BaseClient
 
 from functions.keysetup import app as keysetup
+from tests.clock import ManualClock
 from tests.functional.conftest import fresh_aws
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, UnknownKey
+from tokencore.jose.algorithms import Signer
+from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing
 from tokencore.keys.kms import KmsSigner
-from tokencore.keys.kmsrotation import KmsRotation
-from tokencore.keys.ssm import SsmJwksSource, read_published_keys
+from tokencore.keys.ssm import SsmJwksSource
 from tokencore.keys.ssmhttp import SsmHttpJwksSource
+from tokencore.ops.kmsrotation import KmsRotation
+from tokencore.ops.publishing import read_published_keys
 from tokencore.runtime import Runtime
-from tokencore.tokens import VerifyOptions, mint_access_token, verify_access_token
-from tokencore.tokens.codec import b64url_decode
+from tokencore.tokens import (
+    AccessClaims,
+    KeyLookup,
+    VerifyOptions,
+    mint_access_token,
+    new_token_id,
+    verify_access_token,
+)
 
 T0 = 1_800_000_000
 ALIAS = "alias/tokencore-test-access-token-signing"
@@ -50,22 +59,24 @@ class KmsStack:
     def alias_target(self, alias: str) -> str:
         return str(self.kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
 
-    def mint(self, signer: KmsSigner) -> str:
-        return mint_access_token(
-            signer,
+    def mint(self, signer: Signer) -> str:
+        issued_at = int(self.clock.now())
+        claims = AccessClaims(
             issuer=self.settings.token_issuer,
             audience=self.settings.token_audience,
             subject="user-1",
             session_id="session-1",
+            token_id=new_token_id(),
             roles=("user",),
-            now=self.clock.now(),
-            ttl_seconds=self.settings.access_token_ttl_seconds,
-        ).token
+            issued_at=issued_at,
+            expires_at=issued_at + self.settings.access_token_ttl_seconds,
+        )
+        return mint_access_token(signer, claims).token
 
     def verifier(self) -> KeyRing:
         return KeyRing(SsmJwksSource(PARAMETER, boto3_client=self.ssm), self.clock, CACHE, 10)
 
-    def verify(self, token: str, ring: KeyRing | None = None) -> str:
+    def verify(self, token: str, ring: KeyLookup | None = None) -> str:
         options = VerifyOptions.for_access(self.settings)
         claims = verify_access_token(token, ring or self.verifier(), options, self.clock.now())
         return claims.subject

@@ -14,7 +14,6 @@ Runtime as one warm container, the clock moved by hand).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +26,13 @@ from tests.awsspy import record_aws_calls
 from tests.functional.conftest import CHEAP_HASHER, Stack, load_event
 from tests.functional.test_http_edge import send
 from tokencore.errors import ExpiredToken, KeyUnavailable, TokenRejected, UnknownKey
+from tokencore.jose.codec import b64url_decode
 from tokencore.keys import KeyRing, StaticKeySource
 from tokencore.keys.lifecycle import LifecyclePolicy
-from tokencore.keys.rotation import SecretsManagerRotation
-from tokencore.keys.ssm import read_published_keys
+from tokencore.ops.publishing import read_published_keys
+from tokencore.ops.rotation import SecretsManagerRotation
 from tokencore.runtime import JWKS_ENDPOINT_CACHE_SECONDS, Parts, Runtime, set_runtime
 from tokencore.service import TokenGrant
-from tokencore.tokens.codec import b64url_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -59,7 +58,7 @@ def rotation(stack: Stack) -> SecretsManagerRotation:
 
 
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every AWS call, as ``service:Operation``."""
     seen: list[str] = []
     record_aws_calls(monkeypatch, seen)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.clock import ManualClock
 from tests.functional.conftest import AwsClients, Stack
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.keys import KeySet, jwks_document
 from tokencore.keys.secretsmanager import put_key_set_secret

@@ -29,8 +29,8 @@ import boto3
 import pytest
 
 from devserver.template import load_template as devserver_load_template
+from tests.clock import ManualClock
 from tests.functional.conftest import fresh_aws
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.sessioncheck import STANDING_ATTRIBUTES
 from tokencore.sessions import DynamoDBSessionStore
@@ -346,9 +346,9 @@ def test_no_wildcards_in_actions_or_on_data_and_key_resources(
 
 
 def _is_any_kms_key(resource: Any) -> bool:
-    return resource == {
-        "Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"
-    }
+    return bool(
+        resource == {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}
+    )
 
 
 def test_the_authorizer_can_never_read_a_secret(template: dict[str, Any]) -> None:
@@ -587,13 +587,13 @@ def test_the_alarmed_metrics_are_the_ones_the_functions_emit(template: dict[str,
     for alarm in alarms:
         for metric in alarm["Properties"].get("Metrics", []):
             query = metric["Expression"]["Fn::Sub"]
-            name = re.fullmatch(
+            found = re.fullmatch(
                 r'SELECT SUM\((\w+)\) FROM "\$\{MetricsNamespace\}" '
                 r"WHERE service = '\$\{ServiceName\}'",
                 query,
             )
-            assert name, query
-            queried.append(name.group(1))
+            assert found, query
+            queried.append(found.group(1))
     assert sorted(queried) == ["AuthorizerDeny", "AuthorizerFault", "RefreshReuse"]
     for name in queried:
         assert f'"{name}"' in sources, f"no function emits {name}"

@@ -1,6 +1,7 @@
 """Keys and key lookups for the attack tests: generated once per session, never committed.
 And the two local stacks the HTTP attack suite runs against (``edges``), started once per
-session, together, with the e2e tier's helpers."""
+session, together, with the e2e tier's helpers; and that suite's arsenal (a victim and the
+stack's keys), built once per test module as before the suite was split in files."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.functional.conftest import (  # noqa: F401  (the functional stack, as
     generated_keys,
     stack,
 )
+from tests.security.http_attacks_kit import EDGES, Arsenal
 from tests.security.http_kit import Edge
 from tokencore.errors import UnknownKey
 from tokencore.keys.jwk import PrivateKeyEntry
@@ -156,3 +158,24 @@ def sec(edges: dict[str, Edge]) -> Edge:
 @pytest.fixture(scope="session")
 def strict(edges: dict[str, Edge]) -> Edge:
     return edges["strict"]
+
+
+# --- the HTTP attack suite's arsenal (tests/security/test_http_attacks_*.py) --------------------
+
+
+@pytest.fixture(scope="module")
+def arsenals(edges: dict[str, Edge]) -> dict[str, Arsenal]:
+    built = {}
+    for name, edge in edges.items():
+        victim = edge.new_account(prefix="victim")
+        login = edge.login(victim)
+        access = edge.key_set("access").active
+        refresh = edge.key_set("refresh").active
+        jwks = edge.send("GET", "/.well-known/jwks.json").body
+        built[name] = Arsenal(edge, victim, login, access, refresh, jwks)
+    return built
+
+
+@pytest.fixture(params=EDGES)
+def arsenal(request: pytest.FixtureRequest, arsenals: dict[str, Arsenal]) -> Arsenal:
+    return arsenals[request.param]

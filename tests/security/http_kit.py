@@ -235,8 +235,13 @@ class Edge:
         cookies: Mapping[str, str] | None = None,
         source_ip: str | None = None,
         timeout: float = REQUEST_TIMEOUT,
+        requested_with: bool = True,
     ) -> Answer:
+        """``requested_with``: send ``X-Requested-With`` as the web client does (what a
+        cross-site form cannot send); False makes the request a form could make."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        if requested_with and not any(k.lower() == "x-requested-with" for k, _ in pairs):
+            pairs.append(("X-Requested-With", "tokencore"))
         if json_body is not None:
             body = json.dumps(json_body).encode()
             if not any(k.lower() == "content-type" for k, _ in pairs):

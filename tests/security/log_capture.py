@@ -87,7 +87,7 @@ class LogCapture:
                 capture.add_record(record)
             original(logger, record)
 
-        logging.Logger.handle = handle  # type: ignore[method-assign]
+        setattr(logging.Logger, "handle", handle)  # noqa: B010  (mypy: a method replaced)
         return lambda: setattr(logging.Logger, "handle", original)
 
 

@@ -135,7 +135,7 @@ REGISTRY = SecretsRegistry()
 
 def _wrap_init(cls: type, register: Callable[[Any], None]) -> Callable[[], None]:
     """Wrap ``cls.__init__`` so that every instance is registered; returns the undo."""
-    original = cls.__init__
+    original: Callable[..., None] = getattr(cls, "__init__")  # noqa: B009  (as cls.__init__)
 
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -143,7 +143,7 @@ def _wrap_init(cls: type, register: Callable[[Any], None]) -> Callable[[], None]
         with contextlib.suppress(Exception):  # registering never changes what a test sees
             register(self)
 
-    cls.__init__ = init  # type: ignore[misc]
+    setattr(cls, "__init__", init)  # noqa: B010  (mypy refuses assigning __init__)
     return lambda: setattr(cls, "__init__", original)
 
 

@@ -30,10 +30,12 @@ CATEGORIES = {
     "revocation": "revocation propagation",
     "rate_limits": "brute force and rate limits",
     "cookies_cors_headers": "cookies, CORS and headers",
+    "cross_site": "cross-site requests on cookie routes",
     "malformed_input": "oversize and malformed input",
     "authorizer_events": "malformed authorizer events",
     "fuzz": "property-based fuzzing (examples)",
     "faults": "fault injection (call positions x faults)",
+    "local_stack": "the local stack's Host and Origin checks",
 }
 
 

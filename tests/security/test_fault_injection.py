@@ -47,6 +47,7 @@ from moto import mock_aws
 
 from functions.authorizer import app as authorizer_app
 from tests.awsspy import AwsCall, intercept_aws_calls
+from tests.clock import ManualClock
 from tests.functional.conftest import (
     ADMIN_PASSWORD,
     CHEAP_HASHER,
@@ -58,7 +59,6 @@ from tests.functional.conftest import (
 from tests.functional.test_http_edge import HttpResult, caller_placeholders, invoke, send
 from tests.security.tally import record
 from tokencore.awshttp import AwsCallFailed
-from tokencore.clock import ManualClock
 from tokencore.config import Settings, reset_settings
 from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
 from tokencore.keys.jwk import verification_key_for
@@ -124,7 +124,7 @@ class Injector:
         if call.stdlib:
             raise call.refuse(code)
         error = {"Error": {"Code": code, "Message": f"injected {code}"}}
-        raise ClientError(error, call.operation)  # type: ignore[arg-type]
+        raise ClientError(error, call.operation)
 
 
 @pytest.fixture

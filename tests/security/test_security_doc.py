@@ -100,3 +100,17 @@ def test_rfc_8725_section_3_is_covered_item_by_item() -> None:
 def test_every_mapping_row_names_a_test(heading: str) -> None:
     for row in _table_rows(heading):
         assert TEST_REFERENCE.search(row), f"{heading}: a row without a test: {row[:80]}"
+
+
+def test_no_tally_is_typed_by_hand() -> None:
+    """The run prints the tallies; a number typed into the docs drifts from the next run."""
+    for path in (DOC, REPO_ROOT / "README.md"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\d+ tried", text), path
+        assert "**total**" not in text, path
+        assert not re.search(r"\d[\d,]* log lines", text), path
+
+
+def test_no_claim_that_bearer_only_logout_skips_the_fingerprint() -> None:
+    """Finding 6 made bearer-only logout apply the authorizer's binding rule."""
+    assert "does not check the fingerprint cookie" not in doc()

@@ -409,7 +409,7 @@ def test_authorizer_denies_are_events_by_reason_and_faults_are_counted_apart(
 # --- the alarms -----------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     pass
 
 
@@ -418,7 +418,7 @@ def _tagged(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
         return loader.construct_scalar(node)
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
+    return loader.construct_mapping(node)
 
 
 _Loader.add_multi_constructor("!", _tagged)
@@ -461,7 +461,7 @@ def fires(alarm: dict[str, Any], documents: list[dict[str, Any]]) -> bool:
             continue
         value = document.get(alarm["metric"], 0)
         total += sum(value) if isinstance(value, list) else value
-    return total > alarm["threshold"]
+    return bool(total > alarm["threshold"])
 
 
 def test_the_alarms_fire_on_refresh_reuse_and_on_authorizer_faults_and_not_otherwise(

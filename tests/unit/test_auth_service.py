@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import pytest
 from argon2 import PasswordHasher
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import (
     InvalidCredentials,
@@ -18,6 +19,7 @@ from tokencore.errors import (
     RateLimited,
     RefreshReuseDetected,
     SessionRevoked,
+    StoreUnavailable,
     TokenRejected,
     UserDisabled,
 )
@@ -128,7 +130,7 @@ class CountingHasher(PasswordHasher):
         super().__init__(time_cost=1, memory_cost=8, parallelism=1)
         self.verifies = 0
 
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
         self.verifies += 1
         return super().verify(hash, password)
 
@@ -312,6 +314,37 @@ def test_no_token_without_its_session_when_signing_fails(
     with pytest.raises(KeyUnavailable):
         world.login()
     # The session written before signing failed is revoked, not left active.
+    assert world.sessions.list_sessions(world.user_id) == []
+
+
+def test_a_session_write_whose_answers_were_lost_is_ended_not_left_counting(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    original = world.sessions.insert_new
+
+    def landed_then_lost(session: Any) -> None:
+        original(session)  # the write lands; every answer to it is lost
+        raise StoreUnavailable("injected")
+
+    world.sessions.insert_new = landed_then_lost  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        world.login()
+    # Nobody holds its tokens: it must not stay active (and count against the cap).
+    assert world.sessions.list_sessions(world.user_id) == []
+
+
+def test_a_session_write_that_never_landed_leaves_nothing_and_answers_the_fault(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+
+    def failed(session: Any) -> None:
+        raise StoreUnavailable("injected")
+
+    world.sessions.insert_new = failed  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        world.login()
     assert world.sessions.list_sessions(world.user_id) == []
 
 

@@ -10,6 +10,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionError
 
+from tests.clock import ManualClock
 from tokencore.awsclient import (
     ConditionFailed,
     LazyClient,
@@ -18,7 +19,6 @@ from tokencore.awsclient import (
     default_boto_config,
     error_code,
 )
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import StoreUnavailable
 from tokencore.ratelimit import DynamoDBRateLimiter

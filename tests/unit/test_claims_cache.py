@@ -12,25 +12,27 @@ import pytest
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.clock import ManualClock
 from tokencore import authz
 from tokencore.authz import Authorizer, AuthzRequest
 from tokencore.claimscache import ClaimsCache
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import FingerprintMismatch, KeyUnavailable, SessionRevoked, UnknownKey
+from tokencore.jose.codec import b64url_decode, b64url_encode
 from tokencore.keys import KeyRing, KeySet, StaticKeySource, generate_key
 from tokencore.keys.model import VerificationKey
 from tokencore.policy import Policy
 from tokencore.sessioncheck import SeparateReads
 from tokencore.sessions import InMemorySessionStore
 from tokencore.tokens import (
+    AccessClaims,
     VerifyOptions,
     mint_access_token,
     new_fingerprint,
+    new_token_id,
     verify_access_token,
     verify_access_token_and_key,
 )
-from tokencore.tokens.codec import b64url_decode, b64url_encode
 from tokencore.users import InMemoryUserStore, User
 
 ISSUER = "https://issuer.example"
@@ -97,17 +99,19 @@ class World:
         self.session = self.sessions.create_session("usr_1")
 
     def token(self, *, ttl: int = TTL, roles: tuple[str, ...] = ("user",)) -> str:
-        return mint_access_token(
-            self.key_set.signer(),
+        issued_at = int(self.clock.now())
+        claims = AccessClaims(
             issuer=ISSUER,
             audience=AUDIENCE,
             subject="usr_1",
             session_id=self.session.session_id,
+            token_id=new_token_id(),
             roles=roles,
-            now=self.clock.now(),
-            ttl_seconds=ttl,
+            issued_at=issued_at,
+            expires_at=issued_at + ttl,
             fingerprint_hash=self.fingerprint_hash,
-        ).token
+        )
+        return mint_access_token(self.key_set.signer(), claims).token
 
     def request(
         self, token: str, *, path: str = "/me", method: str = "GET", **extra: Any

@@ -1,6 +1,6 @@
 """The embedded AWS endpoint in its own process (devserver.awsprocess): it serves, it applies
-the wrapper the stack was given (where fault injection plugs in), a taken port is reported,
-and it ends when stopped."""
+the wrapper the stack was given inside its fault injector, which the stack drives over a pipe,
+a taken port is reported, and it ends when stopped."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from devserver.awsendpoint import WsgiApp
 from devserver.awsprocess import AwsPortInUse, AwsProcess
+from devserver.faults import EXEMPT_APP_ID, EndpointFaults, FaultControlError, FaultPlan
 
 HOST = "127.0.0.1"
 
@@ -76,3 +79,60 @@ def test_a_taken_port_is_reported() -> None:
                 aws.wait_ready()
         finally:
             aws.stop()
+
+
+def test_the_fault_injector_runs_in_the_endpoint_and_is_driven_over_its_pipe() -> None:
+    """The stack's fault control (devserver.faults.EndpointFaults): its wrap crosses to the
+    endpoint's process with the stack's own wrap inside; the plan and the counters cross the
+    pipe; an exempt client is never faulted."""
+    faults = EndpointFaults(inner=functools.partial(tagging, "X-Wrapped", "inside"))
+    port = free_port()
+    aws = AwsProcess(HOST, port, wrap=faults.wrap)
+    try:
+        aws.wait_ready()
+        faults.started()
+        functions = boto3.client(
+            "dynamodb",
+            endpoint_url=f"http://{HOST}:{port}",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        exempt = boto3.client(
+            "dynamodb",
+            endpoint_url=f"http://{HOST}:{port}",
+            config=Config(user_agent_appid=EXEMPT_APP_ID),
+        )
+        assert functions.list_tables()["TableNames"] == []  # rate 0 until asked
+
+        faults.configure(FaultPlan(1.0, ("throttle",), services=("dynamodb",)))
+        with pytest.raises(ClientError) as throttled:
+            functions.list_tables()
+        assert throttled.value.response["Error"]["Code"] in {
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+        }
+        answer = exempt.list_tables()
+        assert answer["ResponseMetadata"]["HTTPHeaders"]["x-wrapped"] == "inside"
+
+        snapshot = faults.snapshot()
+        assert snapshot["plan"]["rate"] == 1.0
+        assert snapshot["requests"] == {"dynamodb.ListTables": 2}
+        assert snapshot["injected"]["throttle"] == {"dynamodb.ListTables": 1}
+        assert snapshot["exempt"] == 1
+    finally:
+        aws.stop()
+        faults.close()
+
+
+def test_fault_control_fails_cleanly_when_the_endpoint_is_gone() -> None:
+    faults = EndpointFaults()
+    aws = AwsProcess(HOST, free_port(), wrap=faults.wrap)
+    try:
+        aws.wait_ready()
+        faults.started()
+    finally:
+        aws.stop()
+    with pytest.raises(FaultControlError):
+        faults.snapshot()
+    with pytest.raises(FaultControlError):  # and stays failed: no answer is taken for another's
+        faults.configure(FaultPlan(0.5))
+    faults.close()

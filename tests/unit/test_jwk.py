@@ -18,13 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tokencore.errors import InvalidKeyMaterial
+from tokencore.jose.codec import is_valid_kid
 from tokencore.keys import (
     KeyStatus,
     LocalSigner,
     PrivateKeyEntry,
     VerificationKey,
     generate_key,
-    is_valid_kid,
     jwk_thumbprint,
     jwks_document,
     key_thumbprint,

@@ -37,11 +37,11 @@ from tokencore.errors import (
     UnknownKey,
     UnsupportedHeader,
 )
+from tokencore.jose.algorithms import verify_signature
+from tokencore.jose.codec import b64url_decode
 from tokencore.keys import jwk
 from tokencore.keys.model import VerificationKey
 from tokencore.tokens import verify_jws
-from tokencore.tokens.codec import b64url_decode
-from tokencore.tokens.signature import verify_signature
 
 JWS_FILE = "json_web_signature_test.json"
 
@@ -75,7 +75,7 @@ DEVIATIONS: dict[int, tuple[str, type[TokenRejected] | None]] = {
     373: ("'?' inserted in the payload segment; strict base64url alphabet", MalformedToken),
     # Defects of the vector file: the token strings are byte-for-byte identical to the valid
     # tcId 357 (the padding the comment names is not in the string), so accepting them is right.
-    # The padded forms are refused in tests/security/test_token_attacks.py.
+    # The padded forms are refused in tests/security/test_token_attacks_encoding.py.
     367: ("vector defect: identical to valid tcId 357, no padding present", None),
     370: ("vector defect: identical to valid tcId 357, no padding present", None),
 }

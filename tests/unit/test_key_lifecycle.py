@@ -23,7 +23,7 @@ from tokencore.keys.lifecycle import (
     plan_rotation,
     prunable_at,
 )
-from tokencore.keys.ssm import PublishedKey, parse_published, published_document
+from tokencore.ops.publishing import PublishedKey, parse_published, published_document
 
 T0 = 1_800_000_000
 SETTINGS = Settings()  # the defaults: access 900 s, leeway 30 s, key caches 300 s

@@ -1,4 +1,4 @@
-"""LocalSigner, generate_key and der_to_raw_ecdsa (tokencore.keys.local)."""
+"""LocalSigner, generate_key (keys.local) and der_to_raw_ecdsa (jose.algorithms)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokencore.errors import InvalidKeyMaterial, KeyUnavailable
+from tokencore.jose.algorithms import Signer, der_to_raw_ecdsa
 from tokencore.keys import (
     KeyStatus,
     LocalSigner,
     PrivateKeyEntry,
-    Signer,
-    der_to_raw_ecdsa,
     generate_key,
     key_thumbprint,
 )

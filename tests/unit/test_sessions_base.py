@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tokencore.clock import ManualClock
+from tests.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import StoreConflict
 from tokencore.sessions import (

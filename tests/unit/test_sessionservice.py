@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
+from tests.clock import ManualClock
 from tokencore.audit import hash_identifier
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import SessionNotFound, SessionRejected, StoreUnavailable, UserNotFound
 from tokencore.sessioncheck import SessionEndedForUser, session_reader_for

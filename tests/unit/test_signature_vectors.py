@@ -1,6 +1,6 @@
 """Wycheproof vectors against the SIGNATURE LAYER only.
 
-Layer exercised: ``tokencore.tokens.signature.verify_signature(key, message, signature)`` with a
+Layer exercised: ``tokencore.jose.algorithms.verify_signature(key, message, signature)`` with a
 ``VerificationKey`` built from each test group's own key material (``publicKeyDer``). No JWS
 parsing, header checks or claims are involved: Wycheproof's ``msg`` is passed as the signing
 input and ``sig`` as the signature bytes, exactly as the verify path hands them over after it has
@@ -10,7 +10,7 @@ decoded a token.
 * ES256  <- ecdsa_secp256r1_sha256_p1363_test.json (raw ``r || s``, the JWS form)
 * EdDSA  <- ed25519_test.json
 * ES256 via DER <- ecdsa_secp256r1_sha256_test.json: each DER signature is converted with
-  ``keys.local.der_to_raw_ecdsa`` (what the KMS backend does with KMS's DER output) and the
+  ``jose.algorithms.der_to_raw_ecdsa`` (what the KMS backend does with KMS's DER output) and the
   result is verified as above. A DER encoding the converter refuses counts as a rejection.
 
 ``valid`` must be accepted; ``invalid`` and ``acceptable`` must be rejected with a
@@ -31,9 +31,8 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from tests.conftest import VECTORS_DIR
 from tokencore.errors import InvalidSignature, TokenCoreError, TokenRejected
-from tokencore.keys.local import der_to_raw_ecdsa
+from tokencore.jose.algorithms import der_to_raw_ecdsa, verify_signature
 from tokencore.keys.model import VerificationKey
-from tokencore.tokens.signature import verify_signature
 
 RSA_FILE = "rsa_signature_2048_sha256_test.json"
 P1363_FILE = "ecdsa_secp256r1_sha256_p1363_test.json"

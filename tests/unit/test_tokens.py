@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tokencore.config import Settings
 from tokencore.errors import MalformedToken, TokenRejected, UnknownKey
+from tokencore.jose.codec import b64url_decode, b64url_encode, json_compact, json_object
 from tokencore.keys.jwk import PrivateKeyEntry
 from tokencore.keys.local import LocalSigner, generate_key
 from tokencore.keys.model import VerificationKey
@@ -36,7 +37,6 @@ from tokencore.tokens import (
     verify_jws,
     verify_refresh_token,
 )
-from tokencore.tokens.codec import b64url_decode, b64url_encode, json_compact, json_object
 
 NOW = 1_800_000_000.0
 SETTINGS = Settings(token_issuer="https://auth.example.com", token_audience="tokencore-api")
@@ -84,16 +84,19 @@ def test_access_token_round_trip(alg: str) -> None:
     _, fgp = new_fingerprint()
     minted = mint_access_token(
         signer,
-        issuer=ACCESS.issuer,
-        audience=ACCESS.audience,
-        subject="user-1",
-        session_id="sess-1",
-        roles=["reader", "writer"],
-        now=NOW + 0.7,
-        ttl_seconds=900,
-        email="ada@example.com",
-        fingerprint_hash=fgp,
-        security_level="pwd",
+        AccessClaims(
+            issuer=ACCESS.issuer,
+            audience=ACCESS.audience,
+            subject="user-1",
+            session_id="sess-1",
+            token_id=new_token_id(),
+            roles=("reader", "writer"),
+            issued_at=NOW + 0.7,  # type: ignore[arg-type]  # a fractional clock reading
+            expires_at=NOW + 0.7 + 900,  # type: ignore[arg-type]
+            email="ada@example.com",
+            fingerprint_hash=fgp,
+            security_level="pwd",
+        ),
     )
     assert minted.issued_at == int(NOW)
     assert minted.expires_at == int(NOW) + 900
@@ -123,13 +126,15 @@ def test_access_token_optional_claims_are_omitted_when_absent() -> None:
     signer, keys = _signer_and_keys("RS256")
     minted = mint_access_token(
         signer,
-        issuer=ACCESS.issuer,
-        audience=ACCESS.audience,
-        subject="user-1",
-        session_id="sess-1",
-        roles=[],
-        now=NOW,
-        ttl_seconds=60,
+        AccessClaims(
+            issuer=ACCESS.issuer,
+            audience=ACCESS.audience,
+            subject="user-1",
+            session_id="sess-1",
+            token_id=new_token_id(),
+            issued_at=int(NOW),
+            expires_at=int(NOW) + 60,
+        ),
     )
     _, payload = _segments(minted.token)
     assert not {"email", "fgp", "acr"} & payload.keys()
@@ -146,13 +151,16 @@ def test_refresh_token_round_trip() -> None:
     signer, keys = _signer_and_keys("HS256")
     minted = mint_refresh_token(
         signer,
-        issuer=REFRESH.issuer,
-        subject="user-1",
-        session_id="sess-1",
-        token_id="rt-1",
-        generation=3,
-        issued_at=NOW,
-        expires_at=NOW + 604_800,
+        RefreshClaims(
+            issuer=REFRESH.issuer,
+            audience=REFRESH.issuer,
+            subject="user-1",
+            session_id="sess-1",
+            token_id="rt-1",
+            generation=3,
+            issued_at=int(NOW),
+            expires_at=int(NOW) + 604_800,
+        ),
     )
     claims = verify_refresh_token(minted.token, keys, REFRESH, NOW)
     assert claims == RefreshClaims(
@@ -175,28 +183,29 @@ def test_refresh_token_round_trip() -> None:
 def test_access_and_refresh_signers_refuse_the_other_kind(alg: str) -> None:
     access_signer, _ = _signer_and_keys(alg)
     refresh_signer, _ = _signer_and_keys("HS256")
+    refresh = RefreshClaims(
+        issuer="i",
+        audience="i",
+        subject="s",
+        session_id="x",
+        token_id="t",
+        generation=0,
+        issued_at=int(NOW),
+        expires_at=int(NOW) + 1,
+    )
+    access = AccessClaims(
+        issuer="i",
+        audience="a",
+        subject="s",
+        session_id="x",
+        token_id="t",
+        issued_at=int(NOW),
+        expires_at=int(NOW) + 1,
+    )
     with pytest.raises(ValueError, match="refresh"):
-        mint_refresh_token(
-            access_signer,
-            issuer="i",
-            subject="s",
-            session_id="x",
-            token_id="t",
-            generation=0,
-            issued_at=NOW,
-            expires_at=NOW + 1,
-        )
+        mint_refresh_token(access_signer, refresh)
     with pytest.raises(ValueError, match="asymmetric"):
-        mint_access_token(
-            refresh_signer,
-            issuer="i",
-            audience="a",
-            subject="s",
-            session_id="x",
-            roles=[],
-            now=NOW,
-            ttl_seconds=1,
-        )
+        mint_access_token(refresh_signer, access)
 
 
 @pytest.mark.parametrize("prefix", ["-", "_"])
@@ -212,25 +221,30 @@ def test_kids_starting_with_dash_or_underscore_verify(alg: str, prefix: str) -> 
     if alg == "HS256":
         minted = mint_refresh_token(
             LocalSigner(entry),
-            issuer=REFRESH.issuer,
-            subject="s",
-            session_id="x",
-            token_id="t",
-            generation=0,
-            issued_at=NOW,
-            expires_at=NOW + 60,
+            RefreshClaims(
+                issuer=REFRESH.issuer,
+                audience=REFRESH.issuer,
+                subject="s",
+                session_id="x",
+                token_id="t",
+                generation=0,
+                issued_at=int(NOW),
+                expires_at=int(NOW) + 60,
+            ),
         )
         assert verify_refresh_token(minted.token, keys, REFRESH, NOW).token_id == "t"
     else:
         minted = mint_access_token(
             LocalSigner(entry),
-            issuer=ACCESS.issuer,
-            audience=ACCESS.audience,
-            subject="s",
-            session_id="x",
-            roles=[],
-            now=NOW,
-            ttl_seconds=60,
+            AccessClaims(
+                issuer=ACCESS.issuer,
+                audience=ACCESS.audience,
+                subject="s",
+                session_id="x",
+                token_id=new_token_id(),
+                issued_at=int(NOW),
+                expires_at=int(NOW) + 60,
+            ),
         )
         assert verify_access_token(minted.token, keys, ACCESS, NOW).subject == "s"
 
@@ -265,16 +279,19 @@ def test_access_token_with_a_few_roles_and_a_fingerprint_is_under_1_kb() -> None
         signer, _ = _signer_and_keys(alg)
         minted = mint_access_token(
             signer,
-            issuer="https://auth.tokencore.example.com",
-            audience="tokencore-api",
-            subject="3f1c9a52-8e41-4d7b-9c2a-6b0e5f7d1a23",
-            session_id=new_token_id(),
-            roles=["user", "editor", "billing-admin", "support"],
-            now=NOW,
-            ttl_seconds=900,
-            email="ada.lovelace@analytical-engines.example.com",
-            fingerprint_hash=fgp,
-            security_level="mfa",
+            AccessClaims(
+                issuer="https://auth.tokencore.example.com",
+                audience="tokencore-api",
+                subject="3f1c9a52-8e41-4d7b-9c2a-6b0e5f7d1a23",
+                session_id=new_token_id(),
+                token_id=new_token_id(),
+                roles=("user", "editor", "billing-admin", "support"),
+                issued_at=int(NOW),
+                expires_at=int(NOW) + 900,
+                email="ada.lovelace@analytical-engines.example.com",
+                fingerprint_hash=fgp,
+                security_level="mfa",
+            ),
         )
         assert len(minted.token) < 1024, (alg, len(minted.token))
         assert len(minted.token.encode("ascii")) == len(minted.token)
@@ -284,6 +301,7 @@ def test_refresh_minting_is_deterministic() -> None:
     signer, _ = _signer_and_keys("HS256")
     inputs = {
         "issuer": REFRESH.issuer,
+        "audience": REFRESH.issuer,
         "subject": "user-1",
         "session_id": "sess-1",
         "token_id": "rt-2",
@@ -291,15 +309,15 @@ def test_refresh_minting_is_deterministic() -> None:
         "issued_at": NOW,
         "expires_at": NOW + 3600,
     }
-    first = mint_refresh_token(signer, **inputs)  # type: ignore[arg-type]
-    second = mint_refresh_token(signer, **inputs)  # type: ignore[arg-type]
+    first = mint_refresh_token(signer, RefreshClaims(**inputs))  # type: ignore[arg-type]
+    second = mint_refresh_token(signer, RefreshClaims(**inputs))  # type: ignore[arg-type]
     assert first.token == second.token
     assert first == second
     # Any input that differs gives a different token (the grace replay relies on exactness).
-    other = mint_refresh_token(signer, **{**inputs, "generation": 3})  # type: ignore[arg-type]
+    other = mint_refresh_token(signer, RefreshClaims(**{**inputs, "generation": 3}))  # type: ignore[arg-type]
     assert other.token != first.token
     # A fractional clock does not leak into the token: issued_at is whole seconds.
-    shifted = mint_refresh_token(signer, **{**inputs, "issued_at": NOW + 0.9})  # type: ignore[arg-type]
+    shifted = mint_refresh_token(signer, RefreshClaims(**{**inputs, "issued_at": NOW + 0.9}))  # type: ignore[arg-type]
     assert shifted.token == first.token
 
 
@@ -315,13 +333,16 @@ def test_minted_token_repr_hides_the_token() -> None:
     signer, _ = _signer_and_keys("HS256")
     minted = mint_refresh_token(
         signer,
-        issuer="i",
-        subject="s",
-        session_id="x",
-        token_id="secret-id",
-        generation=0,
-        issued_at=NOW,
-        expires_at=NOW + 60,
+        RefreshClaims(
+            issuer="i",
+            audience="i",
+            subject="s",
+            session_id="x",
+            token_id="secret-id",
+            generation=0,
+            issued_at=int(NOW),
+            expires_at=int(NOW) + 60,
+        ),
     )
     text = repr(minted)
     assert minted.token not in text

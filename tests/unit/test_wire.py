@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from functions.authorizer.app import EventKind, parse_event
+from tests.clock import ManualClock
 from tokencore import wire
-from tokencore.clock import ManualClock
 from tokencore.config import Settings
 from tokencore.errors import InvalidRequest, MalformedToken
 from tokencore.http import Request

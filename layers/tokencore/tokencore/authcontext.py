@@ -92,13 +92,20 @@ class AuthorizerContext:
         return role in self.roles
 
     @classmethod
-    def from_claims(cls, claims: AccessClaims, *, session_checked: bool) -> AuthorizerContext:
-        """The context of an allowed request (the producer: the authorizer)."""
+    def from_claims(
+        cls,
+        claims: AccessClaims,
+        *,
+        session_checked: bool,
+        roles: tuple[str, ...] | None = None,
+    ) -> AuthorizerContext:
+        """The context of an allowed request (the producer: the authorizer); ``roles``
+        replaces the token's (the ones the user still holds, when the session was checked)."""
         return cls(
             user_id=claims.subject,
             session_id=claims.session_id,
             email=claims.email or None,
-            roles=tuple(claims.roles),
+            roles=tuple(claims.roles) if roles is None else roles,
             token_id=claims.token_id,
             expires_at=claims.expires_at,
             session_checked=session_checked,

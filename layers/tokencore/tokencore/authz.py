@@ -1,29 +1,10 @@
 """Authorizing one API request from its bearer token: pure, no Lambda and no AWS types.
 
-The authorizer function (``functions/authorizer``) turns an API Gateway event into an
-``AuthzRequest``, calls ``Authorizer.authorize`` and shapes the answer; the local stack can call
-the same code. The steps, cheapest first, each raising one error of ``tokencore.errors``:
-
-1. the ``Authorization`` header: exactly ``Bearer <token>`` (scheme case-insensitive, one
-   space, one RFC 6750 b64token, bounded length; ``tokencore.wire``, the one parser the HTTP
-   edge uses too) -> ``MissingToken`` / ``MalformedAuthorization``;
-2. the access token: signature and claims (``tokens.verify``), no network while the key ring
-   holds the kid -> a ``TokenRejected`` subclass, or ``KeyUnavailable`` (a fault). A token
-   seen before on this container is taken from the ``ClaimsCache`` instead (exact string,
-   never past its ``exp``, only while the key ring still serves the key that verified it):
-   only this step is skipped, never the ones below;
-3. the fingerprint binding: a token carrying ``fgp`` needs the ``__Host-fgp`` cookie whose
-   SHA-256 matches; a request kind that cannot carry cookies fails closed
-   (``FingerprintUnavailable``) -> ``FingerprintMismatch``;
-4. the route policy (``Policy.decide``: roles, ambiguous paths), also applied to the route
-   template when API Gateway names one -> ``RouteForbidden`` (a valid token without the right);
-5. only when the policy asks (sensitive route, high security level, or sampled): ONE strongly
-   consistent read of the session and its user (``tokencore.sessioncheck``); the session must
-   be in good standing (active, the token's subject's, the account enabled, no revoke-all or
-   password change since it was created), and on a sensitive route a device-bound session
-   needs the same ``X-Device-Id`` -> a ``SessionRejected`` subclass, or ``StoreUnavailable``.
-
-Roles are checked before the session is read, so a forbidden route never costs a read.
+The authorizer function turns an API Gateway event into an ``AuthzRequest``, calls
+``Authorizer.authorize`` and shapes the answer. The steps run cheapest first (the header, the
+token, the fingerprint binding, the route policy, then the session only when the policy asks),
+each raising one error of ``tokencore.errors``; docs/authorizer.md "The verification order" is
+the one place they are written out.
 """
 
 from __future__ import annotations
@@ -111,10 +92,14 @@ class AuthzRequest:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An allowed request: who, and why the session store was (or was not) consulted."""
+    """An allowed request: who, and why the session store was (or was not) consulted.
+
+    ``roles`` (None: the token's) are the token's roles the user still holds, when the
+    session check read the user: a role removed since the token was minted is gone at once."""
 
     claims: AccessClaims
     session_check: SessionCheckReason | None
+    roles: tuple[str, ...] | None = None
 
     @property
     def session_checked(self) -> bool:
@@ -122,7 +107,9 @@ class Grant:
 
     def context(self) -> AuthorizerContext:
         """What the routes behind the authorizer learn about the caller."""
-        return AuthorizerContext.from_claims(self.claims, session_checked=self.session_checked)
+        return AuthorizerContext.from_claims(
+            self.claims, session_checked=self.session_checked, roles=self.roles
+        )
 
 
 @dataclass(slots=True)
@@ -172,10 +159,15 @@ class Authorizer:
         trace.claims = claims
         _check_fingerprint(claims, request)
         decision = self._decide(claims, request)
-        if decision.session_check is not None:
-            trace.session_check = decision.session_check
-            self._check_session(claims, request, decision.session_check)
-        return Grant(claims, decision.session_check)
+        if decision.session_check is None:
+            return Grant(claims, None)
+        trace.session_check = decision.session_check
+        held = self._check_session(claims, request, decision.session_check)
+        roles = tuple(role for role in claims.roles if role in held)
+        for role in self._required_roles(request):
+            if role not in roles:
+                raise RouteForbidden("role_removed", claims)
+        return Grant(claims, decision.session_check, roles)
 
     def verified_claims(self, token: str) -> AccessClaims:
         """The token's claims: from the claims cache when this container verified this exact
@@ -206,24 +198,36 @@ class Authorizer:
         role = required_role(normalized)
         if role is not None and not claims.has_role(role):
             raise RouteForbidden("insufficient_role", claims)
-        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and is_sensitive(
-            self._sensitive_routes, request.method, normalized
+        if decision.session_check is not SessionCheckReason.SENSITIVE_ROUTE and (
+            role is not None or is_sensitive(self._sensitive_routes, request.method, normalized)
         ):
             return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
         return decision
 
+    @staticmethod
+    def _required_roles(request: AuthzRequest) -> set[str]:
+        """The roles the path and the route template need (both normalized by ``_decide``)."""
+        roles = set()
+        for path in (request.path, request.route_path):
+            normalized = normalize_path(path) if path is not None else None
+            role = required_role(normalized) if normalized is not None else None
+            if role is not None:
+                roles.add(role)
+        return roles
+
     def _check_session(
         self, claims: AccessClaims, request: AuthzRequest, reason: SessionCheckReason
-    ) -> None:
-        # One strongly consistent read of the session and its user; anything but good standing
-        # raises here.
-        session = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
+    ) -> tuple[str, ...]:
+        """The roles the user holds now. One strongly consistent read of the session and its
+        user; anything but good standing raises here."""
+        session, user = self._sessions().check(claims.session_id, claims.subject, self._clock.now())
         if (
             reason is SessionCheckReason.SENSITIVE_ROUTE
             and session.device_id is not None
             and request.device_id != session.device_id
         ):
             raise DeviceMismatch("device does not match the session")
+        return user.roles
 
 
 def _check_fingerprint(claims: AccessClaims, request: AuthzRequest) -> None:

@@ -1,33 +1,12 @@
 """A bounded cache of verified access-token claims, keyed on the exact token string.
 
-A warm authorizer sees the same access token many times (a browser calls the API with one
-token for its whole lifetime, ``ACCESS_TOKEN_TTL_SECONDS``). Verifying it again proves nothing
-new: the signature of a given string either verifies with a given key or not, and the claims
-are the bytes that were signed. So the second time, only the verification (signature, header
-and claim checks) is skipped; everything that depends on the request still runs on every
-call: the fingerprint binding, the route policy, the sampled or sensitive session check.
-
-What bounds an entry (``lookup`` refuses it, and it is dropped):
-
-* **The token's own ``exp``.** An entry is served while ``now < exp``: never longer than the
-  token is valid, and without the leeway ``verify`` grants on ``exp``. In the last
-  ``CLOCK_SKEW_LEEWAY_SECONDS`` the token is simply verified again, so the leeway is applied
-  by exactly one piece of code.
-* **Its age.** At most ``max_age_seconds`` (60 s by default, never more than
-  ``JWKS_CACHE_TTL_SECONDS``) after it was verified, it is verified again.
-* **The key that verified it.** Every hit asks the key ring for the token's ``kid`` again: a
-  key removed from the key set (rotation done, emergency revocation) or a ring that can no
-  longer vouch for its keys (expired and unreachable) makes the entry a miss, and ``verify``
-  then gives the same answer it would have given without the cache (UnknownKey,
-  KeyUnavailable).
-* **The clock going backwards** (a test's ManualClock, never the wall clock in practice): an
-  entry stored "in the future" is a miss, so ``iat`` and ``nbf`` are re-checked by ``verify``.
-* **Size.** At most ``max_entries`` (1024 by default), least recently used evicted first;
-  every operation is O(1). Only tokens that verified are stored, so hostile input cannot fill
-  it: a forged token costs a full verification every time, as without the cache.
-
-Two different strings never share an entry, even when they carry the same claims (an ES256
-signature and its high-s twin both verify; each is cached on its own, which is harmless).
+A warm authorizer sees the same access token many times; verifying it again proves nothing new
+(a given string either verifies with a given key or not). So only the verification is skipped
+on a hit: the fingerprint binding, the route policy and the session check still run on every
+call. An entry is served only while the token is unexpired (without the leeway), younger than
+``max_age_seconds``, still vouched for by the key ring under its ``kid``, and not "from the
+future"; only verified tokens are stored, least recently used evicted first. docs/authorizer.md
+("The claims cache") gives each bound and why.
 """
 
 from __future__ import annotations
@@ -38,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from tokencore.errors import TokenCoreError
-from tokencore.keys.model import VerificationKey
+from tokencore.jose.algorithms import JwsKey
 from tokencore.tokens.claims import AccessClaims
 from tokencore.tokens.verify import KeyLookup
 
@@ -49,7 +28,7 @@ DEFAULT_MAX_AGE_SECONDS: Final = 60
 @dataclass(frozen=True, slots=True)
 class _Entry:
     claims: AccessClaims
-    key: VerificationKey
+    key: JwsKey
     stored_at: float
     expires_at: float
 
@@ -97,7 +76,7 @@ class ClaimsCache:
         self.hits += 1
         return entry.claims
 
-    def store(self, token: str, claims: AccessClaims, key: VerificationKey, now: float) -> None:
+    def store(self, token: str, claims: AccessClaims, key: JwsKey, now: float) -> None:
         """Remember claims that ``verify`` has just accepted for ``token`` with ``key``."""
         if self.max_entries == 0:
             return
@@ -119,7 +98,7 @@ class ClaimsCache:
         return len(self._entries)
 
 
-def _still_served(key: VerificationKey, keys: KeyLookup) -> bool:
+def _still_served(key: JwsKey, keys: KeyLookup) -> bool:
     """True when the ring still verifies this kid with this very key (or an equal one)."""
     try:
         current = keys.get(key.kid)

@@ -1,28 +1,17 @@
 """tokenctl: the operator CLI, for what no HTTP route should do.
 
 Accounts (create-user, set-roles, disable-user), sessions (list-sessions, revoke-session,
-revoke-user), keys (rotate-keys, revoke-key, list-keys, show-jwks) and one diagnostic (decode).
-Wiring comes from ``tokencore.runtime.Runtime`` and Settings from the environment, exactly as
-in the functions, and the session commands run the revoker's own flows
-(``tokencore.sessionservice``, security events included). With ``AWS_ENDPOINT_URL`` set (``make
-ctl`` sets it to the local stack) every call goes there; unset, boto3 uses the normal
-credential chain and the real AWS endpoints.
+revoke-user), keys (rotate-keys, revoke-key, list-keys, show-jwks; docs/keys.md is the runbook)
+and one diagnostic (decode). Wiring comes from ``tokencore.runtime.Runtime`` and Settings from
+the environment, exactly as in the functions: the session commands run the revoker's own flows
+(``tokencore.sessionservice``, security events included) and the key commands the rotation
+function's (``tokencore.ops``). With ``AWS_ENDPOINT_URL`` set (``make ctl``) every call goes
+there; unset, boto3 uses the normal credential chain and the real AWS endpoints.
 
 Output is one JSON document on stdout. Errors are one line on stderr
 (``tokenctl: <code>: <message>``) and a non-zero exit: 1 for a failed operation, 2 for bad
-usage. tokencore's messages never carry key material, tokens or passwords, and this module
-prints nothing else: a token given to ``decode`` is never echoed, and neither is a password.
-
-Keys (docs/keys.md is the runbook):
-
-* ``rotate-keys [--refresh] [--force]`` runs one rotation now: with Secrets Manager keys, the
-  same four protocol steps the rotation function runs on schedule (``keys.rotation``); in KMS
-  mode, a new KMS key and a moved alias (``keys.kmsrotation``). The next key is promoted only
-  once verifiers have had it for JWKS_CACHE_TTL_SECONDS (``--force`` overrides that).
-* ``revoke-key KID`` is the emergency: the key leaves its set and the public JWKS at once (an
-  active key is replaced by the next one, or a fresh one); every verifier refuses its tokens
-  within JWKS_CACHE_TTL_SECONDS.
-* ``list-keys`` shows each key's status and lifecycle times; ``show-jwks`` what verifiers see.
+usage (argparse's own exit). No message carries key material, tokens or passwords, and this
+module prints nothing else: a token given to ``decode`` is never echoed, nor is a password.
 """
 
 from __future__ import annotations
@@ -46,7 +35,6 @@ if TYPE_CHECKING:
 
 PROG: Final = "tokenctl"
 EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 UNVERIFIED_WARNING: Final = (
     "UNVERIFIED: the signature, issuer, audience and expiry were NOT checked; "
     "never use this output to make a decision"
@@ -198,7 +186,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> Any:
 
 
 def cmd_revoke_key(args: argparse.Namespace) -> Any:
-    from tokencore.keys import is_valid_kid
+    from tokencore.jose.codec import is_valid_kid
 
     if not is_valid_kid(args.kid):
         raise CliError("that is not a key id")
@@ -239,8 +227,8 @@ def cmd_show_jwks(args: argparse.Namespace) -> Any:
 
 
 def cmd_decode(args: argparse.Namespace) -> Any:
+    from tokencore.jose.codec import b64url_decode, json_object
     from tokencore.tokens import MAX_TOKEN_LENGTH
-    from tokencore.tokens.codec import b64url_decode, json_object
 
     token = args.token if args.token not in (None, "-") else sys.stdin.read()
     token = token.strip()
@@ -350,11 +338,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose one operand may start with "-": key ids are base64url thumbprints (1 in 64
+# starts with "-"), and argparse would read such an operand as an option.
+_DASHED_OPERAND_COMMANDS = frozenset({"revoke-key", "decode"})
+
+
+def _operands_first(argv: list[str]) -> list[str]:
+    """``revoke-key -abc`` as ``revoke-key -- -abc``: an argument after such a command that
+    starts with "-" and is not an option of ours is its operand."""
+    if len(argv) < 2 or argv[0] not in _DASHED_OPERAND_COMMANDS or "--" in argv:
+        return argv
+    for index, word in enumerate(argv[1:], start=1):
+        if word.startswith("-") and word not in ("-", "-h", "--help"):
+            return [*argv[:index], "--", *argv[index:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
     """``clock``: the wall clock, or the local stack's (``make ctl``, devserver.clock)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_operands_first(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     args.clock = clock

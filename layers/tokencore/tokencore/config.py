@@ -14,15 +14,20 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tokencore.errors import ConfigError
+from tokencore.jose.algorithms import ALGORITHMS, DEFAULT_ACCESS_ALGORITHM, AccessAlgorithm
 
-AccessAlgorithm = Literal["RS256", "ES256", "EdDSA"]
 KeyBackend = Literal["secretsmanager", "kms"]
 RefreshTransport = Literal["cookie", "body", "both"]
 
-ACCESS_ALGORITHMS: tuple[AccessAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
+# The choices of ACCESS_TOKEN_ALG: the registry's access algorithms (jose.algorithms).
+ACCESS_ALGORITHMS: tuple[str, ...] = ALGORITHMS.for_purpose("access")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"})
 
-DEFAULT_SENSITIVE_ROUTES = "POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+# GET /auth/sessions lists device ids, which the sensitive routes' device check compares: a
+# revoked session must not read them (nor which sessions are still live).
+DEFAULT_SENSITIVE_ROUTES = (
+    "GET /auth/sessions,POST /auth/sessions/revoke-all,DELETE /auth/sessions/*,* /admin/*"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,7 @@ class Settings:
     # The project's own settings (documented in the README).
     token_issuer: str = "http://127.0.0.1:3000"
     token_audience: str = "tokencore-api"
-    access_token_alg: AccessAlgorithm = "RS256"
+    access_token_alg: AccessAlgorithm = DEFAULT_ACCESS_ALGORITHM
     key_backend: KeyBackend = "secretsmanager"
     signing_keys_secret_id: str = "tokencore/signing-keys"
     refresh_keys_secret_id: str = "tokencore/refresh-keys"
@@ -115,7 +120,9 @@ class Settings:
             ),  # type: ignore[arg-type]
             token_issuer=reader.url("TOKEN_ISSUER", "http://127.0.0.1:3000"),
             token_audience=reader.text("TOKEN_AUDIENCE", "tokencore-api"),
-            access_token_alg=reader.choice("ACCESS_TOKEN_ALG", "RS256", ACCESS_ALGORITHMS),  # type: ignore[arg-type]
+            access_token_alg=reader.choice(  # type: ignore[arg-type]
+                "ACCESS_TOKEN_ALG", DEFAULT_ACCESS_ALGORITHM, ACCESS_ALGORITHMS
+            ),
             key_backend=reader.choice("KEY_BACKEND", "secretsmanager", ("secretsmanager", "kms")),  # type: ignore[arg-type]
             signing_keys_secret_id=reader.text("SIGNING_KEYS_SECRET_ID", "tokencore/signing-keys"),
             refresh_keys_secret_id=reader.text("REFRESH_KEYS_SECRET_ID", "tokencore/refresh-keys"),
@@ -143,8 +150,11 @@ class Settings:
             raise ConfigError("ACCESS_TOKEN_TTL_SECONDS must not exceed REFRESH_TOKEN_TTL_SECONDS")
         if self.key_backend == "kms" and not self.kms_signing_key_id:
             raise ConfigError("KMS_SIGNING_KEY_ID is required when KEY_BACKEND is kms")
-        if self.key_backend == "kms" and self.access_token_alg == "EdDSA":
-            raise ConfigError("ACCESS_TOKEN_ALG EdDSA is not available with KEY_BACKEND kms")
+        kms_signs = ALGORITHMS[self.access_token_alg].kms_signing_algorithm is not None
+        if self.key_backend == "kms" and not kms_signs:
+            raise ConfigError(
+                f"ACCESS_TOKEN_ALG {self.access_token_alg} is not available with KEY_BACKEND kms"
+            )
 
     @property
     def refresh_cookie_in_use(self) -> bool:

@@ -133,12 +133,6 @@ class RefreshReuseDetected(SessionRejected):
         self.classification = classification
 
 
-class RefreshTokenSuperseded(SessionRejected):
-    """A stale refresh token that no longer matches, where the session was already revoked."""
-
-    code = "refresh_token_superseded"
-
-
 class DeviceMismatch(SessionRejected):
     code = "device_mismatch"
 

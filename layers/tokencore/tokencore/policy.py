@@ -108,4 +108,8 @@ class Policy:
         role = required_role(path)
         if role is not None and not claims.has_role(role):
             return RouteDecision(False, None, "insufficient_role")
+        if role is not None:
+            # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role
+            # removed since the token was minted counts at the next request.
+            return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
         return RouteDecision(True, self.session_check_reason(claims, method, path))

@@ -31,17 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings, get_settings
+from tokencore.jose.algorithms import Signer
 from tokencore.keys.keyring import JwksDocumentSource, KeyRing
-from tokencore.keys.model import KeySource, Signer, VerificationKey
+from tokencore.keys.model import KeySource, VerificationKey
 from tokencore.policy import Policy
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
     from tokencore.authz import Authorizer
-    from tokencore.keys.kmsrotation import KmsRotation
-    from tokencore.keys.rotation import SecretsManagerRotation
     from tokencore.keys.secretsmanager import SecretsManagerKeySource
+    from tokencore.ops.kmsrotation import KmsRotation
+    from tokencore.ops.rotation import SecretsManagerRotation
     from tokencore.ratelimit import RateLimiter
     from tokencore.service import AuthService
     from tokencore.sessioncheck import SessionReader
@@ -377,7 +378,7 @@ class Runtime:
         if self.parts.key_rotation is not None:
             return self.parts.key_rotation
         from tokencore.awsclient import LazyClient
-        from tokencore.keys.rotation import SecretsManagerRotation
+        from tokencore.ops.rotation import SecretsManagerRotation
 
         return SecretsManagerRotation(
             self.settings,
@@ -390,7 +391,7 @@ class Runtime:
     def kms_rotation(self) -> KmsRotation:
         """KMS mode's access-key rotation: a new KMS key, published, then the alias moved."""
         from tokencore.awsclient import LazyClient
-        from tokencore.keys.kmsrotation import KmsRotation
+        from tokencore.ops.kmsrotation import KmsRotation
 
         return KmsRotation.from_settings(
             self.settings,

@@ -37,10 +37,11 @@ from tokencore.errors import (
     ServiceFault,
     SessionNotFound,
     SessionRevoked,
+    StoreUnavailable,
     TokenRejected,
 )
 from tokencore.grant import TokenGrant
-from tokencore.keys.model import Signer, pinned
+from tokencore.jose.algorithms import Signer, pinned
 from tokencore.policy import HIGH_SECURITY_LEVEL
 from tokencore.ratelimit import SCOPE_LOGIN_IP, SCOPE_LOGIN_USER, SCOPE_REFRESH_USER, RateLimiter
 from tokencore.ratelimit.base import RateWindow
@@ -54,6 +55,7 @@ from tokencore.sessions.base import (
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
+    RefreshClaims,
     VerifyOptions,
     fingerprint_hash,
     fingerprint_matches,
@@ -135,7 +137,13 @@ class AuthService:
             source_ip=request.source_ip,
             user_agent=request.user_agent,
         )
-        self.sessions.insert_new(session)
+        try:
+            self.sessions.insert_new(session)
+        except StoreUnavailable:
+            # The write may have landed with every answer lost: end it, so a session nobody
+            # holds never counts against the user's cap (load run: 33 of them in 1,000 requests).
+            self._discard(session)
+            raise
         self.sessions.enforce_cap(session)
         try:
             return self._grant(
@@ -176,6 +184,8 @@ class AuthService:
                 _revoked(
                     REASON_ISSUE_FAILED, session_id=session.session_id, user_id=session.user_id
                 )
+        except SessionNotFound:
+            pass  # its write never landed: nothing lingers
         except ServiceFault as exc:
             # The session's refresh token never left this process, so it cannot be used; the
             # record expires on its own. Say so and carry on with the original error.
@@ -337,30 +347,34 @@ class AuthService:
                 fingerprint, bound_hash = new_fingerprint()
         level = session.security_level
         access_signer, refresh_signer = signers
+        access_issued_at = int(now)
+        access_claims = AccessClaims(
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            subject=user.user_id,
+            session_id=session.session_id,
+            token_id=new_token_id(),
+            issued_at=access_issued_at,
+            expires_at=access_issued_at + settings.access_token_ttl_seconds,
+            roles=tuple(user.roles),
+            email=user.email,
+            fingerprint_hash=bound_hash,
+            security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
+        )
+        # Re-minted byte for byte inside the grace window: every value here is stored state.
+        refresh_claims = RefreshClaims(
+            issuer=settings.token_issuer,
+            audience=settings.token_issuer,
+            subject=user.user_id,
+            session_id=session.session_id,
+            token_id=refresh_jti,
+            generation=generation,
+            issued_at=int(issued_at),
+            expires_at=int(refresh_expires_at),
+        )
         try:
-            access = mint_access_token(
-                access_signer,
-                issuer=settings.token_issuer,
-                audience=settings.token_audience,
-                subject=user.user_id,
-                session_id=session.session_id,
-                roles=user.roles,
-                email=user.email,
-                now=now,
-                ttl_seconds=settings.access_token_ttl_seconds,
-                fingerprint_hash=bound_hash,
-                security_level=str(level) if level >= HIGH_SECURITY_LEVEL else None,
-            )
-            refresh = mint_refresh_token(
-                refresh_signer,
-                issuer=settings.token_issuer,
-                subject=user.user_id,
-                session_id=session.session_id,
-                token_id=refresh_jti,
-                generation=generation,
-                issued_at=issued_at,
-                expires_at=refresh_expires_at,
-            )
+            access = mint_access_token(access_signer, access_claims)
+            refresh = mint_refresh_token(refresh_signer, refresh_claims)
         except ServiceFault:
             raise
         except Exception as exc:

@@ -105,13 +105,18 @@ class SessionReader(ABC):
         """The session (None: no such item) and the user (None: no such user), read
         consistently. Store failures raise StoreUnavailable."""
 
-    def check(self, session_id: str, subject: str, now: float) -> SessionStanding:
-        """The session, if it is in good standing for ``subject`` (else the rejection)."""
+    def check(
+        self, session_id: str, subject: str, now: float
+    ) -> tuple[SessionStanding, UserStanding]:
+        """The session and its user, if the session is in good standing for ``subject`` (else
+        the rejection). The user's roles are the ones it holds now, not the token's."""
         session, user = self.read(session_id, subject)
         if session is None:
             raise SessionNotFound()
         require_good_standing(session, user, subject, now)
-        return session
+        if user is None:  # require_good_standing refuses a missing user; this tells mypy
+            raise UserNotFound("the session's user no longer exists")
+        return session, user
 
 
 class SeparateReads(SessionReader):

@@ -2,27 +2,11 @@
 
 The authorizer (``authz``, ``functions/authorizer``), the HTTP edge (``http.request``) and the
 stores (``sessions``, ``users``) all read these through here, with one set of bounds, so two
-parsers can never disagree about one input (how bypasses start). Light on purpose: the
-authorizer's fast path imports it, so it imports nothing but ``re`` and the error tree.
-
-The rules, strictest first where the two old parsers disagreed:
-
-* Headers: names are case-insensitive; a header that arrives more than once (two spellings,
-  or several values) is kept as a list, which no single-value reader accepts.
-* ``Authorization``: exactly ``Bearer <b64token>`` (RFC 6750 §2.1): the scheme in any case,
-  ONE space, padding only at the end, nothing around it, at most ``MAX_AUTHORIZATION_CHARS``.
-* Cookies: the event's ``cookies`` list (HTTP API payload 2.0), else the ``Cookie`` header (a
-  string, or the pieces an HTTP/2 client split it into). Every piece is split on ``;``; at
-  most ``MAX_COOKIES`` pairs are read, a piece over ``MAX_COOKIE_HEADER_CHARS`` or a pair over
-  ``MAX_COOKIE_CHARS`` is skipped, values are taken as sent (a quoted value keeps its quotes).
-  A repeated name: a ``__Host-`` cookie cannot come from an honest browser (the prefix forbids
-  Domain and requires ``Path=/``, so a browser holds one at most), so a repeated one is
-  ambiguous and counts as absent; any other name is taken from its first occurrence (browsers
-  send the longest path first, so a ``__Secure-`` cookie a sibling subdomain planted with a
-  wider scope comes second).
-* Ids: a session id (and a token id) is 1-128 URL-safe characters (``[A-Za-z0-9_-.:@+=]``),
-  a user id 1-128 of ``[A-Za-z0-9_.:-]`` (what the user store writes: UUIDs), a device id
-  (``X-Device-Id``) 1-128 printable ASCII characters without a space at either end.
+parsers can never disagree about one input (how bypasses start). Where the two parsers it
+replaced disagreed, the stricter rule won: a header sent twice is no value, a repeated
+``__Host-`` cookie counts as absent, any other repeated cookie is its first occurrence. Light on
+purpose: the authorizer's fast path imports it, so it imports nothing but ``re`` and the error
+tree. docs/architecture.md ("The one parser") states every rule and bound.
 """
 
 from __future__ import annotations

@@ -29,9 +29,11 @@ from tokencore.http.cookies import (
     grant_cookies,
     parse_cookies,
 )
+from tokencore.http.crosssite import refuse_cross_site
 from tokencore.http.edge import HttpEdge, cors_config, endpoint, new_router, security_headers
 from tokencore.http.errors import (
     BadRequest,
+    CrossSiteRequest,
     NotFound,
     PayloadTooLarge,
     RouteKind,
@@ -54,6 +56,7 @@ __all__ = [
     "REFRESH_COOKIE_PATH",
     "AuthorizerContext",
     "BadRequest",
+    "CrossSiteRequest",
     "HttpEdge",
     "HttpResponse",
     "JsonBody",
@@ -74,6 +77,7 @@ __all__ = [
     "new_router",
     "no_content",
     "parse_cookies",
+    "refuse_cross_site",
     "route_library_logs",
     "security_headers",
     "to_iso8601",

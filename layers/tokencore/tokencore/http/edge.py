@@ -27,14 +27,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tokencore.config import Settings
 from tokencore.errors import RateLimited, Rejected
 from tokencore.http.cookies import clearing_cookies
-from tokencore.http.errors import RouteKind, error_response
+from tokencore.http.errors import CrossSiteRequest, RouteKind, error_response
 from tokencore.http.responses import HttpResponse, dump_json
 
 P = ParamSpec("P")
 
 # Request headers a browser client may send cross-origin, beyond Powertools' defaults
 # (Authorization, Content-Type and the X-Amz-* ones).
-CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "X-Device-Id"]
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "X-Device-Id", "X-Requested-With"]
 # Response headers a browser client must be able to read: when to retry, and why a 401.
 CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
 CORS_MAX_AGE_SECONDS = 600
@@ -96,7 +96,8 @@ def endpoint(
 
     With ``clear_cookies_on_rejection``, a rejection (4xx other than 429) also clears both
     cookies: a refresh token that failed is dead, and keeping it only makes the client fail
-    again. A rate limit or a fault keeps them: the token is still good for a retry.
+    again. A rate limit or a fault keeps them: the token is still good for a retry, and so does
+    a cross-site refusal.
     """
 
     def decorate(route: Callable[P, HttpResponse]) -> Callable[P, HttpResponse]:
@@ -105,10 +106,12 @@ def endpoint(
             try:
                 return route(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (every failure becomes a response)
+                # A cross-site refusal keeps the cookies: clearing them would be the very
+                # logout the check refuses.
                 clear = (
                     clear_cookies_on_rejection
                     and isinstance(exc, Rejected)
-                    and not isinstance(exc, RateLimited)
+                    and not isinstance(exc, RateLimited | CrossSiteRequest)
                 )
                 return error_response(exc, kind, cookies=clearing_cookies() if clear else ())
 

@@ -1,30 +1,10 @@
 """One mapping from the tokencore error tree to HTTP responses.
 
-The status and code depend on what kind of route answers (``RouteKind``):
-
-============================  ==========================  ==========================
-raised                        GRANT (login, refresh)      BEARER (behind the authorizer)
-============================  ==========================  ==========================
-InvalidCredentials            401 invalid_grant           401 invalid_token
-TokenRejected, SessionRej.,   401 invalid_grant           401 invalid_token
-UserDisabled, UserNotFound,
-Unauthenticated
-Forbidden                     403 insufficient_scope      403 insufficient_scope
-NotFound (edge)               404 not_found               404 not_found
-InvalidRequest, BadRequest    400 invalid_request         400 invalid_request
-UnsupportedMediaType          415 invalid_request         415 invalid_request
-PayloadTooLarge               413 invalid_request         413 invalid_request
-RateLimited                   429 rate_limited            429 rate_limited
-ServiceFault                  503 temporarily_unavailable 503 temporarily_unavailable
-anything else                 503 temporarily_unavailable 503 temporarily_unavailable
-============================  ==========================  ==========================
-
-PUBLIC routes (key documents, logout) answer like BEARER routes.
-
-Why 401 and not RFC 6749's 400 for ``invalid_grant``: the contract makes every rejected token a
-401, and a refresh that meets a reused token must say "you are logged out" (401, cookies
-cleared) in the same words as any other dead refresh token. A login with a wrong password is a
-401 too, so a client has one rule: 401 means "authenticate again".
+The status and code depend on what kind of route answers (``RouteKind``: GRANT for login and
+refresh, BEARER behind the authorizer, PUBLIC like BEARER); docs/architecture.md ("Errors") has
+the table. Every rejected credential is a 401 (``invalid_grant`` on grant routes, not RFC 6749's
+400, so a client has one rule: 401 means authenticate again, and a reused refresh token says
+"logged out" in the same words as any other dead one).
 
 No oracle: every failure of one kind has the same status, body and headers, whatever the
 internal code (expired, forged, reused, revoked, unknown user all read "invalid, expired or
@@ -94,6 +74,14 @@ class NotFound(Rejected):
     code = "not_found"
 
 
+class CrossSiteRequest(Rejected):
+    """A cookie-authenticated request from an untrusted origin, or one a form could send
+    (``http.crosssite``). Refused before anything is read, so it changes nothing, cookies
+    included."""
+
+    code = "cross_site_request"
+
+
 # --- The mapping -----------------------------------------------------------------------------
 
 DESCRIPTIONS = {
@@ -102,6 +90,7 @@ DESCRIPTIONS = {
     "token": "the access token is invalid, expired or revoked",
     "scope": "the access token does not grant access to this resource",
     "not_found": "not found",
+    "cross_site": "cross-site requests are not accepted",
     "request": "the request is malformed",
     "media_type": "the request body must be application/json",
     "too_large": "the request body is too large",
@@ -165,6 +154,8 @@ def problem_for(exc: BaseException, kind: RouteKind) -> Problem:
         | Unauthenticated,
     ):
         return _unauthorized(kind, exc)
+    if isinstance(exc, CrossSiteRequest):
+        return Problem(403, "invalid_request", DESCRIPTIONS["cross_site"])
     if isinstance(exc, Forbidden):
         headers = () if kind is RouteKind.GRANT else _challenge(kind, "insufficient_scope")
         return Problem(403, "insufficient_scope", DESCRIPTIONS["scope"], headers)

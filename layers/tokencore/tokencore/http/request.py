@@ -7,15 +7,15 @@ never a KeyError that would become a 503.
 
 Body rules (POST /auth/login, and /auth/refresh and /auth/logout when REFRESH_TOKEN_TRANSPORT
 includes ``body``): ``Content-Type: application/json`` (a ``charset`` parameter, if any, must be
-UTF-8), at most 16 KiB, strict UTF-8, one JSON object with no duplicate members, no NaN or
-Infinity, nesting at most 8 levels deep. String fields are type-checked and length-bounded.
+UTF-8), at most 16 KiB, one JSON object parsed by ``jose.codec``'s strict JSON (strict UTF-8,
+no duplicate members, no NaN or Infinity, finite numbers), nesting at most 8 levels deep.
+String fields are type-checked and length-bounded.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +27,7 @@ from tokencore.http.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from tokencore.jose.codec import json_object
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8
@@ -45,17 +46,8 @@ def _get(mapping: object, *path: str) -> object:
     return current
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise BadRequest("duplicate member in JSON body")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise BadRequest("NaN and Infinity are not JSON")
+def _body_error(problem: str) -> BadRequest:
+    return BadRequest(f"request body {problem}")
 
 
 def _depth(value: object) -> int:
@@ -130,10 +122,6 @@ class Request:
                 self._event.get("cookies"), self._headers.get(wire.COOKIE)
             )
         return self._cookies.get(name)
-
-    def path_parameter(self, name: str) -> str | None:
-        value = _get(self._event, "pathParameters", name)
-        return value if isinstance(value, str) and value else None
 
     @property
     def source_ip(self) -> str | None:
@@ -217,18 +205,7 @@ class Request:
         raw = self._body_bytes()
         if not raw:
             raise BadRequest("request body must be a JSON object")
-        try:
-            text = raw.decode("utf-8")
-            parsed = json.loads(
-                text,
-                object_pairs_hook=_refuse_duplicates,
-                parse_constant=_refuse_constant,
-            )
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            # JSONDecodeError is a ValueError; RecursionError is deep nesting.
-            raise BadRequest("request body is not valid JSON") from exc
-        if not isinstance(parsed, dict):
-            raise BadRequest("request body must be a JSON object")
+        parsed = json_object(raw, _body_error)
         if _depth(parsed) > MAX_JSON_DEPTH:
             raise BadRequest("request body is nested too deeply")
         return JsonBody(parsed)

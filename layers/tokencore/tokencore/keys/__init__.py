@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from tokencore.keys.jwk import (
     PrivateKeyEntry,
-    is_valid_kid,
     jwk_thumbprint,
     key_thumbprint,
     parse_json_document,
@@ -28,8 +27,8 @@ from tokencore.keys.jwk import (
 from tokencore.keys.jwks import jwks_document
 from tokencore.keys.keyring import JwksDocumentSource, KeyRing, StaticKeySource
 from tokencore.keys.keyset import KeySet
-from tokencore.keys.local import LocalSigner, der_to_raw_ecdsa, generate_key
-from tokencore.keys.model import KeyPurpose, KeySource, KeyStatus, Signer, VerificationKey
+from tokencore.keys.local import LocalSigner, generate_key
+from tokencore.keys.model import KeySource, KeyStatus, VerificationKey
 
 if TYPE_CHECKING:
     from tokencore.keys.kms import KmsKeySource, KmsSigner
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
         create_key_set_secret,
         put_key_set_secret,
     )
-    from tokencore.keys.ssm import SsmJwksSource, publish_public_jwks
+    from tokencore.keys.ssm import SsmJwksSource
 
 _LAZY = {
     "KmsKeySource": "tokencore.keys.kms",
@@ -47,12 +46,10 @@ _LAZY = {
     "create_key_set_secret": "tokencore.keys.secretsmanager",
     "put_key_set_secret": "tokencore.keys.secretsmanager",
     "SsmJwksSource": "tokencore.keys.ssm",
-    "publish_public_jwks": "tokencore.keys.ssm",
 }
 
 __all__ = [
     "JwksDocumentSource",
-    "KeyPurpose",
     "KeyRing",
     "KeySet",
     "KeySource",
@@ -62,14 +59,11 @@ __all__ = [
     "LocalSigner",
     "PrivateKeyEntry",
     "SecretsManagerKeySource",
-    "Signer",
     "SsmJwksSource",
     "StaticKeySource",
     "VerificationKey",
     "create_key_set_secret",
-    "der_to_raw_ecdsa",
     "generate_key",
-    "is_valid_kid",
     "jwk_thumbprint",
     "jwks_document",
     "key_thumbprint",
@@ -80,7 +74,6 @@ __all__ = [
     "parse_public_jwk",
     "private_jwk",
     "public_jwk",
-    "publish_public_jwks",
     "put_key_set_secret",
     "verification_key_for",
 ]

@@ -1,61 +1,56 @@
 """Strict JWK parsing and export (RFC 7517, 7518, 7638, 8037) with ``cryptography`` alone.
 
-Every key is bound to exactly one algorithm when it is parsed, so a JWK must name its ``alg``
-and the pair (kty, alg) must be one we sign with: RSA/RS256, EC P-256/ES256, OKP Ed25519/EdDSA,
-and, for private documents only, oct/HS256 (the refresh-token key). Anything else is refused,
-not skipped: these documents are ours, and a key we cannot use is a misconfiguration that
-should fail loudly rather than surface later as "unknown kid".
+Every key is bound to exactly one algorithm when it is parsed, so a JWK must name its ``alg``,
+and the algorithm must be one a key set may hold (``jose.algorithms``: access algorithms, and
+for private documents only the refresh HMAC), with the ``kty`` and ``crv`` its registry entry
+names. Anything else is refused, not skipped: these documents are ours, and a key we cannot use
+is a misconfiguration that should fail loudly rather than surface later as "unknown kid".
 
-Base64url members must be unpadded and canonical (the unused low bits of the last character
-are zero): one byte string, one spelling. RSA integers may carry leading zero octets (some
-exporters write them); kids of generated keys are thumbprints of the key itself
-(:func:`key_thumbprint`), never of a document's spelling. Errors name the member that failed,
-never its value; the kid is named once it has itself been validated.
+Base64url members must be unpadded and canonical (``jose.codec``: one byte string, one
+spelling). RSA integers may carry leading zero octets (some exporters write them); kids of
+generated keys are thumbprints of the key itself (:func:`key_thumbprint`), never of a
+document's spelling. Errors name the member that failed, never its value; the kid is named
+once it has itself been validated.
 
-JSON documents are read with :func:`parse_json_document`, which refuses duplicate members
-(``json.loads`` would silently keep the last one) and non-finite numbers.
+JSON documents are read with :func:`parse_json_document`: ``jose.codec``'s strict JSON (no
+duplicate members, no NaN or Infinity), bounded in size.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import hashlib
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeGuard
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from tokencore.errors import InvalidKeyMaterial
-from tokencore.keys.model import (
-    ASYMMETRIC_ALGORITHMS,
-    SYMMETRIC_ALGORITHMS,
-    KeyStatus,
+from tokencore.jose.algorithms import (
+    ALGORITHMS,
+    Algorithm,
+    EcdsaAlgorithm,
+    Ed25519Algorithm,
+    PrivateKey,
     PublicKey,
-    VerificationKey,
+    RsaAlgorithm,
 )
+from tokencore.jose.codec import (
+    MAX_KID_LENGTH,
+    b64url_decode,
+    b64url_encode,
+    is_valid_kid,
+    json_compact,
+    json_object,
+)
+from tokencore.keys.model import KeyStatus, VerificationKey
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Ed25519PrivateKey
-
-MAX_KID_LENGTH = 128
-MIN_RSA_BITS = 2048
-# Verification cost grows with the modulus; 8192 bits covers every sane deployment.
-MAX_RSA_BITS = 8192
-MIN_HMAC_KEY_BYTES = 32
 # Bounds the work a hostile or broken document can cause before any crypto runs.
 MAX_KEYS_PER_DOCUMENT = 64
 MAX_DOCUMENT_BYTES = 256 * 1024
 _MAX_MEMBER_CHARS = 4096
 
-# The one algorithm each key type is bound to.
-ALG_BY_KTY: Mapping[str, str] = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA", "oct": "HS256"}
-_P256_COORDINATE_BYTES = 32
-_ED25519_BYTES = 32
 # Members that hold private material, whatever the kty; their presence makes a JWK private.
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _RSA_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
@@ -71,60 +66,17 @@ _STATUSES = frozenset(status.value for status in KeyStatus)
 # published from then on) and when it stopped signing. Bounded so a typo cannot overflow.
 LIFECYCLE_MEMBERS = ("created_at", "retired_at")
 _MAX_TIMESTAMP = 2**40
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
-# kid: printable ASCII without space, path separators, quotes or backticks, and never "..";
-# nothing that could steer a path, a log line or a query if a kid ever reaches one.
-_KID_FORBIDDEN = frozenset("/\\\"'`")
-_KID = re.compile(
-    "["
-    + re.escape("".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in _KID_FORBIDDEN))
-    + f"]{{1,{MAX_KID_LENGTH}}}"
-)
-
-# ROCA (CVE-2017-15361): a modulus from the flawed Infineon generator is, modulo each of these
-# primes, a power of 65537. A sound modulus passes all 38 tests with probability about 4e-9.
-_ROCA_PRIMES = (
-    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
-    73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
-)  # fmt: skip
-_ROCA_GENERATOR = 65537
-
-
-def is_valid_kid(kid: object) -> TypeGuard[str]:
-    """True if ``kid`` is a string we would accept as a key id (see the module rules)."""
-    return isinstance(kid, str) and _KID.fullmatch(kid) is not None and ".." not in kid
-
-
-def b64url_encode(data: bytes) -> str:
-    """Unpadded base64url, the only spelling JOSE uses."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+# The key types and kinds of key a JWK may hold: those of the algorithms a key set may hold.
+_KEY_SET_ALGORITHMS = [entry for entry in ALGORITHMS if entry.purpose is not None]
+_KTYS = tuple(dict.fromkeys(entry.kty for entry in _KEY_SET_ALGORITHMS))
+_SYMMETRIC_KTYS = frozenset(entry.kty for entry in _KEY_SET_ALGORITHMS if entry.symmetric)
 
 
 def parse_json_document(text: str | bytes, what: str = "key document") -> dict[str, Any]:
-    """Parse a JSON object strictly: bounded size, no duplicate members, no NaN or Infinity."""
+    """Parse a JSON object strictly (``jose.codec``), at most ``MAX_DOCUMENT_BYTES`` long."""
     if len(text) > MAX_DOCUMENT_BYTES:
         raise InvalidKeyMaterial(f"{what} is too large")
-    try:
-        document = json.loads(
-            text, object_pairs_hook=_unique_members, parse_constant=_refuse_constant
-        )
-    # JSONDecodeError is a ValueError; deep nesting makes the decoder raise RecursionError.
-    except (ValueError, RecursionError) as exc:
-        raise InvalidKeyMaterial(f"{what} is not valid JSON") from exc
-    if not isinstance(document, dict):
-        raise InvalidKeyMaterial(f"{what} is not a JSON object")
-    return document
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise ValueError("duplicate member")
-    return document
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError("non-finite number")
+    return json_object(text, lambda problem: InvalidKeyMaterial(f"{what} {problem}"))
 
 
 # --- Reading one JWK ---------------------------------------------------------------------------
@@ -161,18 +113,20 @@ class _JwkReader:
             raise self.fail(f"'{name}' is required and must be a string")
         return value
 
-    def binding(self, *, allow_symmetric: bool) -> tuple[str, str]:
-        """(kty, alg): both required, and alg must be the one algorithm bound to kty."""
+    def binding(self, *, allow_symmetric: bool) -> Algorithm:
+        """The algorithm: ``kty`` and ``alg`` both required, alg one a key set may hold, and
+        kty the one its registry entry names."""
         kty = self.text("kty")
         alg = self.text("alg")
-        if kty == "oct" and not allow_symmetric:
-            raise self.fail("symmetric keys (kty 'oct') are never public")
-        expected = ALG_BY_KTY.get(kty)
-        if expected is None:
-            raise self.fail(f"'kty' must be one of {', '.join(ALG_BY_KTY)}")
-        if alg != expected:
+        if kty in _SYMMETRIC_KTYS and not allow_symmetric:
+            raise self.fail(f"symmetric keys (kty '{kty}') are never public")
+        if kty not in _KTYS:
+            raise self.fail(f"'kty' must be one of {', '.join(_KTYS)}")
+        entry = ALGORITHMS.for_key_set(alg)
+        if entry is None or entry.kty != kty:
+            expected = " or ".join(e.name for e in _KEY_SET_ALGORITHMS if e.kty == kty)
             raise self.fail(f"'alg' must be {expected} for kty {kty}")
-        return kty, alg
+        return entry
 
     def usage(self, operation: str) -> None:
         """``use`` if present is "sig"; ``key_ops`` if present holds ``operation``."""
@@ -207,20 +161,9 @@ class _JwkReader:
 
     def bytes_member(self, name: str, *, length: int | None = None) -> bytes:
         value = self._doc.get(name)
-        if (
-            not isinstance(value, str)
-            or not value
-            or len(value) > _MAX_MEMBER_CHARS
-            or len(value) % 4 == 1
-            or not _B64URL.fullmatch(value)
-        ):
+        if not isinstance(value, str) or not value or len(value) > _MAX_MEMBER_CHARS:
             raise self.fail(f"'{name}' must be a non-empty unpadded base64url string")
-        try:
-            data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError) as exc:
-            raise self.fail(f"'{name}' is not base64url") from exc
-        if b64url_encode(data) != value:
-            raise self.fail(f"'{name}' is not canonical base64url")
+        data = b64url_decode(value, lambda problem: self.fail(f"'{name}' {problem}"))
         if length is not None and len(data) != length:
             raise self.fail(f"'{name}' must be exactly {length} bytes")
         return data
@@ -233,44 +176,13 @@ class _JwkReader:
 # --- Checks shared by every way a key arrives (JWK, generation, KMS) -------------------------
 
 
-@functools.cache
-def _roca_powers() -> tuple[tuple[int, frozenset[int]], ...]:
-    table = []
-    for prime in _ROCA_PRIMES:
-        powers: set[int] = set()
-        power = 1
-        while power not in powers:
-            powers.add(power)
-            power = power * _ROCA_GENERATOR % prime
-        table.append((prime, frozenset(powers)))
-    return tuple(table)
-
-
-def has_roca_fingerprint(modulus: int) -> bool:
-    """True if ``modulus`` has the ROCA fingerprint (a key from the flawed Infineon generator)."""
-    return all(modulus % prime in powers for prime, powers in _roca_powers())
-
-
-def _check_rsa_numbers(n: int, e: int, fail: Callable[[str], InvalidKeyMaterial]) -> None:
-    if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS or n % 2 == 0:
-        raise fail(f"'n' must be an odd modulus of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
-    # e > 1 and odd (e = 1 makes the "signature" the message); below 2**256 as NIST asks.
-    if e <= 1 or e % 2 == 0 or e.bit_length() > 256 or e >= n:
-        raise fail("'e' must be an odd exponent greater than 1 and below 2**256")
-    if has_roca_fingerprint(n):
-        raise fail("'n' has the ROCA fingerprint (CVE-2017-15361); replace the key")
-
-
 def _check_public_fits(key: object, alg: str, fail: Callable[[str], InvalidKeyMaterial]) -> None:
-    """Refuse a public key whose type, size or curve does not fit ``alg``."""
-    if alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
-        numbers = key.public_numbers()
-        _check_rsa_numbers(numbers.n, numbers.e, fail)
-    elif alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise fail("ES256 needs a P-256 key")
-    elif not (alg == "EdDSA" and isinstance(key, Ed25519PublicKey)):
+    """Refuse a public key whose type, size or curve does not fit ``alg`` (an algorithm a key
+    set may hold; never a symmetric one, whose keys are never public)."""
+    entry = ALGORITHMS.for_key_set(alg)
+    if entry is None or entry.symmetric:
         raise fail(f"the key does not fit alg {alg}")
+    entry.check_public_key(key, fail)
 
 
 def _failer(where: str) -> Callable[[str], InvalidKeyMaterial]:
@@ -322,19 +234,19 @@ class PrivateKeyEntry:
             if stamp is not None and (type(stamp) is not int or not 0 <= stamp < _MAX_TIMESTAMP):
                 raise InvalidKeyMaterial(f"private key {self.kid!r}: timestamps must be epochs")
         fail = _failer(f"private key {self.kid!r}")
-        if self.alg in SYMMETRIC_ALGORITHMS:
-            if not isinstance(self.key, bytes) or len(self.key) < MIN_HMAC_KEY_BYTES:
-                raise fail(f"HS256 needs a secret of at least {MIN_HMAC_KEY_BYTES} bytes")
-        elif self.alg in ASYMMETRIC_ALGORITHMS:
-            if isinstance(self.key, bytes):
-                raise fail(f"the key does not fit alg {self.alg}")
-            _check_public_fits(self.key.public_key(), self.alg, fail)
-        else:
+        entry = ALGORITHMS.for_key_set(self.alg)
+        if entry is None:
             raise fail(f"alg {self.alg!r} is not supported")
+        entry.check_private_key(self.key, fail)
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The registry entry of ``alg`` (``__post_init__`` made sure there is one)."""
+        return ALGORITHMS[self.alg]
 
     @property
     def is_symmetric(self) -> bool:
-        return self.alg in SYMMETRIC_ALGORITHMS
+        return self.algorithm.symmetric
 
     def verification_key(self) -> VerificationKey:
         """The key that verifies this key's signatures (the secret itself for HS256)."""
@@ -356,68 +268,77 @@ class PrivateKeyEntry:
 
 
 def parse_public_jwk(doc: Mapping[str, object]) -> VerificationKey:
-    """Parse one public signature JWK (RSA/RS256, EC P-256/ES256, OKP Ed25519/EdDSA)."""
+    """Parse one public signature JWK of an access algorithm (RSA, EC or OKP; see the registry
+    in ``jose.algorithms`` for which algorithm and curve each may have)."""
     reader = _JwkReader(doc)
     kid = reader.kid()
-    kty, alg = reader.binding(allow_symmetric=False)
+    algorithm = reader.binding(allow_symmetric=False)
     reader.usage("verify")
     status = reader.status()
     if any(reader.has(name) for name in _PRIVATE_MEMBERS):
         raise reader.fail("private members are not allowed in a public JWK")
-    key = _public_key(reader, kty)
-    _check_public_fits(key, alg, reader.fail)
-    return VerificationKey(kid=kid, alg=alg, key=key, status=status)
+    key = _public_key(reader, algorithm)
+    algorithm.check_public_key(key, reader.fail)
+    return VerificationKey(kid=kid, alg=algorithm.name, key=key, status=status)
 
 
-def _public_key(reader: _JwkReader, kty: str) -> PublicKey:
-    if kty == "RSA":
+def _public_key(reader: _JwkReader, algorithm: Algorithm) -> PublicKey:
+    if isinstance(algorithm, RsaAlgorithm):
         n, e = reader.integer("n"), reader.integer("e")
-        _check_rsa_numbers(n, e, reader.fail)
+        algorithm.check_numbers(n, e, reader.fail)
         return rsa.RSAPublicNumbers(e, n).public_key()
-    if kty == "EC":
-        if reader.text("crv") != "P-256":
-            raise reader.fail("'crv' must be P-256")
-        x = reader.bytes_member("x", length=_P256_COORDINATE_BYTES)
-        y = reader.bytes_member("y", length=_P256_COORDINATE_BYTES)
+    if isinstance(algorithm, EcdsaAlgorithm):
+        crv, size = algorithm.crv, algorithm.coordinate_bytes
+        if reader.text("crv") != crv:
+            raise reader.fail(f"'crv' must be {crv}")
+        x = reader.bytes_member("x", length=size)
+        y = reader.bytes_member("y", length=size)
         try:
-            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
+            return ec.EllipticCurvePublicKey.from_encoded_point(algorithm.curve, b"\x04" + x + y)
         except ValueError as exc:
-            raise reader.fail("('x', 'y') is not a point on P-256") from exc
-    if reader.text("crv") != "Ed25519":
-        raise reader.fail("'crv' must be Ed25519")
-    x = reader.bytes_member("x", length=_ED25519_BYTES)
-    return Ed25519PublicKey.from_public_bytes(x)
+            raise reader.fail(f"('x', 'y') is not a point on {crv}") from exc
+    if isinstance(algorithm, Ed25519Algorithm):
+        if reader.text("crv") != algorithm.crv:
+            raise reader.fail(f"'crv' must be {algorithm.crv}")
+        x = reader.bytes_member("x", length=algorithm.key_bytes)
+        return Ed25519PublicKey.from_public_bytes(x)
+    raise reader.fail(f"alg {algorithm.name} has no public key")
 
 
 def parse_private_jwk(doc: Mapping[str, object]) -> PrivateKeyEntry:
-    """Parse one private JWK: RSA, EC P-256, OKP Ed25519, or oct/HS256 (the refresh key)."""
+    """Parse one private JWK: an access algorithm's key (RSA, EC, OKP), or the refresh HMAC
+    secret (oct)."""
     reader = _JwkReader(doc)
     kid = reader.kid()
-    kty, alg = reader.binding(allow_symmetric=True)
+    algorithm = reader.binding(allow_symmetric=True)
     reader.usage("sign")
     status = reader.status()
     created_at, retired_at = (reader.timestamp(name) for name in LIFECYCLE_MEMBERS)
     key: PrivateKey | bytes
-    if kty == "oct":
+    if algorithm.symmetric:
         key = reader.bytes_member("k")
-        if len(key) < MIN_HMAC_KEY_BYTES:
-            raise reader.fail(f"'k' must be at least {MIN_HMAC_KEY_BYTES} bytes")
-    elif kty == "RSA":
-        key = _rsa_private_key(reader)
-    elif kty == "EC":
-        key = _ec_private_key(reader)
+        algorithm.check_private_key(key, lambda problem: reader.fail(f"'k': {problem}"))
+    elif isinstance(algorithm, RsaAlgorithm):
+        key = _rsa_private_key(reader, algorithm)
+    elif isinstance(algorithm, EcdsaAlgorithm):
+        key = _ec_private_key(reader, algorithm)
     else:
-        key = _ed25519_private_key(reader)
+        key = _ed25519_private_key(reader, algorithm)
     return PrivateKeyEntry(
-        kid=kid, alg=alg, key=key, status=status, created_at=created_at, retired_at=retired_at
+        kid=kid,
+        alg=algorithm.name,
+        key=key,
+        status=status,
+        created_at=created_at,
+        retired_at=retired_at,
     )
 
 
-def _rsa_private_key(reader: _JwkReader) -> rsa.RSAPrivateKey:
+def _rsa_private_key(reader: _JwkReader, algorithm: RsaAlgorithm) -> rsa.RSAPrivateKey:
     if reader.has("oth"):
         raise reader.fail("multi-prime RSA keys ('oth') are not supported")
     n, e = reader.integer("n"), reader.integer("e")
-    _check_rsa_numbers(n, e, reader.fail)
+    algorithm.check_numbers(n, e, reader.fail)
     d, p, q, dp, dq, qi = (reader.integer(name) for name in _RSA_PRIVATE_MEMBERS)
     numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n))
     try:
@@ -427,21 +348,24 @@ def _rsa_private_key(reader: _JwkReader) -> rsa.RSAPrivateKey:
         raise reader.fail("the RSA private members are inconsistent") from exc
 
 
-def _ec_private_key(reader: _JwkReader) -> ec.EllipticCurvePrivateKey:
-    public = _public_key(reader, "EC")
-    d = int.from_bytes(reader.bytes_member("d", length=_P256_COORDINATE_BYTES), "big")
+def _ec_private_key(reader: _JwkReader, algorithm: EcdsaAlgorithm) -> ec.EllipticCurvePrivateKey:
+    public = _public_key(reader, algorithm)
+    d = int.from_bytes(reader.bytes_member("d", length=algorithm.coordinate_bytes), "big")
     try:
-        private = ec.derive_private_key(d, ec.SECP256R1())
+        private = ec.derive_private_key(d, algorithm.curve)
     except ValueError as exc:
-        raise reader.fail("'d' is not a valid P-256 private scalar") from exc
+        raise reader.fail(f"'d' is not a valid {algorithm.crv} private scalar") from exc
     if private.public_key() != public:
         raise reader.fail("'d' does not match ('x', 'y')")
     return private
 
 
-def _ed25519_private_key(reader: _JwkReader) -> Ed25519PrivateKey:
-    public = _public_key(reader, "OKP")
-    private = Ed25519PrivateKey.from_private_bytes(reader.bytes_member("d", length=_ED25519_BYTES))
+def _ed25519_private_key(reader: _JwkReader, algorithm: Algorithm) -> Ed25519PrivateKey:
+    if not isinstance(algorithm, Ed25519Algorithm):
+        raise reader.fail(f"alg {algorithm.name} has no private key of its own")
+    public = _public_key(reader, algorithm)
+    d = reader.bytes_member("d", length=algorithm.key_bytes)
+    private = Ed25519PrivateKey.from_private_bytes(d)
     if private.public_key() != public:
         raise reader.fail("'d' does not match 'x'")
     return private
@@ -507,29 +431,35 @@ def _minimal_bytes(value: int) -> bytes:
 
 
 def _public_members(key: PublicKey) -> dict[str, str]:
-    """The RFC 7638 required members of a public key (kty and the key parameters)."""
+    """The RFC 7638 required members of a public key (kty and the key parameters), for a key
+    of a key-set algorithm (kty and crv from its registry entry)."""
     if isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
         return {
-            "kty": "RSA",
+            "kty": RsaAlgorithm.kty,
             "n": b64url_encode(_minimal_bytes(numbers.n)),
             "e": b64url_encode(_minimal_bytes(numbers.e)),
         }
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise InvalidKeyMaterial("only P-256 EC keys can be exported")
+        algorithm = ALGORITHMS.for_curve(key.curve.name)
+        if not isinstance(algorithm, EcdsaAlgorithm):
+            raise InvalidKeyMaterial(f"EC keys on {key.curve.name} cannot be exported")
         # The coordinates at full width (RFC 7518 §6.2.1.2), from the numbers rather than the
         # X9.62 point: cryptography's serialization module is a tenth of a verifier's cold start.
         point = key.public_numbers()
-        size = _P256_COORDINATE_BYTES
+        size = algorithm.coordinate_bytes
         return {
-            "kty": "EC",
-            "crv": "P-256",
+            "kty": algorithm.kty,
+            "crv": algorithm.crv,
             "x": b64url_encode(point.x.to_bytes(size, "big")),
             "y": b64url_encode(point.y.to_bytes(size, "big")),
         }
     if isinstance(key, Ed25519PublicKey):
-        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(key.public_bytes_raw())}
+        return {
+            "kty": Ed25519Algorithm.kty,
+            "crv": Ed25519Algorithm.crv,
+            "x": b64url_encode(key.public_bytes_raw()),
+        }
     raise InvalidKeyMaterial("unsupported public key type")
 
 
@@ -559,7 +489,7 @@ def private_jwk(entry: PrivateKeyEntry) -> dict[str, Any]:
             head[name] = stamp
     key = entry.key
     if isinstance(key, bytes):
-        return {"kty": "oct", **head, "k": b64url_encode(key)}
+        return {"kty": entry.algorithm.kty, **head, "k": b64url_encode(key)}
     members = _public_members(key.public_key())
     kty = members.pop("kty")
     if isinstance(key, rsa.RSAPrivateKey):
@@ -569,7 +499,8 @@ def private_jwk(entry: PrivateKeyEntry) -> dict[str, Any]:
             members[name] = b64url_encode(_minimal_bytes(value))
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         scalar = key.private_numbers().private_value
-        members["d"] = b64url_encode(scalar.to_bytes(_P256_COORDINATE_BYTES, "big"))
+        size = (key.curve.key_size + 7) // 8
+        members["d"] = b64url_encode(scalar.to_bytes(size, "big"))
     else:
         members["d"] = b64url_encode(key.private_bytes_raw())
     return {"kty": kty, **head, **members}
@@ -591,8 +522,8 @@ def jwk_thumbprint(jwk: Mapping[str, object]) -> str:
         if not isinstance(value, str) or not value:
             raise InvalidKeyMaterial(f"JWK thumbprint: '{name}' is required")
         required[name] = value
-    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
-    return b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
+    # RFC 7638 §3.3: members in lexicographic order (each tuple above is), no whitespace.
+    return b64url_encode(hashlib.sha256(json_compact(required)).digest())
 
 
 def key_thumbprint(public_key: PublicKey) -> str:

@@ -2,7 +2,7 @@
 
 Rules, in the order they are applied by :meth:`KeyRing.get`:
 
-1. A kid we could never have loaded (see ``jwk.is_valid_kid``) is unknown at once, no refetch.
+1. A kid we could never have loaded (``jose.codec.is_valid_kid``) is unknown at once, no refetch.
 2. A cached key is served until the cache is ``cache_ttl_seconds`` old. The TTL is the bound
    on emergency revocation: a key removed from the source stops verifying within it.
 3. An unknown kid, or an expired cache, triggers a refetch of the whole key list, which then
@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING
 
 from tokencore.clock import Clock
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable, UnknownKey
-from tokencore.keys.jwk import is_valid_kid, parse_json_document, parse_jwks
+from tokencore.jose.codec import is_valid_kid
+from tokencore.keys.jwk import parse_json_document, parse_jwks
 from tokencore.keys.jwks import sort_by_status
 from tokencore.keys.model import KeySource, VerificationKey
 

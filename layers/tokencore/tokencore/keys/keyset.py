@@ -1,32 +1,14 @@
 """A set of private keys for one purpose, as stored in a secret.
 
-The secret document (one per purpose: access tokens, refresh tokens)::
+The secret document is ``{"version": 1, "keys": [<private JWK with "status">, ...]}``, with
+optional ``created_at``/``retired_at`` stamps per key and other top-level members ignored (the
+rotation records itself in ``rotation``); docs/keys.md ("Formats") has an example. ``status``
+is ``next``, ``active`` (exactly one) or ``retired``.
 
-    {
-      "version": 1,
-      "keys": [
-        {"kty": "RSA", "kid": "<RFC 7638 thumbprint>", "use": "sig", "alg": "RS256",
-         "status": "active", "n": "...", "e": "AQAB", "d": "...", "p": "...", ...},
-        {"kty": "EC", "kid": "...", "alg": "ES256", "status": "next", "crv": "P-256", ...},
-        {"kty": "oct", "kid": "rt-0123456789abcdef", "alg": "HS256", "status": "active", "k": "..."}
-      ]
-    }
-
-``version`` is exactly 1. ``keys`` holds private JWKs (see ``jwk.parse_private_jwk``) with
-``status`` one of ``next`` (published, not yet signing), ``active`` (signs; exactly one) and
-``retired`` (verifies until its last token expires). Other top-level members are ignored, so
-an operator may add a note (and the rotation records itself in ``rotation``); an unknown
-``version`` is refused.
-
-A key may also carry lifecycle timestamps, whole epoch seconds (``keys.lifecycle`` writes and
-reads them): ``created_at`` (when a rotation created it, as a ``next`` key) and ``retired_at``
-(when it stopped being the active key). They are optional, so a document written before they
-existed stays valid; a retired key without ``retired_at`` is treated as retired at the first
-rotation that sees it, which only ever keeps it longer.
-
-An access set holds asymmetric keys only (RS256, ES256, EdDSA; mixing them is how an algorithm
-migration rotates); a refresh set holds HS256 keys only. Mixing the two would let a refresh
-secret sign access tokens or put a secret into the published JWKS.
+An access set holds keys of the access algorithms only (asymmetric; mixing them is how an
+algorithm migration rotates); a refresh set holds keys of the refresh HMAC only
+(``jose.algorithms`` says which). Mixing the two would let a refresh secret sign access tokens
+or put a secret into the published JWKS.
 """
 
 from __future__ import annotations
@@ -35,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tokencore.errors import InvalidKeyMaterial
+from tokencore.jose.algorithms import ALGORITHMS, KeyPurpose, Signer
 from tokencore.keys.jwk import (
     PrivateKeyEntry,
     parse_json_document,
@@ -43,20 +26,9 @@ from tokencore.keys.jwk import (
 )
 from tokencore.keys.jwks import sort_by_status
 from tokencore.keys.local import LocalSigner
-from tokencore.keys.model import (
-    ASYMMETRIC_ALGORITHMS,
-    SYMMETRIC_ALGORITHMS,
-    KeyPurpose,
-    KeyStatus,
-    Signer,
-    VerificationKey,
-)
+from tokencore.keys.model import KeyStatus, VerificationKey
 
 SECRET_DOCUMENT_VERSION = 1
-_ALGORITHMS_BY_PURPOSE: Mapping[str, frozenset[str]] = {
-    "access": ASYMMETRIC_ALGORITHMS,
-    "refresh": SYMMETRIC_ALGORITHMS,
-}
 
 
 def check_purpose(purpose: object) -> KeyPurpose:
@@ -82,7 +54,7 @@ class KeySet:
         self._entries = tuple(entries)
         if not self._entries:
             raise InvalidKeyMaterial(f"{purpose} key set is empty")
-        allowed = _ALGORITHMS_BY_PURPOSE[purpose]
+        allowed = ALGORITHMS.allowed(self._purpose)
         kids: set[str] = set()
         for entry in self._entries:
             if not isinstance(entry, PrivateKeyEntry):

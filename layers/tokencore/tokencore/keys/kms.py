@@ -1,8 +1,9 @@
 """Signing with AWS KMS asymmetric keys (the private key never leaves KMS).
 
-RS256 uses RSASSA_PKCS1_V1_5_SHA_256 and ES256 uses ECDSA_SHA_256, both with MessageType RAW:
-KMS hashes the JWS signing input itself, which it accepts up to 4096 bytes (our tokens are
-under 1 KB). KMS returns ECDSA signatures in DER; JWS wants raw ``r || s``.
+Each access algorithm's registry entry (``jose.algorithms``) names the KMS SigningAlgorithm and
+key specs that carry it, if KMS signs it for us; Sign runs with MessageType RAW: KMS hashes the
+JWS signing input itself, which it accepts up to 4096 bytes (our tokens are under 1 KB). KMS
+returns ECDSA signatures in DER; the entry converts them to the JWS form, raw ``r || s``.
 
 The kid is the RFC 7638 thumbprint of the public key, so a KMS key and the same key in a JWKS
 agree without any mapping table. GetPublicKey runs once per container per key (lazily), and
@@ -17,24 +18,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
-from tokencore.errors import InvalidKeyMaterial, KeyUnavailable, SigningKeyChanged
+from tokencore.errors import InvalidKeyMaterial, InvalidSignature, KeyUnavailable, SigningKeyChanged
+from tokencore.jose.algorithms import ALGORITHMS, Algorithm, PublicKey, Signer, verify_signature
 from tokencore.keys.jwk import verification_key_for
-from tokencore.keys.local import der_to_raw_ecdsa
-from tokencore.keys.model import KeySource, KeyStatus, Signer, VerificationKey
+from tokencore.keys.model import KeySource, KeyStatus, VerificationKey
 
 MAX_RAW_MESSAGE_BYTES = 4096
-SIGNING_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
-_ALG_BY_KEY_SPEC = {
-    "RSA_2048": "RS256",
-    "RSA_3072": "RS256",
-    "RSA_4096": "RS256",
-    "ECC_NIST_P256": "ES256",
-}
+# The access algorithms KMS signs for us, in registry order.
+KMS_ALGORITHMS = tuple(
+    name for name in ALGORITHMS.for_purpose("access") if ALGORITHMS[name].kms_signing_algorithm
+)
+
+
+def kms_algorithm(alg: str) -> Algorithm | None:
+    """The registry entry of ``alg`` if KMS can sign access tokens with it, else None."""
+    return ALGORITHMS[alg] if alg in KMS_ALGORITHMS else None
 
 
 def fetch_public_key(
@@ -47,8 +48,8 @@ def fetch_public_key(
 ) -> VerificationKey:
     """GetPublicKey for ``key_id``, checked, as a VerificationKey whose kid is its thumbprint.
 
-    The algorithm follows from the key spec (RSA_2048/3072/4096 -> RS256, ECC_NIST_P256 ->
-    ES256); with ``expected_alg`` the spec must give exactly that algorithm.
+    The algorithm follows from the key spec (the registry's ``kms_key_specs``: RSA_2048 is an
+    RS256 key, and so on); with ``expected_alg`` the spec must give exactly that algorithm.
     """
     return describe_public_key(
         client, key_id, expected_alg=expected_alg, status=status, label=label
@@ -79,14 +80,15 @@ def describe_public_key(
         raise KeyUnavailable(f"could not read the {label} ({error_code(exc)})") from exc
     # KeySpec is current; CustomerMasterKeySpec is the deprecated twin (and all moto returns).
     spec = response.get("KeySpec") or response.get("CustomerMasterKeySpec")
-    alg = _ALG_BY_KEY_SPEC.get(spec) if isinstance(spec, str) else None
-    if alg is None or (expected_alg is not None and alg != expected_alg):
-        wanted = expected_alg or "RS256 or ES256"
+    algorithm = ALGORITHMS.for_kms_key_spec(spec)
+    if algorithm is None or (expected_alg is not None and algorithm.name != expected_alg):
+        wanted = expected_alg or " or ".join(KMS_ALGORITHMS)
         raise InvalidKeyMaterial(f"{label} has a key spec that does not fit {wanted}")
     if response.get("KeyUsage", "SIGN_VERIFY") != "SIGN_VERIFY":
         raise InvalidKeyMaterial(f"{label} is not a SIGN_VERIFY key")
-    if SIGNING_ALGORITHMS[alg] not in (response.get("SigningAlgorithms") or ()):
-        raise InvalidKeyMaterial(f"{label} does not offer {SIGNING_ALGORITHMS[alg]}")
+    signing_algorithm = algorithm.kms_signing_algorithm
+    if signing_algorithm not in (response.get("SigningAlgorithms") or ()):
+        raise InvalidKeyMaterial(f"{label} does not offer {signing_algorithm}")
     der = response.get("PublicKey")
     if not isinstance(der, bytes):
         raise InvalidKeyMaterial(f"{label} returned no public key")
@@ -94,11 +96,11 @@ def describe_public_key(
         public_key = serialization.load_der_public_key(der)
     except (ValueError, TypeError) as exc:
         raise InvalidKeyMaterial(f"{label} returned an unreadable public key") from exc
-    if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+    if not isinstance(public_key, PublicKey):
         raise InvalidKeyMaterial(f"{label} returned an unexpected key type")
     arn = response.get("KeyId")
     return KmsPublicKey(
-        verification_key_for(public_key, alg, status=status),
+        verification_key_for(public_key, algorithm.name, status=status),
         str(arn) if isinstance(arn, str) and arn else key_id,
         str(spec),
     )
@@ -133,12 +135,15 @@ class KmsSigner:
         boto3_session: Any | None = None,
         boto_config: Any | None = None,
     ) -> None:
-        if alg not in SIGNING_ALGORITHMS:
-            raise InvalidKeyMaterial(f"KMS signing supports RS256 and ES256, not {alg!r}")
+        algorithm = kms_algorithm(alg)
+        if algorithm is None:
+            supported = " and ".join(KMS_ALGORITHMS)
+            raise InvalidKeyMaterial(f"KMS signing supports {supported}, not {alg!r}")
         if not key_id:
             raise InvalidKeyMaterial("a KMS key id is required")
         self._key_id = key_id
         self._alg = alg
+        self._algorithm = algorithm
         self._client = LazyClient("kms", boto3_client, boto3_session, boto_config)
         self._lock = threading.Lock()
         self._public: VerificationKey | None = None
@@ -185,15 +190,18 @@ class KmsSigner:
                 KeyId=self._key_id,
                 Message=signing_input,
                 MessageType="RAW",
-                SigningAlgorithm=SIGNING_ALGORITHMS[self._alg],
+                SigningAlgorithm=self._algorithm.kms_signing_algorithm,
             )
         except aws_errors() as exc:
             raise KeyUnavailable(f"KMS could not sign ({error_code(exc)})") from exc
         signature = response.get("Signature")
         if not isinstance(signature, bytes):
             raise KeyUnavailable("KMS returned no signature")
+        # In JWS form first (a malformed DER signature is KeyUnavailable), then checked with
+        # the verifiers' own code against the key the token's header names.
+        jws_signature = self._algorithm.jws_signature(signature)
         try:
-            _verify(public, signing_input, signature)
+            verify_signature(public, signing_input, jws_signature)
         except InvalidSignature as exc:
             with self._lock:
                 if self._public is public:
@@ -202,7 +210,7 @@ class KmsSigner:
                 "KMS signature does not match the cached public key (the key id now names "
                 "another key)"
             ) from exc
-        return der_to_raw_ecdsa(signature) if self._alg == "ES256" else signature
+        return jws_signature
 
     def __repr__(self) -> str:
         return f"KmsSigner(alg={self._alg!r})"
@@ -230,16 +238,6 @@ class _PinnedKmsSigner:
 
     def __repr__(self) -> str:
         return f"KmsSigner(alg={self._owner.alg!r}, pinned)"
-
-
-def _verify(public: VerificationKey, message: bytes, signature: bytes) -> None:
-    key = public.key
-    if isinstance(key, rsa.RSAPublicKey):
-        key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-    else:  # fetch_public_key only returns RSA and EC keys
-        raise InvalidSignature
 
 
 class KmsKeySource:

@@ -1,35 +1,16 @@
 """The key lifecycle, as pure functions of a key set and the time: next -> active -> retired ->
-removed, and emergency revocation. The I/O around them is ``keys.rotation`` (Secrets Manager)
-and ``keys.kmsrotation`` (KMS); docs/keys.md has the timeline with numbers.
+removed, and emergency revocation. The I/O around them is ``ops.rotation`` (Secrets Manager)
+and ``ops.kmsrotation`` (KMS); docs/keys.md ("The lifecycle", "The timeline") has the steps and
+the numbers.
 
-One rotation (``plan_rotation``) does, in this order:
+A rotation (``plan_rotation``) prunes retired keys whose last token has expired, promotes the
+``next`` key only once every verifier cache has seen it (else defers, and says until when), and
+adds a new ``next`` key: so a key is published one rotation period before it signs. Revocation
+(``plan_revocation``) removes a key at once and never leaves a set without an active key.
 
-1. stamps ``retired_at = now`` on retired keys that have no stamp (a document written before
-   stamps existed): such a key is kept one more rotation, never dropped early;
-2. removes retired keys whose last token has expired (``retired_keep_seconds`` after they stopped
-   signing: the token lifetime, the clock-skew leeway and the signers' cache, see
-   ``LifecyclePolicy``);
-3. promotes the ``next`` key to ``active`` and retires the active key, provided the next key has
-   been visible to verifiers for ``next_min_age_seconds`` (every verifier cache has expired since
-   it was published, so no verifier meets its kid as unknown). Otherwise promotion is deferred,
-   and the report says until when;
-4. adds a new ``next`` key if none is left, created now: it will be promoted by the following
-   rotation, a full rotation period after it was published.
-
-So a key is published one rotation period before it signs, signs for one period, and verifies
-until its tokens have expired. The first rotation of a set that has no ``next`` key only adds
-one (nothing is promoted that verifiers have not seen).
-
-Revocation (``plan_revocation``) removes a key at once. If it was the active key, the ``next``
-key replaces it (it is already published), or a fresh key if there is none; a new ``next`` key
-is added so the schedule carries on. A set never ends up without an active key.
-
-Times are whole epoch seconds. "When verifiers could first see a key" and "when it stopped
-signing" come from the published JWKS's stamps when there is one (access keys, see
-``keys.ssm``), which are exact; otherwise from the key set's own stamps (refresh keys), which
-the rotation writes when it starts, up to ``ROTATION_SLACK_SECONDS`` before the new set becomes
-current (``keys.rotation`` refuses to finish a rotation older than that): a retired refresh key
-is kept that much longer.
+Times are whole epoch seconds, taken from the published JWKS's stamps when there is one (access
+keys: exact), else from the set's own stamps (refresh keys), which a rotation writes when it
+starts, up to ``ROTATION_SLACK_SECONDS`` early: a retired refresh key is kept that much longer.
 """
 
 from __future__ import annotations
@@ -39,16 +20,17 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tokencore.errors import InvalidKeyMaterial
+from tokencore.jose.algorithms import KeyPurpose
 from tokencore.keys.jwk import PrivateKeyEntry
 from tokencore.keys.keyset import KeySet
-from tokencore.keys.model import KeyPurpose, KeyStatus
+from tokencore.keys.model import KeyStatus
 
 if TYPE_CHECKING:
     from tokencore.config import Settings
 
 # The longest a rotation may take from its first step (which stamps the new set) to its last
 # (which makes it current). Rotation steps run back to back, each bounded by the function's
-# timeout; keys.rotation abandons a pending set older than this.
+# timeout; ops.rotation abandons a pending set older than this.
 ROTATION_SLACK_SECONDS = 900
 
 NewKey = Callable[[KeyStatus, int], PrivateKeyEntry]

@@ -8,19 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from tokencore.jose.algorithms import ALGORITHMS, JwsKey, PublicKey
 
-PublicKey = RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey
-
-# Algorithms we sign access tokens with, and the one we sign refresh tokens with.
-ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
-SYMMETRIC_ALGORITHMS = frozenset({"HS256"})
-
-KeyPurpose = Literal["access", "refresh"]
+__all__ = ["KeySource", "KeyStatus", "VerificationKey"]
 
 
 class KeyStatus(StrEnum):
@@ -46,42 +38,11 @@ class VerificationKey:
 
     @property
     def is_symmetric(self) -> bool:
-        return self.alg in SYMMETRIC_ALGORITHMS
+        entry = ALGORITHMS.get(self.alg)
+        return entry is not None and entry.symmetric
 
     def __repr__(self) -> str:  # never print key material
         return f"VerificationKey(kid={self.kid!r}, alg={self.alg!r}, status={self.status.value})"
-
-
-class Signer(Protocol):
-    """Produces JWS signatures for one key and one algorithm.
-
-    ``sign`` takes the JWS signing input (``base64url(header) + "." + base64url(payload)``)
-    and returns the signature bytes in JWS form (raw ``r || s`` for ECDSA, never DER).
-    """
-
-    @property
-    def kid(self) -> str: ...
-
-    @property
-    def alg(self) -> str: ...
-
-    def sign(self, signing_input: bytes) -> bytes: ...
-
-
-@runtime_checkable
-class RotatingSigner(Protocol):
-    """A signer whose key may change (a key set that rotates, a KMS alias that moves).
-
-    ``current()`` returns a signer pinned to one key: a token's header names the kid of that key
-    and that key signs it, even if a rotation lands in between.
-    """
-
-    def current(self) -> Signer: ...
-
-
-def pinned(signer: Signer) -> Signer:
-    """The signer to use for one token: ``signer.current()`` if it rotates, else ``signer``."""
-    return signer.current() if isinstance(signer, RotatingSigner) else signer
 
 
 class KeySource(Protocol):
@@ -90,3 +51,7 @@ class KeySource(Protocol):
     def load_verification_keys(self) -> list[VerificationKey]:
         """Every key that may verify now. Raises KeyUnavailable on I/O failure."""
         ...
+
+
+if TYPE_CHECKING:  # mypy checks that VerificationKey is what the signature layer verifies with
+    _JWS_KEY: type[JwsKey] = VerificationKey

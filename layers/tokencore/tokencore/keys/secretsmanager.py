@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from tokencore.awsclient import LazyClient, aws_errors, error_code
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
+from tokencore.jose.algorithms import KeyPurpose, Signer
 from tokencore.keys.keyset import KeySet, check_purpose
-from tokencore.keys.model import KeyPurpose, KeySource, Signer, VerificationKey
+from tokencore.keys.model import KeySource, VerificationKey
 
 
 class SecretsManagerKeySource:

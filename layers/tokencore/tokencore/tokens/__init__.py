@@ -1,6 +1,7 @@
-"""Minting and verifying tokens. Signatures are made and checked with ``cryptography``'s
-primitives (``signature.py``); PyJWT is not imported, which keeps it off the authorizer's cold
-start."""
+"""Tokens: the claims types (``claims.py``: to and from payload, one rule table per type),
+minting and verifying. Signatures and encodings are ``tokencore.jose``'s, which this package
+builds on (never on ``tokencore.keys``); PyJWT is not imported, which keeps it off the
+authorizer's cold start."""
 
 from tokencore.tokens.claims import ACCESS_TYP, REFRESH_TYP, AccessClaims, RefreshClaims, TokenUse
 from tokencore.tokens.fingerprint import fingerprint_hash, fingerprint_matches, new_fingerprint

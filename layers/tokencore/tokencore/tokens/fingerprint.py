@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 
-from tokencore.tokens.codec import b64url_encode
+from tokencore.jose.codec import b64url_encode
 
 
 def new_fingerprint() -> tuple[str, str]:

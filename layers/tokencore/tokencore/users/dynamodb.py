@@ -316,13 +316,6 @@ def claim_key(normalized_username: str) -> dict[str, Any]:
     }
 
 
-def _names_and_values(names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
-    args: dict[str, Any] = {"ExpressionAttributeNames": names}
-    if values:
-        args["ExpressionAttributeValues"] = values
-    return args
-
-
 def _number(value: float) -> str:
     # repr of a float is the shortest string that reads back to the same float.
     return repr(float(value))

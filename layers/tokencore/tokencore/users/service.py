@@ -171,10 +171,20 @@ class UserService:
         return user
 
     def set_roles(self, user_id: str, roles: Iterable[str]) -> User:
-        """Replace the user's roles. Tokens already issued keep their roles until they expire;
-        the next refresh picks up the new set (no revocation: a role change is not a breach)."""
+        """Replace the user's roles (a ``roles_changed`` security event). A removed role stops
+        counting at the next request that checks the session (the authorizer keeps only the
+        roles the user still holds; role-gated routes always check); the next refresh mints
+        tokens with the new set. No revocation: a role change is not a breach."""
+        before = self._store.get(user_id).roles
         user = self._store.set_roles(user_id, roles)
-        logger.info("roles changed", extra={"user_id_hash": _h(user_id), "code": "roles_changed"})
+        # ``before`` is read ahead of the write: two racing changes may each report the other's
+        # roles as theirs; the event is a record, never a decision.
+        security_event(
+            "roles_changed",
+            user_id=user_id,
+            added=sorted(set(user.roles) - set(before)),
+            removed=sorted(set(before) - set(user.roles)),
+        )
         return user
 
     def disable_user(self, user_id: str) -> int:

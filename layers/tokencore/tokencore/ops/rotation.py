@@ -1,35 +1,16 @@
 """Rotating and revoking the key sets held in Secrets Manager.
 
 Secrets Manager's rotation protocol calls one function four times with the same
-``ClientRequestToken`` (the id of the version being made), each call one step. Here:
+``ClientRequestToken`` (the version being made): createSecret puts the pending set (the current
+set rotated once by ``keys.lifecycle``), setSecret publishes its new access keys before they can
+sign, testSecret signs and verifies a probe token with every key the way verifiers will, and
+finishSecret moves AWSCURRENT with a compare-and-swap and publishes the final JWKS.
+docs/keys.md ("The four steps") says what each step checks and refuses.
 
-=============  ==================================================================================
-createSecret   Put the AWSPENDING version: the current set rotated once (``keys.lifecycle``:
-               prune expired retired keys, promote ``next`` to ``active`` and retire the active
-               key, add a new ``next``), with a ``rotation`` record (when it started, from which
-               version). Nothing changes if the version already has a value (a retry).
-setSecret      Access set: publish the public JWKS of the current set plus the pending set's new
-               keys, so verifiers know every key of the pending set before the set is current.
-               Refresh set: nothing (refresh tokens are verified against the secret itself).
-testSecret     Parse the pending set (exactly one active key, one algorithm family) and, for
-               every key in it, sign a probe token and verify it the way verifiers will: access
-               keys against the published JWKS (so a key missing there fails the rotation before
-               anything signs with it), refresh keys against the pending set.
-finishSecret   Move AWSCURRENT to the pending version and drop AWSPENDING, then (access set)
-               publish the final JWKS, which stamps the old active key as retired from now.
-               Refuses a pending version that is older than ``ROTATION_SLACK_SECONDS`` or was
-               made from a version that is no longer current (a revocation landed meanwhile):
-               that pending version is abandoned (AWSPENDING removed) and the next rotation
-               starts afresh.
-=============  ==================================================================================
-
-Every step is idempotent: a retry after a failure in the middle finds the work done and carries
-on, and until finishSecret nothing a signer reads has changed. ``rotate`` runs the four steps
-in one go (``tokenctl rotate-keys``; the local stack has no Lambda for Secrets Manager to call),
-resuming a recent unfinished rotation or abandoning a stale one first. ``revoke`` removes one key
-from its set and from the public JWKS at once (``tokenctl revoke-key``).
-
-Key material never reaches a message, a log line or a report: kids only.
+Every step is idempotent: a retry finds the work done and carries on, and until finishSecret
+nothing a signer reads has changed. ``rotate`` runs the four steps in one go (``tokenctl
+rotate-keys``, the local stack); ``revoke`` removes one key from its set and from the public
+JWKS at once. Key material never reaches a message, a log line or a report: kids only.
 """
 
 from __future__ import annotations
@@ -44,6 +25,8 @@ from tokencore.awsclient import aws_errors, error_code
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.config import Settings
 from tokencore.errors import KeyRotationFailed, KeyUnavailable, TokenCoreError
+from tokencore.jose.algorithms import REFRESH_ALGORITHM, KeyPurpose
+from tokencore.jose.codec import json_object
 from tokencore.keys.keyring import KeyRing, StaticKeySource
 from tokencore.keys.keyset import KeySet
 from tokencore.keys.lifecycle import (
@@ -57,8 +40,8 @@ from tokencore.keys.lifecycle import (
     plan_rotation,
 )
 from tokencore.keys.local import LocalSigner
-from tokencore.keys.model import KeyPurpose, KeyStatus
-from tokencore.keys.ssm import (
+from tokencore.keys.model import KeyStatus
+from tokencore.ops.publishing import (
     Derivation,
     PublishedKey,
     publish_planned,
@@ -112,7 +95,7 @@ class SecretsManagerRotation:
         self._clock = clock
         self._new_key: dict[KeyPurpose, NewKey] = {
             "access": new_key_factory(settings.access_token_alg),
-            "refresh": new_key_factory("HS256"),
+            "refresh": new_key_factory(REFRESH_ALGORITHM),
             **(new_key or {}),
         }
 
@@ -184,14 +167,7 @@ class SecretsManagerRotation:
         )
         record = {"started_at": now, "from_version": current_id, **_plan_record(plan)}
         document = {**plan.key_set.to_secret_document(), "rotation": record}
-        self._call(
-            "store the pending key set",
-            "put_secret_value",
-            SecretId=secret_id,
-            ClientRequestToken=token,
-            SecretString=json.dumps(document, separators=(",", ":")),
-            VersionStages=[AWSPENDING],
-        )
+        self._put_pending("store the pending key set", secret_id, token, document)
         result.details = record
         return result
 
@@ -412,7 +388,7 @@ class SecretsManagerRotation:
                 continue  # the current version moved meanwhile: read it again
             if purpose == "access":
                 # Derived from the committed set: a publication made from an older set that
-                # landed after the one above is replaced (keys.ssm.publish_settled).
+                # landed after the one above is replaced (ops.publishing.publish_settled).
                 self.publish_access_jwks()
             report = {
                 "key_set": purpose,
@@ -512,6 +488,19 @@ class SecretsManagerRotation:
         except aws_errors() as exc:
             raise KeyUnavailable(f"could not {what} ({error_code(exc)})") from exc
 
+    def _put_pending(
+        self, what: str, secret_id: str, token: str, document: Mapping[str, Any]
+    ) -> None:
+        """A new version of the secret, staged AWSPENDING (AWSCURRENT moves separately)."""
+        self._call(
+            what,
+            "put_secret_value",
+            SecretId=secret_id,
+            ClientRequestToken=token,
+            SecretString=json.dumps(document, separators=(",", ":")),
+            VersionStages=[AWSPENDING],
+        )
+
     def _versions(self, secret_id: str) -> dict[str, list[str]]:
         described = self._call("describe the key secret", "describe_secret", SecretId=secret_id)
         versions = described.get("VersionIdsToStages") or {}
@@ -567,14 +556,7 @@ class SecretsManagerRotation:
         swap: AWSCURRENT is moved off ``from_version`` explicitly, which fails if a rotation
         moved it first). False if it lost that race; the caller reads again."""
         token = str(uuid.uuid4())
-        self._call(
-            "store the new key set",
-            "put_secret_value",
-            SecretId=secret_id,
-            ClientRequestToken=token,
-            SecretString=json.dumps(document, separators=(",", ":")),
-            VersionStages=[AWSPENDING],
-        )
+        self._put_pending("store the new key set", secret_id, token, document)
         try:
             swapped = self._swap_current(secret_id, token, from_version)
         finally:
@@ -615,7 +597,7 @@ class SecretsManagerRotation:
     # --- the published JWKS -----------------------------------------------------------------
 
     def publish_access_jwks(self) -> list[PublishedKey]:
-        """Publish the public JWKS derived from the access secret as it is now (``keys.ssm``
+        """Publish the public JWKS derived from the access secret as it is now (``ops.publishing``
         publish_settled): the current set, plus the new keys of a pending rotation made from
         it. Every publication of the live set goes through here (and KeySetup's)."""
         return publish_access_jwks(
@@ -643,6 +625,8 @@ class SecretsManagerRotation:
     def _probe(self, purpose: KeyPurpose, entry: Any, lookup: KeyRing) -> None:
         """Sign a short-lived probe token with ``entry`` and verify it through ``lookup``."""
         from tokencore.tokens import (
+            AccessClaims,
+            RefreshClaims,
             VerifyOptions,
             mint_access_token,
             mint_refresh_token,
@@ -653,31 +637,33 @@ class SecretsManagerRotation:
 
         settings = self.settings
         now = self._clock.now()
+        issued_at = int(now)
         signer = LocalSigner(entry)
         try:
             if purpose == "access":
-                minted = mint_access_token(
-                    signer,
+                access = AccessClaims(
                     issuer=settings.token_issuer,
                     audience=settings.token_audience,
                     subject=PROBE_SUBJECT,
                     session_id=PROBE_SUBJECT,
-                    roles=(),
-                    now=now,
-                    ttl_seconds=PROBE_TTL_SECONDS,
+                    token_id=new_token_id(),
+                    issued_at=issued_at,
+                    expires_at=issued_at + PROBE_TTL_SECONDS,
                 )
+                minted = mint_access_token(signer, access)
                 verify_access_token(minted.token, lookup, VerifyOptions.for_access(settings), now)
             else:
-                minted = mint_refresh_token(
-                    signer,
+                refresh = RefreshClaims(
                     issuer=settings.token_issuer,
+                    audience=settings.token_issuer,
                     subject=PROBE_SUBJECT,
                     session_id=PROBE_SUBJECT,
                     token_id=new_token_id(),
                     generation=0,
-                    issued_at=now,
-                    expires_at=now + PROBE_TTL_SECONDS,
+                    issued_at=issued_at,
+                    expires_at=issued_at + PROBE_TTL_SECONDS,
                 )
+                minted = mint_refresh_token(signer, refresh)
                 verify_refresh_token(minted.token, lookup, VerifyOptions.for_refresh(settings), now)
         except TokenCoreError as exc:
             raise KeyRotationFailed(
@@ -689,7 +675,7 @@ def publish_access_jwks(
     secrets: Any, ssm: Any, secret_id: str, parameter_name: str, clock: Clock = SYSTEM_CLOCK
 ) -> list[PublishedKey]:
     """Publish the access secret's public JWKS, derived from the secret (GetSecretValue only:
-    KeySetup has no other permission on it), until it settles (``keys.ssm.publish_settled``)."""
+    KeySetup has no other permission on it), until it settles (``publishing.publish_settled``)."""
     return publish_settled(
         ssm,
         parameter_name,
@@ -761,10 +747,10 @@ def _current_id(versions: Mapping[str, list[str]]) -> str | None:
 def _record(text: str) -> dict[str, Any]:
     """The ``rotation`` record of a stored document ({} if there is none)."""
     try:
-        document = json.loads(text)
+        document = json_object(text, ValueError)
     except ValueError:
         return {}
-    record = document.get("rotation") if isinstance(document, dict) else None
+    record = document.get("rotation")
     return record if isinstance(record, dict) else {}
 
 

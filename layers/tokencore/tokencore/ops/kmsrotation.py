@@ -1,43 +1,14 @@
 """Rotating and revoking the access-token signing key in KMS mode (``tokenctl rotate-keys`` and
 ``revoke-key`` with ``KEY_BACKEND=kms``; KeySetup republishes with it on every deployment).
 
-A KMS private key never leaves KMS, so a rotation is a new KMS key and a moved alias. The state:
-
-* ``KMS_SIGNING_KEY_ID`` is an alias (the stack's own: ``alias/<stack>-access-token-signing``).
-  The issuer and refresher sign through it, so moving it changes the signing key for every
-  container at once (``KmsSigner`` notices the move at its next signature, and ``tokens.mint``
-  starts that token over: no signer ever signs with a key after the alias left it);
-* ``<alias>-next`` names the next key: created and published one rotation before it signs;
-* retired keys need no KMS state at all: their public keys stay in the published JWKS (the SSM
-  parameter, with the stamps of ``keys.ssm``) until their tokens have expired.
-
-Verifiers never call KMS: in both modes they read the public JWKS from the SSM parameter, so
-they learn a new key without a redeployment and the functions need no permission on old keys.
-
-A rotation (the same lifecycle as ``keys.lifecycle``): if there is no next key, create one and
-publish it (nothing is promoted; the next rotation promotes it). Otherwise, once the next key
-has been published for ``JWKS_CACHE_TTL_SECONDS``: create a new next key, publish the new state
-(the old next active, the old active retired, the new next), then move the alias to the old next
-key and ``<alias>-next`` to the new one. Expired retired keys are dropped from the JWKS; the KMS
-keys themselves are left to the operator (schedule their deletion once you are sure: the report
-lists them).
-
-Revocation publishes the JWKS without the key first, then moves the alias if it was the active
-key (to the next key, or a fresh one) and disables the revoked KMS key, so nothing can sign with
-it again.
-
-Concurrency. KMS has no conditional alias update, so two operations interleaving could each
-move the aliases from a state the other has already changed: two rotations would each create a
-next key (one orphaned) and both report a promotion; a revocation of the next key racing a
-rotation that promotes it could leave the alias on a disabled key (every signature failing).
-Rotations and revocations therefore hold a lock for their whole run: the alias
-``<alias>-lock``, taken with CreateAlias, which KMS makes atomic (it refuses a name that exists:
-exactly one of any number of racing operations gets it). Another operation meanwhile is refused
-at once with KeyRotationFailed (retry it). A run that dies holding the lock leaves the alias
-behind; the refusal names it, to be deleted by hand (``aws kms delete-alias``) once nothing runs.
-KeySetup takes no lock: it only publishes, and every publication is derived from the aliases and
-settles (``keys.ssm.publish_settled``), so a deployment racing a rotation never leaves an older
-state published.
+A KMS private key never leaves KMS, so a rotation is a new KMS key and a moved alias: the
+functions sign through ``KMS_SIGNING_KEY_ID`` (an alias), ``<alias>-next`` names the next key,
+and retired keys live on only as public keys in the published JWKS. The lifecycle is
+``keys.lifecycle``'s; verifiers never call KMS. KMS has no conditional alias update, so every
+rotation and revocation holds the lock alias ``<alias>-lock`` (CreateAlias refuses a name that
+exists: exactly one racing operation gets it) and a second one is refused at once. KeySetup
+takes no lock: it only publishes, and every publication is derived and settles. docs/keys.md
+("Runbook: KMS keys", "Two operations at once") has the steps and the runbook.
 """
 
 from __future__ import annotations
@@ -50,17 +21,21 @@ from typing import TYPE_CHECKING, Any, Final
 from tokencore.awsclient import aws_errors, error_code
 from tokencore.clock import SYSTEM_CLOCK, Clock
 from tokencore.errors import InvalidKeyMaterial, KeyRotationFailed, KeyUnavailable
-from tokencore.keys.kms import KmsPublicKey, describe_public_key
+from tokencore.keys.kms import KmsPublicKey, describe_public_key, kms_algorithm
 from tokencore.keys.lifecycle import LifecyclePolicy
 from tokencore.keys.model import KeyStatus, VerificationKey
-from tokencore.keys.ssm import Derivation, PublishedKey, publish_settled, read_published_keys
+from tokencore.ops.publishing import (
+    Derivation,
+    PublishedKey,
+    publish_settled,
+    read_published_keys,
+)
 
 if TYPE_CHECKING:
     from tokencore.config import Settings
 
 NEXT_SUFFIX: Final = "-next"
 LOCK_SUFFIX: Final = "-lock"
-KEY_SPECS: Final = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 KEY_DESCRIPTION: Final = "tokencore access-token signing key (created by tokenctl)"
 
 
@@ -226,7 +201,7 @@ class KmsRotation:
         return pruned
 
     def _publish_aliased(self, *, drop: Iterable[str] = ()) -> list[PublishedKey]:
-        """Publish the state the aliases name now, until it settles (``keys.ssm``)."""
+        """Publish the state the aliases name now, until it settles (``ops.publishing``)."""
 
         def derive(previous: list[PublishedKey]) -> Derivation:
             active, following = self._aliased()
@@ -465,9 +440,11 @@ class KmsRotation:
             raise KeyUnavailable(f"could not {what} ({error_code(exc)})") from exc
 
     def _create_key(self) -> KmsPublicKey:
-        spec = KEY_SPECS.get(self._alg)
-        if spec is None:
+        # The key spec a new key gets: the first of its algorithm's (RSA_2048 for RS256).
+        algorithm = kms_algorithm(self._alg)
+        if algorithm is None:
             raise KeyRotationFailed(f"KMS cannot sign {self._alg}")
+        spec = algorithm.kms_key_specs[0]
         created = self._call(
             "create a KMS key",
             "create_key",
