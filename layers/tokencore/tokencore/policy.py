@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from tokencore.config import RoutePattern, Settings
 from tokencore.tokens.claims import AccessClaims
@@ -73,6 +74,11 @@ def required_role(path: str) -> str | None:
     return None
 
 
+# A path that could be read two ways (normalize_path): denied, remembered like any route.
+_MALFORMED: Final[tuple[str | None, bool]] = ("", False)
+_MAX_ROUTES: Final = 512
+
+
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     allowed: bool
@@ -88,11 +94,15 @@ class Policy:
         self._sample_rate = settings.session_check_sample_rate
         # Sampling spreads load; it is not a secret, so a fast PRNG is right here.
         self._sampler = sampler or random.Random()  # noqa: S311
+        self._routes: dict[tuple[str, str], tuple[str | None, bool]] = {}
 
     def session_check_reason(
         self, claims: AccessClaims, method: str, path: str
     ) -> SessionCheckReason | None:
-        if is_sensitive(self._patterns, method, path):
+        return self._reason(claims, is_sensitive(self._patterns, method, path))
+
+    def _reason(self, claims: AccessClaims, sensitive: bool) -> SessionCheckReason | None:
+        if sensitive:
             return SessionCheckReason.SENSITIVE_ROUTE
         if is_high_security(claims.security_level):
             return SessionCheckReason.HIGH_SECURITY
@@ -101,15 +111,33 @@ class Policy:
         return None
 
     def decide(self, claims: AccessClaims, method: str, path: str) -> RouteDecision:
-        normalized = normalize_path(path)
-        if normalized is None:
+        route = self._routes.get((method, path))
+        if route is None:
+            route = self._route(method, path)
+        if route is _MALFORMED:
             return RouteDecision(False, None, "malformed_path")
-        path = normalized
-        role = required_role(path)
+        role, sensitive = route
         if role is not None and not claims.has_role(role):
             return RouteDecision(False, None, "insufficient_role")
         if role is not None:
             # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role
             # removed since the token was minted counts at the next request.
             return RouteDecision(True, SessionCheckReason.SENSITIVE_ROUTE)
-        return RouteDecision(True, self.session_check_reason(claims, method, path))
+        return RouteDecision(True, self._reason(claims, sensitive))
+
+    def _route(self, method: str, path: str) -> tuple[str | None, bool]:
+        """What a route needs (its role, whether it is sensitive), remembered per (method,
+        path): a pure function of the settings, the same for every caller. Bounded: a flood
+        of distinct paths only costs their own computation."""
+        normalized = normalize_path(path)
+        if normalized is None:
+            route = _MALFORMED
+        else:
+            route = (
+                required_role(normalized),
+                is_sensitive(self._patterns, method, normalized),
+            )
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[(method, path)] = route
+        return route
