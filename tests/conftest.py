@@ -6,6 +6,7 @@ import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,6 +49,58 @@ def _fresh_settings() -> Iterator[None]:
     reset_settings()
     yield
     reset_settings()
+
+
+class _InProcessAwsEndpoint:
+    """moto's ``mock_aws`` answers botocore only; tokencore's boto3-free calls
+    (``tokencore.awshttp``: the verifiers' key source) speak HTTP. This serves them from the
+    same moto backends over 127.0.0.1, so the in-process tiers run the deployed default path.
+    Started on the first such call (importing moto's server costs about a second)."""
+
+    def __init__(self) -> None:
+        self._url: str | None = None
+        self._server: Any = None
+
+    def url(self) -> str:
+        if self._url is None:
+            import logging
+
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._server.start()
+            host, port = self._server.get_host_and_port()
+            self._url = f"http://{host}:{port}"
+        return self._url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
+_AWS_HTTP = _InProcessAwsEndpoint()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _boto3_free_calls_reach_moto() -> Iterator[None]:
+    import tokencore.awshttp as awshttp
+
+    configured = awshttp.endpoint_url
+
+    def endpoint_url(service: str, region: str) -> str:
+        if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get(
+            "AWS_ENDPOINT_URL_" + service.upper()
+        ):
+            return configured(service, region)  # a test that names an endpoint gets it
+        return _AWS_HTTP.url()
+
+    awshttp.endpoint_url = endpoint_url
+    try:
+        yield
+    finally:
+        awshttp.endpoint_url = configured
+        _AWS_HTTP.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -18,12 +18,12 @@ from tokencore.http import (
     json_response,
     new_router,
     route_library_logs,
+    traced,
 )
 from tokencore.runtime import current_settings, get_runtime
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 router = new_router()
 edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
@@ -50,7 +50,7 @@ def me() -> HttpResponse:
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
 )
-@tracer.capture_lambda_handler(capture_response=False)
+@traced  # the Powertools Tracer only when turned on (tokencore.http.traced)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return edge.handle(event, context)

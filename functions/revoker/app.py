@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -43,6 +43,7 @@ from tokencore.http import (
     refuse_cross_site,
     route_library_logs,
     to_iso8601,
+    traced,
 )
 from tokencore.policy import ADMIN_ROLE
 from tokencore.runtime import Runtime, current_settings, get_runtime
@@ -52,7 +53,6 @@ from tokencore.wire import is_valid_user_id
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 router = new_router()
 edge = HttpEdge(router, current_settings, logger)
 route_library_logs(logger)
@@ -161,7 +161,7 @@ def admin_revoke(user_id: str) -> HttpResponse:
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
 )
-@tracer.capture_lambda_handler(capture_response=False)
+@traced  # the Powertools Tracer only when turned on (tokencore.http.traced)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return edge.handle(event, context)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
 
 from functions.authorizer import app
+from tests.awsspy import record_aws_calls
 from tests.functional.conftest import Stack, load_event
 from tokencore.policy import Policy
 from tokencore.service import TokenGrant
@@ -64,13 +64,7 @@ class FakeContext:
 def aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every AWS API call made while the test runs, as ``service:Operation``."""
     calls: list[str] = []
-    original = BaseClient._make_api_call
-
-    def spy(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        calls.append(f"{client.meta.service_model.service_name}:{operation}")
-        return original(client, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", spy)
+    record_aws_calls(monkeypatch, calls)
     return calls
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
-    APIGatewayAuthorizerResponseV2,
 )
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -29,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from functions.authorizer import app
+from tests.awsspy import AwsCall, intercept_aws_calls
 from tests.functional.conftest import STACK_ENV, Stack, load_event
 from tests.functional.test_authorizer import (
     FakeContext,
@@ -39,6 +39,7 @@ from tests.functional.test_authorizer import (
     is_allowed,
     mint,
 )
+from tokencore.authcontext import AuthorizerContext
 from tokencore.authz import Authorizer
 from tokencore.config import RoutePattern
 from tokencore.errors import KeyUnavailable
@@ -159,15 +160,15 @@ def test_key_unavailable_denies(authz: Stack, capsys: pytest.CaptureFixture[str]
 def test_key_source_outage_on_a_cold_ring_denies(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    original = BaseClient._make_api_call
-
-    def ssm_down(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        if operation == "GetParameter":
-            raise ClientError({"Error": {"Code": "InternalServerError"}}, operation)
-        return original(client, operation, params)
+    def ssm_down(call: AwsCall) -> Any:
+        if call.operation == "GetParameter":
+            if call.stdlib:
+                raise call.refuse("InternalServerError")
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, call.operation)
+        return call.proceed()
 
     grant = stack.login()
-    monkeypatch.setattr(BaseClient, "_make_api_call", ssm_down)
+    intercept_aws_calls(monkeypatch, ssm_down)
     assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     assert invoke(event("rest-request-valid", grant)) == DENY_ALL
     assert set(deny_reasons(capsys)) == {"key_unavailable"}
@@ -220,9 +221,11 @@ def test_a_response_that_cannot_be_built_denies(
     def cannot(self: object) -> dict[str, Any]:
         raise ValueError("no statements")
 
+    # The HTTP API answer is a dict literal around the context; the REST one is Powertools'.
+    with monkeypatch.context() as patched:
+        patched.setattr(AuthorizerContext, "to_context", cannot)
+        assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     monkeypatch.setattr(APIGatewayAuthorizerResponse, "asdict", cannot)
-    monkeypatch.setattr(APIGatewayAuthorizerResponseV2, "asdict", cannot)
-    assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     assert invoke(event("rest-request-valid", grant)) == DENY_ALL
 
 

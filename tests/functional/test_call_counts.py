@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
 
 from functions.authorizer import app as authorizer_app
+from tests.awsspy import AwsCall, intercept_aws_calls
 from tests.functional.conftest import CHEAP_HASHER, USER_PASSWORD, Stack, load_event
 from tests.functional.test_authorizer import FakeContext
 from tests.functional.test_http_edge import HttpResult, invoke
@@ -72,13 +72,12 @@ class Calls:
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     counted = Calls()
-    original = BaseClient._make_api_call
 
-    def spy(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        counted.log.append(f"{client.meta.service_model.service_name}:{operation}")
-        return original(client, operation, params)
+    def record(call: AwsCall) -> Any:
+        counted.log.append(call.name)  # ``take`` swaps the list: look it up on each call
+        return call.proceed()
 
-    monkeypatch.setattr(BaseClient, "_make_api_call", spy)
+    intercept_aws_calls(monkeypatch, record)
     return counted
 
 

@@ -22,6 +22,7 @@ import pytest
 from botocore.client import BaseClient
 
 from functions.authorizer import app as authorizer
+from tests.awsspy import record_aws_calls
 from tests.functional.conftest import CHEAP_HASHER, Stack, load_event
 from tests.functional.test_http_edge import send
 from tokencore.errors import ExpiredToken, KeyUnavailable, TokenRejected, UnknownKey
@@ -60,13 +61,7 @@ def rotation(stack: Stack) -> SecretsManagerRotation:
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every AWS call, as ``service:Operation``."""
     seen: list[str] = []
-    original = BaseClient._make_api_call
-
-    def spy(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        seen.append(f"{client.meta.service_model.service_name}:{operation}")
-        return original(client, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", spy)
+    record_aws_calls(monkeypatch, seen)
     return seen
 
 

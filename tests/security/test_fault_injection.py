@@ -2,10 +2,12 @@
 fails in turn, in every way AWS fails, and each time the outcome is closed and consistent.
 
 How: the handlers run in-process (``functions/*/app.py`` with real API Gateway events) over
-moto, and ``Injector`` sits at the botocore client boundary (``BaseClient._make_api_call``, what
-a ``before-call`` event hook sees, for every client the Runtime creates, including the ones it
-creates lazily mid-operation). A first run of the operation counts its calls; then, for each
-position 1..N and each fault, the operation runs again with exactly that call failing:
+moto, and ``Injector`` sits at both client boundaries (``tests.awsspy``): botocore's
+(``BaseClient._make_api_call``, what a ``before-call`` event hook sees, for every client the
+Runtime creates, including the ones it creates lazily mid-operation) and the verifiers'
+boto3-free key read (``AwsJsonClient.call``). A first run of the operation counts its calls;
+then, for each position 1..N and each fault, the operation runs again with exactly that call
+failing:
 
 * ``throttling`` and ``access_denied``: the ClientError AWS returns (the service's own code);
 * ``connection``: EndpointConnectionError, the request never left;
@@ -39,12 +41,12 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.client import BaseClient
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
 
 from functions.authorizer import app as authorizer_app
+from tests.awsspy import AwsCall, intercept_aws_calls
 from tests.clock import ManualClock
 from tests.functional.conftest import (
     ADMIN_PASSWORD,
@@ -56,6 +58,7 @@ from tests.functional.conftest import (
 )
 from tests.functional.test_http_edge import HttpResult, caller_placeholders, invoke, send
 from tests.security.tally import record
+from tokencore.awshttp import AwsCallFailed
 from tokencore.config import Settings, reset_settings
 from tokencore.keys import KeySet, PrivateKeyEntry, generate_key, jwks_document
 from tokencore.keys.jwk import verification_key_for
@@ -97,38 +100,37 @@ class Injector:
         self.calls = []
         self.position, self.fault, self.injected = position, fault, None
 
-    def call(self, original: Callable[..., Any], client: Any, operation: str, params: Any) -> Any:
-        service = client.meta.service_model.service_name
-        self.calls.append(f"{service}:{operation}")
+    def call(self, call: AwsCall) -> Any:
+        self.calls.append(call.name)
         if self.position is None or len(self.calls) != self.position:
-            return original(client, operation, params)
-        self.injected = self.calls[-1]
-        endpoint = client.meta.endpoint_url
+            return call.proceed()
+        self.injected = call.name
         if self.fault == "lost_answer":
             # The request lands and is applied; its answer, whatever it was, is lost.
-            with contextlib.suppress(ClientError):
-                original(client, operation, params)
-            raise ReadTimeoutError(endpoint_url=endpoint)
+            with contextlib.suppress(ClientError, AwsCallFailed):
+                call.proceed()
+            if call.stdlib:
+                raise AwsCallFailed("TimeoutError")
+            raise ReadTimeoutError(endpoint_url=call.endpoint)
         if self.fault == "connection":
-            raise EndpointConnectionError(endpoint_url=endpoint)
+            if call.stdlib:
+                raise AwsCallFailed("ConnectionRefusedError")
+            raise EndpointConnectionError(endpoint_url=call.endpoint)
         code = (
-            THROTTLING_CODES.get(service, "ThrottlingException")
+            THROTTLING_CODES.get(call.service, "ThrottlingException")
             if self.fault == "throttling"
             else "AccessDeniedException"
         )
+        if call.stdlib:
+            raise call.refuse(code)
         error = {"Error": {"Code": code, "Message": f"injected {code}"}}
-        raise ClientError(error, operation)
+        raise ClientError(error, call.operation)
 
 
 @pytest.fixture
 def injector(monkeypatch: pytest.MonkeyPatch) -> Injector:
     found = Injector()
-    original = BaseClient._make_api_call
-
-    def call(client: Any, operation: str, params: Any) -> Any:
-        return found.call(original, client, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    intercept_aws_calls(monkeypatch, found.call)
     return found
 
 

@@ -100,7 +100,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "foundation",
         frozenset(
-            {"config", "clock", "wire", "paths", "awsclient", "store", "audit", "emf", "grant"}
+            {"config", "clock", "wire", "paths", "awsclient", "awshttp", "store", "audit", "emf"}
+            | {"grant"}
         ),
     ),
     ("keys and tokens", frozenset({"keys", "tokens"})),
@@ -264,3 +265,31 @@ def test_the_authorizer_loads_no_http_edge_and_no_password_hashing() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_functions_load_the_xray_sdk_only_when_the_tracer_is_turned_on() -> None:
+    """The Powertools Tracer imports the X-Ray SDK (and botocore's client stack) when built:
+    about 200 ms of a cold start. Lambda's active tracing needs none of it."""
+    code = (
+        "import sys\n"
+        "import functions.issuer.app, functions.refresher.app, functions.revoker.app\n"
+        "import functions.me.app\n"
+        "print(sorted(m for m in ('aws_xray_sdk', 'botocore.client') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "t"}
+    loaded = {}
+    for setting in ("", "false"):
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=root,
+            env={**env, "POWERTOOLS_TRACE_DISABLED": setting},
+        )
+        assert result.returncode == 0, result.stderr
+        loaded[setting] = result.stdout.strip()
+    assert loaded[""] == "[]"
+    assert "aws_xray_sdk" in loaded["false"]

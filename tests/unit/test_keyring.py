@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,145 @@ def test_importing_the_keys_package_imports_neither_boto3_nor_pyjwt() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+# --- refresh ahead (rule 4) ---------------------------------------------------------------------
+
+AHEAD = 60
+
+
+class QueuedJobs:
+    """A background runner the test drives: jobs wait until ``run_all``."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Callable[[], None]] = []
+
+    def __call__(self, job: Callable[[], None]) -> None:
+        self.jobs.append(job)
+
+    def run_all(self) -> int:
+        jobs, self.jobs = self.jobs, []
+        for job in jobs:
+            job()
+        return len(jobs)
+
+
+def _ahead_ring(source: CountingSource, clock: ManualClock, runner: QueuedJobs) -> KeyRing:
+    return KeyRing(source, clock, TTL, INTERVAL, refresh_ahead_seconds=AHEAD, background=runner)
+
+
+def test_a_key_served_near_expiry_queues_one_background_refetch_and_answers_at_once(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    source, runner = CountingSource(keys), QueuedJobs()
+    ring = _ahead_ring(source, clock, runner)
+    assert ring.get(keys[0].kid) is keys[0]
+    clock.advance(TTL - AHEAD - 1)
+    assert ring.get(keys[0].kid) is keys[0]
+    assert runner.jobs == []  # not in the window yet
+    clock.advance(1)
+    for _ in range(100):  # answered from the snapshot, one refetch queued however many ask
+        assert ring.get(keys[0].kid) is keys[0]
+    assert ring.keys()
+    assert source.calls == 1
+    assert runner.run_all() == 1
+    assert source.calls == 2
+    # The new snapshot counts its TTL from the refetch: no request ever waited for the source.
+    clock.advance(AHEAD + 1)
+    assert ring.get(keys[0].kid) is keys[0]
+    assert source.calls == 2
+    assert runner.jobs == []
+
+
+def test_refresh_ahead_keeps_the_revocation_bound(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    """A key removed at the source stops verifying within the TTL even if the background
+    refetch never ran (a container that got no CPU), and at once when it did."""
+    source, runner = CountingSource(keys), QueuedJobs()
+    ring = _ahead_ring(source, clock, runner)
+    assert ring.get(keys[1].kid) is keys[1]
+    source.keys = [keys[0]]  # keys[1] revoked
+    clock.advance(TTL - AHEAD)
+    assert ring.get(keys[1].kid) is keys[1]  # queued, not run
+    clock.advance(AHEAD)  # expired: the request path refetches, as rule 3 says
+    with pytest.raises(UnknownKey):
+        ring.get(keys[1].kid)
+    assert runner.run_all() == 1  # the stale job finds a newer snapshot and does nothing
+    assert source.calls == 2
+
+
+def test_a_background_refetch_drops_a_revoked_key_before_expiry(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    source, runner = CountingSource(keys), QueuedJobs()
+    ring = _ahead_ring(source, clock, runner)
+    assert ring.get(keys[1].kid) is keys[1]
+    source.keys = [keys[0]]
+    clock.advance(TTL - AHEAD)
+    ring.get(keys[0].kid)
+    runner.run_all()
+    with pytest.raises(UnknownKey):
+        ring.get(keys[1].kid)
+
+
+def test_a_failed_background_refetch_changes_nothing_and_is_retried_later(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    source, runner = CountingSource(keys), QueuedJobs()
+    ring = _ahead_ring(source, clock, runner)
+    ring.get(keys[0].kid)
+    clock.advance(TTL - AHEAD)
+    source.failure = KeyUnavailable("source down")
+    ring.get(keys[0].kid)
+    runner.run_all()
+    assert source.calls == 2
+    assert ring.get(keys[0].kid) is keys[0]  # still fresh: served, and no new job yet
+    assert runner.jobs == []
+    clock.advance(INTERVAL)  # the rate limit has passed: the next request queues another
+    source.failure = None
+    assert ring.get(keys[0].kid) is keys[0]
+    assert runner.run_all() == 1
+    assert source.calls == 3
+    clock.advance(TTL - AHEAD - 1)  # counted from the successful refetch
+    assert ring.get(keys[0].kid) is keys[0]
+    assert source.calls == 3
+
+
+def test_a_runner_that_cannot_start_falls_back_to_the_expiry_refetch(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    source = CountingSource(keys)
+
+    def no_threads(job: Callable[[], None]) -> None:
+        raise RuntimeError("can't start new thread")
+
+    ring = KeyRing(source, clock, TTL, INTERVAL, refresh_ahead_seconds=AHEAD, background=no_threads)
+    ring.get(keys[0].kid)
+    clock.advance(TTL - 1)
+    assert ring.get(keys[0].kid) is keys[0]
+    clock.advance(1)
+    assert ring.get(keys[0].kid) is keys[0]
+    assert source.calls == 2
+
+
+def test_the_default_runner_refetches_in_a_thread(
+    keys: list[VerificationKey], clock: ManualClock
+) -> None:
+    class SignallingSource(CountingSource):
+        def __init__(self, keys: list[VerificationKey]) -> None:
+            super().__init__(keys)
+            self.loaded = threading.Event()
+
+        def load_verification_keys(self) -> list[VerificationKey]:
+            loaded = super().load_verification_keys()
+            if self.calls == 2:
+                self.loaded.set()
+            return loaded
+
+    source = SignallingSource(keys)
+    ring = KeyRing(source, clock, TTL, INTERVAL, refresh_ahead_seconds=AHEAD)
+    ring.get(keys[0].kid)
+    clock.advance(TTL - AHEAD)
+    assert ring.get(keys[0].kid) is keys[0]
+    assert source.loaded.wait(60)  # a hang bound, not a speed assertion

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 # How stale GET /.well-known/jwks.json may be (never more than JWKS_CACHE_TTL_SECONDS).
 JWKS_ENDPOINT_CACHE_SECONDS = 5
+# Verifiers' key rings refetch in the background during the last fifth of their TTL, so a busy
+# container never waits for its keys (tokencore.keys.keyring, rule 4); the TTL bound stays.
+KEY_REFRESH_AHEAD_FRACTION = 0.2
 
 
 class Parts:
@@ -177,9 +180,10 @@ class Runtime:
         key backends. Never the private key set, never KMS."""
         if self.parts.public_key_source is not None:
             return self.parts.public_key_source
-        from tokencore.keys.ssm import SsmJwksSource
+        from tokencore.keys.ssmhttp import public_jwks_source
 
-        return SsmJwksSource(self.settings.public_jwks_parameter)
+        # Without boto3 wherever the environment holds credentials (every Lambda function).
+        return public_jwks_source(self.settings.public_jwks_parameter)
 
     @cached_property
     def access_keys(self) -> KeyLookup:
@@ -197,6 +201,7 @@ class Runtime:
             cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
             refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
             initial=initial,
+            refresh_ahead_seconds=settings.jwks_cache_ttl_seconds * KEY_REFRESH_AHEAD_FRACTION,
         )
 
     @cached_property
@@ -205,11 +210,13 @@ class Runtime:
         JWKS_ENDPOINT_CACHE_SECONDS old, so a revoked key leaves the endpoint within seconds
         (one GetParameter per container per interval, however hard the endpoint is hit)."""
         settings = self.settings
+        ttl = min(JWKS_ENDPOINT_CACHE_SECONDS, settings.jwks_cache_ttl_seconds)
         return KeyRing(
             self.public_key_source,
             self.clock,
-            cache_ttl_seconds=min(JWKS_ENDPOINT_CACHE_SECONDS, settings.jwks_cache_ttl_seconds),
+            cache_ttl_seconds=ttl,
             refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
+            refresh_ahead_seconds=ttl * KEY_REFRESH_AHEAD_FRACTION,
         )
 
     @cached_property

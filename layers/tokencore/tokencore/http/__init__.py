@@ -48,7 +48,7 @@ from tokencore.http.responses import (
     no_content,
     to_iso8601,
 )
-from tokencore.http.telemetry import count, route_library_logs
+from tokencore.http.telemetry import count, route_library_logs, traced, tracer_requested
 
 __all__ = [
     "FINGERPRINT_COOKIE",
@@ -81,4 +81,6 @@ __all__ = [
     "route_library_logs",
     "security_headers",
     "to_iso8601",
+    "traced",
+    "tracer_requested",
 ]

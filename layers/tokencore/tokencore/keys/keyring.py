@@ -11,7 +11,14 @@ Rules, in the order they are applied by :meth:`KeyRing.get`:
    causes no refetch storm; after that the kid is simply unknown (UnknownKey). While a
    failed refetch is being waited out, the answer is KeyUnavailable, not UnknownKey: we do
    not know, and a client should retry rather than drop its token.
-4. Expired cache and failing source: fail closed with KeyUnavailable. Keys are never served
+4. Refresh ahead (``refresh_ahead_seconds`` > 0): once a cached key is served within that many
+   seconds of the cache's expiry, one background refetch starts (``background`` runs it: a
+   daemon thread by default) while requests keep being answered from the snapshot, which the
+   refetch then replaces. A busy container thus never waits for its keys; the expiry is still
+   counted from the fetch that loaded them, so the revocation bound is unchanged. A failed
+   background refetch changes nothing (the rate limit applies to the next attempt); at expiry
+   rule 3 applies as before.
+5. Expired cache and failing source: fail closed with KeyUnavailable. Keys are never served
    stale. Serving stale keys would stretch the revocation bound exactly when the source is in
    trouble (perhaps mid-incident), and the authorizer denies on a fault anyway; the price is
    that a source outage longer than the TTL denies every request until it recovers.
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -45,6 +52,13 @@ from tokencore.keys.model import KeySource, VerificationKey
 class _Snapshot:
     keys: MappingProxyType[str, VerificationKey]
     expires_at: float  # -inf: nothing loaded yet
+    refresh_at: float = float("inf")  # from then on, a served key starts a background refetch
+
+
+def in_a_thread(job: Callable[[], None]) -> None:
+    """The default runner of background refetches: a daemon thread (on Lambda it runs while
+    invocations run, and is frozen with the container between them)."""
+    threading.Thread(target=job, name="tokencore-key-refresh", daemon=True).start()
 
 
 def _index(keys: Iterable[VerificationKey], what: str) -> MappingProxyType[str, VerificationKey]:
@@ -78,6 +92,9 @@ class KeyRing:
         cache_ttl_seconds: int,
         refetch_min_interval_seconds: int,
         initial: Sequence[VerificationKey] | None = None,
+        *,
+        refresh_ahead_seconds: float = 0.0,
+        background: Callable[[Callable[[], None]], None] = in_a_thread,
     ) -> None:
         if cache_ttl_seconds < 1:
             raise ConfigError("JWKS_CACHE_TTL_SECONDS must be at least 1")
@@ -87,6 +104,12 @@ class KeyRing:
         self._clock = clock
         self._ttl = float(cache_ttl_seconds)
         self._min_interval = float(refetch_min_interval_seconds)
+        # Never more than the TTL: a refetch ahead of expiry, not instead of a cache.
+        self._ahead = min(max(0.0, float(refresh_ahead_seconds)), self._ttl)
+        self._background = background
+        # After a failed background attempt, the next one waits this long (within the window).
+        self._retry_interval = min(self._min_interval, self._ahead / 2)
+        self._refreshing = False  # a background refetch is queued or running
         self._lock = threading.Lock()
         self._last_attempt_at: float | None = None
         self._last_error: KeyUnavailable | None = None
@@ -96,7 +119,7 @@ class KeyRing:
             # Keys from the environment or a file: used, with no source call, until they
             # expire or an unknown kid arrives.
             keys = _index(initial, "initial keys")
-            self._snapshot = _Snapshot(keys, clock.now() + self._ttl)
+            self._snapshot = self._fresh(keys, clock.now())
 
     def get(self, kid: str) -> VerificationKey:
         """The key for ``kid``. Raises UnknownKey, or KeyUnavailable when we cannot tell."""
@@ -107,6 +130,8 @@ class KeyRing:
         if now < snapshot.expires_at:
             key = snapshot.keys.get(kid)
             if key is not None:
+                if now >= snapshot.refresh_at:
+                    self._refresh_in_background(snapshot, now)
                 return key
         with self._lock:
             snapshot = self._current(now, refetch_if_fresh=kid not in self._snapshot.keys)
@@ -122,6 +147,8 @@ class KeyRing:
         if not now < snapshot.expires_at:
             with self._lock:
                 snapshot = self._current(now, refetch_if_fresh=False)
+        elif now >= snapshot.refresh_at:
+            self._refresh_in_background(snapshot, now)
         return sort_by_status(snapshot.keys.values())
 
     def _current(self, now: float, *, refetch_if_fresh: bool) -> _Snapshot:
@@ -152,8 +179,49 @@ class KeyRing:
             self._snapshot = _Snapshot(MappingProxyType({}), float("-inf"))  # fail closed
             raise _fault("verification keys could not be loaded", exc, wait) from exc
         self._last_error = None
-        self._snapshot = _Snapshot(keys, now + self._ttl)
+        self._snapshot = self._fresh(keys, now)
         return self._snapshot
+
+    def _fresh(self, keys: MappingProxyType[str, VerificationKey], now: float) -> _Snapshot:
+        refresh_at = now + self._ttl - self._ahead if self._ahead else float("inf")
+        return _Snapshot(keys, now + self._ttl, refresh_at)
+
+    def _refresh_in_background(self, seen: _Snapshot, now: float) -> None:
+        """Queue one refetch of ``seen``'s keys, unless one is queued or running already or
+        the last attempt was too recent. Never blocks: the flag is read without the lock (two
+        racing requests may both queue one; the second finds the snapshot replaced)."""
+        if self._refreshing or self._snapshot is not seen:
+            return
+        last = self._last_attempt_at
+        if last is not None and now - last < self._retry_interval:
+            return
+        self._refreshing = True
+        try:
+            self._background(lambda: self._refresh_ahead(seen))
+        except Exception:  # noqa: BLE001 - no runner (no thread left): rule 3 covers expiry
+            self._refreshing = False
+
+    def _refresh_ahead(self, seen: _Snapshot) -> None:
+        """The background refetch: replaces the snapshot on success, changes nothing on a
+        failure (the request path then refetches at expiry, rate limited, as rule 3 says)."""
+        try:
+            with self._lock:
+                now = self._clock.now()
+                if self._snapshot is not seen or not now < seen.expires_at:
+                    return  # someone refetched meanwhile, or it expired: the sync path owns it
+                last = self._last_attempt_at
+                if last is not None and now - last < self._retry_interval:
+                    return
+                self._last_attempt_at = now
+                try:
+                    keys = _index(self._source.load_verification_keys(), "key source")
+                except KeyUnavailable as exc:
+                    self._last_error = exc
+                    return
+                self._last_error = None
+                self._snapshot = self._fresh(keys, now)
+        finally:
+            self._refreshing = False
 
 
 class StaticKeySource:
