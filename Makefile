@@ -111,13 +111,17 @@ deploy: lint-template build
 # serverless.yml is generated from template.yaml (deploy/serverless.py); this checks that it is
 # current, packages it with osls (package.json) offline, and lints the CloudFormation it makes.
 SLS_OUT := .serverless
-serverless-package: $(STAMP) $(NODE_STAMP) $(SAM_STAMP) build
+serverless-package: $(STAMP) $(NODE_STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) build
 	$(PY) -m deploy.serverless --check
 	rm -rf $(SLS_OUT)
 	$(PY) -m deploy.serverless --package $(SLS_OUT)
 	@# W3005: serverless's own routes repeat a DependsOn; W1030: KmsSigningKeyId is empty by
 	@# default, and the statement naming it exists only when it is set.
 	$(SAM_VENV)/bin/cfn-lint --ignore-checks W3005 W1030 -- $(SLS_OUT)/cloudformation-template-update-stack.json
+	@# The same scanner as scan-template, over what serverless generated (its own resources carry
+	@# their suppressions through serverless.yml's resources.extensions).
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  -f $(SLS_OUT)/cloudformation-template-update-stack.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -82,11 +82,11 @@ class Fixture:
         return event
 
 
-def make_fixture(pool: int = 0) -> Fixture:
+def make_fixture(pool: int = 0, alg: str = "RS256") -> Fixture:
     from tokencore.keys import KeySet, generate_key, jwks_document, public_jwk
     from tokencore.tokens import new_fingerprint
 
-    entry = generate_key("RS256")
+    entry = generate_key(alg)
     key_set = KeySet([entry], "access")
     (verification_key,) = key_set.verification_keys()
     fingerprint, fingerprint_hash = new_fingerprint()

@@ -10,6 +10,8 @@
 2. The same token again on a warm container: the whole handler on a ``ClaimsCache`` hit (event
    parsing, binding, policy, response and metrics still run on every request) against
    ``jwt.decode``, and, for the record, the verification step alone.
+
+For the record (no budget): the same first-sight comparison for ES256 and EdDSA keys.
 """
 
 from __future__ import annotations
@@ -221,7 +223,110 @@ def _run(quick: bool) -> tuple[list[str], list[Budget]]:
             f"{median_ratio(again, 'verification, token seen before', 'jwt.decode'):.2f}x",
         ),
     ]
+    lines += ["", *_other_algorithms(rounds, batch, context, sink)]
     return lines, budgets
+
+
+def _other_algorithms(rounds: int, batch: int, context: Any, sink: io.TextIOBase) -> list[str]:
+    """ES256 and EdDSA: the whole handler on first sight against the raw verify and
+    ``jwt.decode`` of the same tokens, each in its own container (a Runtime per key)."""
+    rows = [_one_algorithm(alg, rounds, batch, context, sink) for alg in ("ES256", "EdDSA")]
+    return [
+        "Other access-token algorithms, first sight (no budget; same rounds, µs per call):",
+        "",
+        table(
+            [
+                "alg",
+                "raw verify µs",
+                "`jwt.decode` µs",
+                "handler µs",
+                "handler ÷ raw",
+                "handler ÷ `jwt.decode`",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _one_algorithm(
+    alg: str, rounds: int, batch: int, context: Any, sink: io.TextIOBase
+) -> list[str]:
+    import statistics
+
+    import jwt
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from tokencore.config import reset_settings
+    from tokencore.jose.codec import b64url_decode
+    from tokencore.runtime import Runtime, set_runtime
+
+    fixture = make_fixture(pool=POOL, alg=alg)
+    os.environ["PUBLIC_JWKS"] = fixture.jwks_json
+    os.environ["ACCESS_TOKEN_ALG"] = alg
+    reset_settings()
+    set_runtime(Runtime())
+    from functions.authorizer import app
+
+    tokens, events, public_key = fixture.tokens, fixture.events, fixture.public_key
+    split = []
+    for token in tokens:
+        head, payload, signature = token.split(".")
+        raw = b64url_decode(signature)
+        if alg == "ES256":  # JOSE's r || s, as cryptography's DER
+            half = len(raw) // 2
+            raw = encode_dss_signature(
+                int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+            )
+        split.append((f"{head}.{payload}".encode("ascii"), raw))
+    position = [0]
+
+    def cycling(batch_size: int) -> list[int]:
+        start = position[0]
+        position[0] = (start + batch_size) % POOL
+        return [(start + i) % POOL for i in range(batch_size)]
+
+    extra = (ec.ECDSA(hashes.SHA256()),) if alg == "ES256" else ()
+
+    def floor(batch_size: int) -> None:
+        for i in cycling(batch_size):
+            data, signature = split[i]
+            public_key.verify(signature, data, *extra)
+
+    def decode(batch_size: int) -> None:
+        for i in cycling(batch_size):
+            jwt.decode(tokens[i], public_key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER)
+
+    def handler(batch_size: int) -> None:
+        run = app.lambda_handler
+        with contextlib.redirect_stdout(sink):
+            for i in cycling(batch_size):
+                run(events[i], context)
+
+    cache = app._authorizer().claims_cache
+    with contextlib.redirect_stdout(sink):
+        if app.lambda_handler(events[0], context).get("isAuthorized") is not True:
+            raise RuntimeError(f"the authorizer did not allow the {alg} benchmark token")
+    floor(3)
+    decode(3)
+    samples = side_by_side(
+        [
+            Contender("raw", floor),
+            Contender("jwt.decode", decode),
+            Contender("handler", handler, cache.clear if cache is not None else None),
+        ],
+        rounds=rounds,
+        batch=batch,
+    )
+    return [
+        alg,
+        f"{statistics.median(samples['raw']):.1f}",
+        f"{statistics.median(samples['jwt.decode']):.1f}",
+        f"{statistics.median(samples['handler']):.1f}",
+        f"{median_ratio(samples, 'handler', 'raw'):.2f}x",
+        f"{median_ratio(samples, 'handler', 'jwt.decode'):.2f}x",
+    ]
 
 
 def _peers(fixture: Any, cycling: Any) -> list[Contender]:

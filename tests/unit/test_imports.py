@@ -100,8 +100,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "foundation",
         frozenset(
-            {"config", "clock", "wire", "paths", "awsclient", "awshttp", "store", "audit"}
-            | {"emf", "grant", "revocations"}
+            {"config", "clock", "wire", "paths", "awsclient", "awshttp", "store", "audit", "emf"}
+            | {"grant", "revocations"}
         ),
     ),
     ("keys and tokens", frozenset({"keys", "tokens"})),

@@ -26,6 +26,7 @@ from tokencore.errors import (
     SessionUserMismatch,
 )
 from tokencore.policy import DenyReason, Policy, RouteDecision, SessionCheckReason
+from tokencore.revocations import RevocationList, Standing
 from tokencore.tokens import (
     AccessClaims,
     KeyLookup,
@@ -35,7 +36,6 @@ from tokencore.tokens import (
 )
 
 if TYPE_CHECKING:
-    from tokencore.revocations import RevocationList
     from tokencore.sessioncheck import SessionReader
 
 # The bound every reader of X-Device-Id shares (the session store's too): tokencore.wire.
@@ -203,8 +203,6 @@ class Authorizer:
         session in the store instead (tokencore.revocations says when)."""
         if self.revocations is None:
             return decision
-        from tokencore.revocations import Standing
-
         standing = self.revocations.standing(claims.session_id)
         if standing is Standing.LISTED:
             raise SessionListed("session is on the revocation list")
