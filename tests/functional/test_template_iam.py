@@ -24,19 +24,22 @@ EXPECTED_LEADING_KEYS: dict[str, dict[str, set[str]]] = {
     "IssuerFunction": {
         "dynamodb:GetItem": {"USERNAME#*", "USER#*"},
         "dynamodb:PutItem": {"SESSION#*"},
-        "dynamodb:UpdateItem": {"SESSION#*", "USER#*", "USERNAME#*", "RATE#*"},
+        # REVOKED#: the revocation list's entry, in the same transaction as each revocation
+        # (here: the session cap's eviction).
+        "dynamodb:UpdateItem": {"SESSION#*", "USER#*", "USERNAME#*", "RATE#*", "REVOKED#*"},
         "dynamodb:Query": {"USER#*"},
     },
     "RefresherFunction": {
         "dynamodb:GetItem": {"SESSION#*", "USER#*"},
-        "dynamodb:UpdateItem": {"SESSION#*", "RATE#*"},
+        "dynamodb:UpdateItem": {"SESSION#*", "RATE#*", "REVOKED#*"},  # reuse revokes
     },
     "RevokerFunction": {
         "dynamodb:GetItem": {"SESSION#*", "USER#*"},
-        "dynamodb:UpdateItem": {"SESSION#*", "USER#*", "USERNAME#*"},
+        "dynamodb:UpdateItem": {"SESSION#*", "USER#*", "USERNAME#*", "REVOKED#*"},
         "dynamodb:Query": {"USER#*"},
     },
-    "AuthorizerFunction": {"dynamodb:BatchGetItem": {"SESSION#*", "USER#*"}},
+    # the session check, and the revocation list (tokencore.revocations)
+    "AuthorizerFunction": {"dynamodb:BatchGetItem": {"SESSION#*", "USER#*", "REVOKED#*"}},
 }
 
 

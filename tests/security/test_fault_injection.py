@@ -618,6 +618,12 @@ def test_a_sensitive_authorization_denies_at_every_call(
             return authorizer_app.lambda_handler(event(), LambdaContext())
 
         def check(label: str, fault: str, call: str, result: dict[str, Any], _: None) -> str:
+            if result.get("isAuthorized") is True:
+                # Only the revocation list's fetch may fail without a deny: the request then
+                # reads the session (it does on this route anyway), which answered.
+                assert call == "dynamodb:BatchGetItem", f"{label}: {result}"
+                assert result["context"]["session_checked"] is True, f"{label}: {result}"
+                return "tolerated"
             assert result == {"isAuthorized": False}, f"{label}: {result}"
             w.after_key_fault()
             allowed = act(None)  # faults over: the same request is allowed again

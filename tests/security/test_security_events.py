@@ -427,6 +427,7 @@ _QUERY = re.compile(
     r"SELECT SUM\((?P<metric>\w+)\) "
     r'FROM "(?P<namespace>[^"]+)" '
     r"WHERE service = '(?P<service>[^']+)'"
+    r"(?: AND reason = '(?P<reason>\w+)')?"
 )
 
 
@@ -458,6 +459,8 @@ def fires(alarm: dict[str, Any], documents: list[dict[str, Any]]) -> bool:
     for document in documents:
         meta = document["_aws"]["CloudWatchMetrics"][0]
         if meta["Namespace"] != alarm["namespace"] or document.get("service") != alarm["service"]:
+            continue
+        if alarm.get("reason") is not None and document.get("reason") != alarm["reason"]:
             continue
         value = document.get(alarm["metric"], 0)
         total += sum(value) if isinstance(value, list) else value
