@@ -191,7 +191,10 @@ def _after_revocation(edge: Edge, how: str, login: Login) -> None:
     if edge.name == "strict":
         refused("revocation", f"strict: GET /me after {how}", me, status=403)
     else:
-        assert me.status == 200, "sampling off: ordinary routes trust the token until it expires"
+        # Sampling off: an ordinary route reads no session, and the revocation list reaches
+        # this container within REVOCATION_PROPAGATION_SECONDS (tests/e2e/test_revocation.py
+        # proves the bound with the clock moved): either answer is right this soon after.
+        assert me.status in (200, 403), "an ordinary route answers the token or denies it"
 
 
 def _assert_grant_refused_as(edge: Edge, category: str, case: str, answer: Answer) -> None:
