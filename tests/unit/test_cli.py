@@ -398,3 +398,22 @@ def test_make_ctl_without_a_stack_fails_with_a_code_and_still_helps(
     assert err.startswith("tokenctl: local_stack_error: nothing listens on ")
     assert ctl.main(["unlock", "--help"]) == 0
     assert "--ip" in capsys.readouterr().out
+
+
+def test_security_events_reach_stderr_as_json_with_their_fields(world: World) -> None:
+    """An operator's record: the flows' security events, hashed ids, one JSON line each."""
+    world.ctl("create-user", "bob", stdin="a long enough password\n")
+    ran = world.ctl("set-roles", "bob", "--roles", "user,analyst")
+    assert ran.code == 0, ran.err
+    events = [json.loads(line) for line in ran.err.splitlines() if line.startswith("{")]
+    changed = [event for event in events if event.get("security_event") == "roles_changed"]
+    assert len(changed) == 1, ran.err
+    assert changed[0]["user_id_hash"]
+    assert "bob" not in ran.err  # ids are hashed, never a name
+    # An INFO-level event comes out too (Python's last-resort handler drops those).
+    unlocked = world.ctl("unlock", "--user", "bob")
+    assert any(
+        json.loads(line).get("security_event") == "rate_limit_cleared"
+        for line in unlocked.err.splitlines()
+        if line.startswith("{")
+    ), unlocked.err

@@ -129,12 +129,21 @@ def test_the_sample_function_reads_both_payload_versions(
 
 def test_the_sample_function_refuses_without_a_context_and_adds_its_own_rule() -> None:
     assert hello.lambda_handler({"requestContext": {}}, None)["statusCode"] == 401
-    reports = {
-        "version": "2.0",
-        "rawPath": "/example/reports/q1",
-        "requestContext": {"authorizer": {"lambda": HTTP_CONTEXT}},
+    # The rule follows the matched route, whatever spelling of the path matched it.
+    for raw_path in ("/example/reports/q1", "/example/%72eports/q1"):
+        reports: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": "GET /example/reports/{proxy+}",
+            "rawPath": raw_path,
+            "requestContext": {"authorizer": {"lambda": HTTP_CONTEXT}},
+        }
+        assert hello.lambda_handler(reports, None)["statusCode"] == 403, raw_path
+        analyst = {**HTTP_CONTEXT, "roles": "user,analyst"}
+        reports["requestContext"] = {"authorizer": {"lambda": analyst}}
+        assert hello.lambda_handler(reports, None)["statusCode"] == 200, raw_path
+    rest = {
+        "resource": "/example/reports/{proxy+}",
+        "path": "/example/%72eports/q1",
+        "requestContext": {"authorizer": {"user_id": "usr_1", "roles": "user"}},
     }
-    assert hello.lambda_handler(reports, None)["statusCode"] == 403
-    analyst = {**HTTP_CONTEXT, "roles": "user,analyst"}
-    reports["requestContext"] = {"authorizer": {"lambda": analyst}}
-    assert hello.lambda_handler(reports, None)["statusCode"] == 200
+    assert hello.lambda_handler(rest, None)["statusCode"] == 403

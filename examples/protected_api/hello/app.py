@@ -7,7 +7,9 @@ authorizer, and the request carries what the authorizer vouched for.
 * REST API (payload 1.0): ``requestContext.authorizer``, every value a string.
 
 Your own decisions use that context: here ``/example/reports/...`` also wants the ``analyst``
-role (the authorizer enforces ROUTE_ROLES; a backend may add its own rule on top).
+role (the authorizer enforces ROUTE_ROLES; a backend may add its own rule on top). Decide on the
+route API Gateway matched (``routeKey``, REST ``resource``), never on the raw path: the raw path
+is still percent-encoded (``/example/%72eports/x`` matches the reports route too).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from typing import Any
 
 REPORTS_ROLE = "analyst"
+REPORTS_ROUTE = "/example/reports/{proxy+}"
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -27,8 +30,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Reached without the authorizer (a misconfigured route): refuse, never guess.
         return _answer(401, {"error": "invalid_token"})
     roles = [role for role in str(caller.get("roles") or "").split(",") if role]
-    path = event.get("rawPath") or event.get("path") or ""
-    if "/example/reports/" in path and REPORTS_ROLE not in roles:
+    # HTTP API: "GET /example/reports/{proxy+}"; REST: "/example/reports/{proxy+}".
+    route = str(event.get("routeKey") or event.get("resource") or "").rpartition(" ")[2]
+    if route == REPORTS_ROUTE and REPORTS_ROLE not in roles:
         return _answer(403, {"error": "insufficient_scope"})
     body = {
         "user_id": user_id,

@@ -37,6 +37,7 @@ Keys (docs/keys.md is the runbook):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import ipaddress
 import json
@@ -677,7 +678,8 @@ def main(
     args.runtime = runtime
     handler: Command = args.handler
     try:
-        result = handler(args)
+        with _security_events_on_stderr():
+            result = handler(args)
     except CliError as exc:
         return _fail(exc.code, exc.message, exc.exit_code)
     except TokenCoreError as exc:
@@ -694,6 +696,27 @@ def main(
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     return 0
+
+
+@contextlib.contextmanager
+def _security_events_on_stderr() -> Iterator[None]:
+    """The security events the flows emit (role changes, revocations, unlocks: hashed ids, never
+    a secret), one JSON line each on stderr, as the functions log them; an operator's record.
+    Without this, Python's last-resort handler printed only the message, at WARNING only."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    events = logging.getLogger("tokencore")
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(LambdaPowertoolsFormatter(service=PROG))
+    stream.setLevel(logging.INFO)
+    level = events.level
+    events.addHandler(stream)
+    events.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        events.removeHandler(stream)
+        events.setLevel(level)
 
 
 def _fail(code: str, message: str, exit_code: int = EXIT_FAILED) -> int:
