@@ -410,30 +410,20 @@ def _string(item: dict[str, Any], name: str) -> str:
 
 def _summary_from_item(item: dict[str, Any]) -> UserSummary:
     """Parse a listed profile (SUMMARY_ATTRIBUTES); malformed is a store fault."""
-    try:
-        roles = tuple(str(role["S"]) for role in item["roles"]["L"])
-        disabled = item["disabled"]["BOOL"]
-        created_at = float(item["created_at"]["N"])
-        password_changed_at = float(item["password_changed_at"]["N"])
-        sessions_revoked_at = float(item.get("sessions_revoked_at", {"N": "0"})["N"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreUnavailable("user item is malformed") from exc
-    if not isinstance(disabled, bool):
-        raise StoreUnavailable("user item is malformed (disabled)")
-    return UserSummary(
-        user_id=_string(item, "user_id"),
-        username=_string(item, "username"),
-        email=_string(item, "email") if "email" in item else None,
-        roles=roles,
-        disabled=disabled,
-        created_at=created_at,
-        password_changed_at=password_changed_at,
-        sessions_revoked_at=sessions_revoked_at,
-    )
+    return UserSummary(**_profile_fields(item))
 
 
 def _from_item(item: dict[str, Any]) -> User:
     """Parse a profile; a malformed item is a store fault, never a half-filled User."""
+    return User(
+        **_profile_fields(item),
+        normalized_username=_string(item, "username_normalized"),
+        password_hash=_string(item, "password_hash"),
+    )
+
+
+def _profile_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """The fields a profile and its listing share, parsed once."""
     try:
         roles = tuple(str(role["S"]) for role in item["roles"]["L"])
         disabled = item["disabled"]["BOOL"]
@@ -445,15 +435,13 @@ def _from_item(item: dict[str, Any]) -> User:
         raise StoreUnavailable("user item is malformed") from exc
     if not isinstance(disabled, bool):
         raise StoreUnavailable("user item is malformed (disabled)")
-    return User(
-        user_id=_string(item, "user_id"),
-        username=_string(item, "username"),
-        normalized_username=_string(item, "username_normalized"),
-        email=_string(item, "email") if "email" in item else None,
-        password_hash=_string(item, "password_hash"),
-        roles=roles,
-        disabled=disabled,
-        password_changed_at=password_changed_at,
-        created_at=created_at,
-        sessions_revoked_at=sessions_revoked_at,
-    )
+    return {
+        "user_id": _string(item, "user_id"),
+        "username": _string(item, "username"),
+        "email": _string(item, "email") if "email" in item else None,
+        "roles": roles,
+        "disabled": disabled,
+        "password_changed_at": password_changed_at,
+        "created_at": created_at,
+        "sessions_revoked_at": sessions_revoked_at,
+    }
