@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import boto3
 import pytest
@@ -52,14 +52,15 @@ DYNALITE_SERVER = Path(__file__).resolve().parent / "dynalite_server.js"
 DYNALITE_PACKAGE = REPO_ROOT / "node_modules" / "dynalite" / "package.json"
 REGION = "us-east-1"
 
-# A revocation is a transaction (the session and its revocation-list entry: tokencore.
-# revocations), which dynalite lacks: it now runs only the tests that name it (a rotation's
-# refusal without ALL_OLD, the endpoint from AWS_ENDPOINT_URL).
-ALL_BACKENDS = ("memory", "moto", "motoserver")
-DYNAMODB_BACKENDS = ("moto", "motoserver")
-# Atomic conditional writes and transactions under concurrency.
-SERIALIZING_BACKENDS = ("memory", "motoserver")
+ALL_BACKENDS = ("memory", "moto", "dynalite")
+DYNAMODB_BACKENDS = ("moto", "dynalite")
+# Atomic conditional writes under concurrency (dynalite: single-item writes only).
+SERIALIZING_BACKENDS = ("memory", "dynalite", "motoserver")
 TRANSACTIONAL_SERIALIZING_BACKENDS = ("memory", "motoserver")
+# A test marked ``transactions`` writes with TransactWriteItems (a revocation: the session and
+# its revocation-list entry, tokencore.revocations), which dynalite lacks: the serialized
+# motoserver stands in for it in each set.
+WITHOUT_DYNALITE = {"dynalite": "motoserver"}
 
 _table_numbers = itertools.count(1)
 
@@ -239,19 +240,48 @@ def open_backend(
     yield Backend(name, clock, client, table_name)
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+_BACKEND_SETS: Final = {
+    "backend": ALL_BACKENDS,
+    "dynamodb_backend": DYNAMODB_BACKENDS,
+    "serializing_backend": SERIALIZING_BACKENDS,
+}
+
+
+def backends_for(fixture: str, *, transactions: bool) -> tuple[str, ...]:
+    names = _BACKEND_SETS[fixture]
+    if not transactions:
+        return names
+    return tuple(dict.fromkeys(WITHOUT_DYNALITE.get(name, name) for name in names))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    transactions = metafunc.definition.get_closest_marker("transactions") is not None
+    chosen = {
+        name.strip()
+        for mark in metafunc.definition.iter_markers("parametrize")
+        for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+    }
+    for fixture in _BACKEND_SETS:
+        # A module's own fixture of the same name (test_user_store.py) brings its own params.
+        definitions = metafunc._arg2fixturedefs.get(fixture, ())
+        if definitions and definitions[-1].params is None and fixture not in chosen:
+            names = backends_for(fixture, transactions=transactions)
+            metafunc.parametrize(fixture, names, indirect=True, ids=names)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Backend]:
     with open_backend(request.param, clock, request) as opened:
         yield opened
 
 
-@pytest.fixture(params=DYNAMODB_BACKENDS)
+@pytest.fixture
 def dynamodb_backend(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Backend]:
     with open_backend(request.param, clock, request) as opened:
         yield opened
 
 
-@pytest.fixture(params=SERIALIZING_BACKENDS)
+@pytest.fixture
 def serializing_backend(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Backend]:
     with open_backend(request.param, clock, request) as opened:
         yield opened

@@ -122,6 +122,7 @@ def store(serializing_backend: Backend) -> SessionStore:
     return serializing_backend.store()
 
 
+@pytest.mark.transactions
 def test_presentations_racing_at_the_window_boundary_revoke_exactly_once(
     serializing_backend: Backend, store: SessionStore
 ) -> None:
@@ -257,6 +258,7 @@ def inside_the_window_the_lineage_never_forks(
     assert (stored.current_jti, stored.generation) == (race.holder_new_jti, 3)
 
 
+@pytest.mark.transactions
 def test_a_replay_after_the_window_racing_the_holders_rotation_always_ends_revoked(
     serializing_backend: Backend, store: SessionStore
 ) -> None:
@@ -266,6 +268,7 @@ def test_a_replay_after_the_window_racing_the_holders_rotation_always_ends_revok
         after_the_window_the_session_ends_revoked(store, rotated, race)
 
 
+@pytest.mark.transactions
 def test_a_replay_inside_the_window_racing_the_holders_rotation_never_forks(
     serializing_backend: Backend, store: SessionStore
 ) -> None:

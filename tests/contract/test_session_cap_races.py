@@ -13,6 +13,8 @@ import itertools
 import threading
 from collections.abc import Iterator
 
+import pytest
+
 from tests.concurrency import run_at_once
 from tokencore.sessions import InMemorySessionStore, SessionStore
 from tokencore.sessions.base import REASON_EVICTED, Revocation, Session, creation_order
@@ -54,6 +56,7 @@ def the_newest_cap_survive(store: SessionStore, created: list[Session]) -> None:
             assert evicted.revoked_reason == REASON_EVICTED
 
 
+@pytest.mark.transactions
 def test_racing_logins_leave_exactly_the_newest_sessions(serializing_backend: Backend) -> None:
     store = barriered(
         serializing_backend.store(settings_with(max_sessions_per_user=CAP)),
@@ -99,6 +102,7 @@ def test_the_check_catches_logins_that_leave_their_own_session_out() -> None:
     assert len(store.list_sessions(USER)) < CAP  # racing logins evicted each other's sessions
 
 
+@pytest.mark.transactions
 def test_a_login_at_the_cap_keeps_its_own_session_within_one_second(backend: Backend) -> None:
     """Logins one after another, a millisecond apart: each evicts the oldest, never itself
     (ranking by the index's whole second would put the new session below older ones of the
@@ -113,6 +117,7 @@ def test_a_login_at_the_cap_keeps_its_own_session_within_one_second(backend: Bac
     assert active == {created[-2].session_id, created[-1].session_id}
 
 
+@pytest.mark.transactions
 def test_a_session_the_index_does_not_show_yet_still_counts(backend: Backend) -> None:
     """On DynamoDB the index may lag: the login's own session counts even before it shows."""
     store = backend.store(settings_with(max_sessions_per_user=2))

@@ -149,6 +149,7 @@ def test_one_token_presented_by_50_threads_rotates_once_and_all_get_the_same_suc
     race(serializing_backend, store, ROUNDS[serializing_backend.name], all_get_the_same_successor)
 
 
+@pytest.mark.transactions
 def test_without_a_grace_window_the_losers_revoke_the_session_exactly_once(
     serializing_backend: Backend,
 ) -> None:

@@ -117,6 +117,7 @@ def test_a_device_id_that_is_too_long_is_refused_not_truncated(store: SessionSto
     assert store.list_sessions(USER) == []
 
 
+@pytest.mark.transactions
 def test_an_unknown_session_is_not_found(store: SessionStore) -> None:
     with pytest.raises(SessionNotFound):
         store.get_session("no-such-session")
@@ -270,6 +271,7 @@ def test_an_item_past_its_expiry_but_still_stored_reads_as_expired(
 # --- Grace window ------------------------------------------------------------------------------
 
 
+@pytest.mark.transactions
 @pytest.mark.parametrize(
     ("offset", "inside"),
     [
@@ -303,6 +305,7 @@ def test_grace_window_edges(
         assert revoked.revoked_reason == REASON_REFRESH_REUSE
 
 
+@pytest.mark.transactions
 def test_a_grace_replay_repeats_the_same_successor_and_never_slides_the_window(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -339,6 +342,7 @@ def test_the_successor_rotates_normally_after_grace_replays(
     assert third.grace_replay is False
 
 
+@pytest.mark.transactions
 def test_the_token_before_the_previous_one_revokes_even_inside_the_window(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -353,6 +357,7 @@ def test_the_token_before_the_previous_one_revokes_even_inside_the_window(
     assert caught.value.classification == "stale_lineage"
 
 
+@pytest.mark.transactions
 def test_a_grace_replay_after_the_successor_was_rotated_again_is_stale_lineage(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -371,6 +376,7 @@ def test_a_grace_replay_after_the_successor_was_rotated_again_is_stale_lineage(
         refresh(store, session, token_of(issued))
 
 
+@pytest.mark.transactions
 def test_a_zero_grace_window_allows_no_replay_at_all(backend: Backend, clock: ManualClock) -> None:
     store = backend.store(settings_with(refresh_reuse_grace_seconds=0))
     session = store.create_session(USER)
@@ -381,6 +387,7 @@ def test_a_zero_grace_window_allows_no_replay_at_all(backend: Backend, clock: Ma
     assert caught.value.classification == "recent_previous"
 
 
+@pytest.mark.transactions
 def test_a_retried_rotation_whose_first_write_landed_is_its_own_success(
     backend: Backend, clock: ManualClock
 ) -> None:
@@ -407,6 +414,7 @@ def test_a_retried_rotation_whose_first_write_landed_is_its_own_success(
 # --- Reuse -------------------------------------------------------------------------------------
 
 
+@pytest.mark.transactions
 def test_an_older_generation_revokes_the_session_and_reports_the_event(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -436,6 +444,7 @@ def test_an_older_generation_revokes_the_session_and_reports_the_event(
         refresh(store, session, tokens[-1])  # the thief's or the owner's: both are out
 
 
+@pytest.mark.transactions
 def test_the_previous_token_after_its_window_revokes_the_session(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -451,6 +460,7 @@ def test_the_previous_token_after_its_window_revokes_the_session(
         store.get_session(session.session_id)
 
 
+@pytest.mark.transactions
 def test_a_replay_to_a_session_already_revoked_for_reuse_is_not_reported_twice(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -469,6 +479,7 @@ def test_a_replay_to_a_session_already_revoked_for_reuse_is_not_reported_twice(
     assert store.revoke(session.session_id) is False
 
 
+@pytest.mark.transactions
 def test_every_token_of_a_logged_out_session_is_refused(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -488,6 +499,7 @@ def test_every_token_of_a_logged_out_session_is_refused(
 # --- Revocation --------------------------------------------------------------------------------
 
 
+@pytest.mark.transactions
 def test_revoke_one_session(store: SessionStore, clock: ManualClock) -> None:
     target = store.create_session(USER)
     bystander = store.create_session(USER)
@@ -502,6 +514,7 @@ def test_revoke_one_session(store: SessionStore, clock: ManualClock) -> None:
     assert store.get_session(bystander.session_id) == bystander
 
 
+@pytest.mark.transactions
 def test_revoke_is_idempotent_and_keeps_the_first_reason(
     store: SessionStore, clock: ManualClock
 ) -> None:
@@ -515,6 +528,7 @@ def test_revoke_is_idempotent_and_keeps_the_first_reason(
     assert store.get_session(session.session_id, active_only=False) == first
 
 
+@pytest.mark.transactions
 def test_revoke_on_behalf_of_a_user_touches_only_that_users_session(
     store: SessionStore,
 ) -> None:
@@ -550,6 +564,7 @@ def seed_sessions(store: SessionStore, clock: ManualClock, count: int) -> list[S
     return sessions
 
 
+@pytest.mark.transactions
 def test_revoke_all_over_hundreds_of_sessions(backend: Backend, clock: ManualClock) -> None:
     store = backend.store(settings_with(max_sessions_per_user=1000))
     sessions = seed_sessions(store, clock, 300)
@@ -578,6 +593,7 @@ def test_revoke_all_over_hundreds_of_sessions(backend: Backend, clock: ManualClo
 # --- Listing and the cap -----------------------------------------------------------------------
 
 
+@pytest.mark.transactions
 def test_list_sessions_shows_only_active_unexpired_sessions_oldest_first(
     backend: Backend, clock: ManualClock
 ) -> None:
@@ -602,6 +618,7 @@ def test_list_sessions_shows_only_active_unexpired_sessions_oldest_first(
     assert store.list_sessions(USER) == [oldest, newest]
 
 
+@pytest.mark.transactions
 def test_the_oldest_active_session_is_evicted_beyond_the_cap(
     backend: Backend, clock: ManualClock
 ) -> None:
@@ -621,6 +638,7 @@ def test_the_oldest_active_session_is_evicted_beyond_the_cap(
     assert [s.session_id for s in store.list_sessions(USER)] == [s.session_id for s in sessions[2:]]
 
 
+@pytest.mark.transactions
 def test_revoked_and_expired_sessions_do_not_count_towards_the_cap(
     backend: Backend, clock: ManualClock
 ) -> None:

@@ -159,6 +159,7 @@ def test_the_store_takes_its_endpoint_from_aws_endpoint_url(
     assert store.client.meta.region_name == REGION
 
 
+@pytest.mark.transactions
 def test_the_item_follows_the_table_layout(
     store: DynamoDBSessionStore, dynamodb_backend: Backend, clock: ManualClock
 ) -> None:
@@ -241,6 +242,7 @@ def test_a_fault_on_rotation_revokes_nothing_and_the_token_still_works(
     assert (retried.generation, retried.grace_replay) == (2, False)
 
 
+@pytest.mark.transactions
 @each_fault
 def test_a_fault_while_revoking_for_reuse_revokes_nothing(
     store: DynamoDBSessionStore, faults: FaultInjector, fault: Fault, clock: ManualClock
@@ -308,6 +310,7 @@ def test_a_fault_on_the_sensitive_path_check_is_unavailable_not_not_found(
         store.get_session(session.session_id)
 
 
+@pytest.mark.transactions
 def test_a_fault_while_enforcing_the_cap_does_not_fail_the_login(
     dynamodb_backend: Backend, faults: FaultInjector, clock: ManualClock
 ) -> None:
@@ -362,6 +365,7 @@ def _listed(backend: Backend, at: float) -> set[str]:
     return set(entries_of(item))
 
 
+@pytest.mark.transactions
 def test_a_revocation_lists_its_session_in_the_same_transaction(
     store: DynamoDBSessionStore, dynamodb_backend: Backend, clock: ManualClock
 ) -> None:
@@ -384,6 +388,7 @@ def test_a_revocation_lists_its_session_in_the_same_transaction(
     assert int(item["expires_at"]["N"]) == bucket_start(clock.now()) + 60 + window
 
 
+@pytest.mark.transactions
 def test_revoke_all_lists_every_session(
     store: DynamoDBSessionStore, dynamodb_backend: Backend, clock: ManualClock
 ) -> None:
