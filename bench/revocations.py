@@ -102,7 +102,7 @@ def reads(containers: int, propagation: int, requests_per_second: float) -> dict
         for _ in range(containers)
     ]
     for revocations in lists:  # cold starts: the whole window once
-        revocations.standing("x")
+        revocations.standing("x", "user-0", 0)
     cold = dict(calls)
     calls.update(batch=0, items=0)
     per_container = requests_per_second / containers
@@ -112,7 +112,7 @@ def reads(containers: int, propagation: int, requests_per_second: float) -> dict
         clock.advance(tick)
         elapsed += tick
         for revocations in lists:
-            revocations.standing("x")
+            revocations.standing("x", "user-0", 0)
     requests = requests_per_second * HOUR
     return {
         "containers": containers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from tokencore.errors import (
     UserExists,
     UserNotFound,
 )
+from tokencore.revocations import bucket_key, bucket_start, user_entries_of
 from tokencore.users import (
     REASON_PASSWORD_CHANGED,
     REASON_USER_DISABLED,
@@ -986,3 +988,82 @@ def test_failed_rehash_write_does_not_fail_the_login(
         assert new.authenticate("alice", PASSWORD).user_id == user.user_id
     assert store.get(user.user_id).password_hash == user.password_hash
     assert "password rehash postponed" in caplog.text
+
+
+# --- the revocation list's user entries (tokencore.revocations) -------------------------------
+
+
+def _user_entries(dynamo: Backend, at: float) -> dict[str, int]:
+    item = dynamo.client.get_item(
+        TableName=TABLE_NAME, Key=bucket_key(bucket_start(at)), ConsistentRead=True
+    ).get("Item", {})
+    return user_entries_of(item)
+
+
+def test_the_revoke_all_marker_lists_the_user_in_the_same_transaction(
+    dynamo_service: UserService, dynamo: Backend, clock: ManualClock
+) -> None:
+    user = dynamo_service.create_user("alice", PASSWORD)
+    clock.advance(0.75)
+    at = clock.now()
+    with ParamRecorder(dynamo.client, "TransactWriteItems") as recorder:
+        dynamo.store.mark_sessions_revoked(user.user_id, at)
+    (params,) = recorder.params
+    keys = sorted(action["Update"]["Key"]["pk"]["S"] for action in params["TransactItems"])
+    assert keys == sorted([f"USER#{user.user_id}", "USERNAME#alice", f"REVOKED#{bucket_start(at)}"])
+    assert _user_entries(dynamo, at) == {user.user_id: math.floor(at)}
+
+
+def test_a_refused_marker_write_lists_nobody(
+    dynamo: Backend, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = dynamo.store
+    assert isinstance(store, DynamoDBUserStore)
+    service = UserService(store, RecordingRevoker(), clock, hasher=fast_hasher())
+    user = service.create_user("alice", PASSWORD)
+    later = clock.now() + 600
+    store.mark_sessions_revoked(user.user_id, later)
+    # A revoke-all that read the user before that later one landed: its conditional write is
+    # refused (the marker never moves back), and so is its list entry with it.
+    load = store._load
+    reads = iter([user])
+    monkeypatch.setattr(store, "_load", lambda user_id: next(reads, None) or load(user_id))
+    assert store.mark_sessions_revoked(user.user_id, clock.now()).sessions_revoked_at == later
+    assert _user_entries(dynamo, clock.now()) == {}
+    assert _user_entries(dynamo, later) == {user.user_id: math.floor(later)}
+
+
+def test_disabling_and_a_new_password_list_the_user_and_enabling_does_not(
+    dynamo_service: UserService, dynamo: Backend, clock: ManualClock
+) -> None:
+    user = dynamo_service.create_user("alice", PASSWORD)
+    dynamo_service.disable_user(user.user_id)
+    assert _user_entries(dynamo, clock.now()) == {user.user_id: math.floor(clock.now())}
+    clock.advance(120)
+    dynamo_service.enable_user(user.user_id)
+    dynamo_service.set_roles(user.user_id, ["admin"])
+    assert _user_entries(dynamo, clock.now()) == {}
+    dynamo_service.change_password(user.user_id, "a brand new passphrase")
+    assert _user_entries(dynamo, clock.now()) == {user.user_id: math.floor(clock.now())}
+
+
+def test_a_refused_disable_lists_nobody(
+    dynamo: Backend, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = dynamo.store
+    assert isinstance(store, DynamoDBUserStore)
+    ghost = User(
+        user_id="ghost-user",
+        username="ghost",
+        normalized_username="ghost",
+        email=None,
+        password_hash=fast_hasher().hash(PASSWORD),
+        roles=(),
+        disabled=False,
+        created_at=clock.now(),
+        password_changed_at=clock.now(),
+    )
+    monkeypatch.setattr(store, "_load", lambda _user_id: ghost)  # read, then deleted
+    with pytest.raises(UserNotFound):
+        store.set_disabled(ghost.user_id, True)
+    assert _user_entries(dynamo, clock.now()) == {}

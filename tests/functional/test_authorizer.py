@@ -74,7 +74,7 @@ def warm_revocation_list() -> None:
     REVOCATION_PROPAGATION_SECONDS (the clock stands still here), never per request."""
     revocations = get_runtime().revocation_list
     if revocations is not None:
-        revocations.standing("warm-up")
+        revocations.standing("warm-up", "user-0", 0)
 
 
 def set_sample_rate(stack: Stack, rate: float, seed: int = 7) -> None:

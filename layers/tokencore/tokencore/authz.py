@@ -58,6 +58,13 @@ class SessionListed(SessionRevoked):
     code = "session_listed"
 
 
+class UserListed(SessionRevoked):
+    """The token's user is on the revocation list with a not-before after the token's iat
+    (revoke-all, a disabled user, a password change)."""
+
+    code = "user_listed"
+
+
 class RouteForbidden(Forbidden):
     """A valid token whose holder may not call this route. ``code`` is the policy's reason
     (``insufficient_role``, ``ambiguous_path``, ``malformed_path``, ``role_removed``);
@@ -203,9 +210,11 @@ class Authorizer:
         session in the store instead (tokencore.revocations says when)."""
         if self.revocations is None:
             return decision
-        standing = self.revocations.standing(claims.session_id)
+        standing = self.revocations.standing(claims.session_id, claims.subject, claims.issued_at)
         if standing is Standing.LISTED:
             raise SessionListed("session is on the revocation list")
+        if standing is Standing.USER_LISTED:
+            raise UserListed("user is on the revocation list")
         if standing is Standing.STALE and decision.session_check is None:
             return replace(decision, session_check=SessionCheckReason.REVOCATION_LIST_STALE)
         return decision
@@ -245,4 +254,5 @@ __all__ = [
     "RouteForbidden",
     "SessionListed",
     "SessionUserMismatch",
+    "UserListed",
 ]

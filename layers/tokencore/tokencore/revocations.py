@@ -4,10 +4,22 @@ are denied on every route with no per-request database read.
 
 Layout: one item per minute of revocations (``BUCKET_SECONDS``) on the single table, pk
 ``REVOKED#<bucket start>``, sk ``LIST``, one attribute ``s_<session id>`` = revoked at per
-session, and the TTL attribute set to when the bucket no longer matters (its end plus the
-access-token TTL plus the leeway). The session store writes the entry in the same transaction
-as the revocation itself (sessions/dynamodb.py), so a session is listed exactly when it is
-revoked. Time buckets keep each item small: a write's cost grows with the item's size.
+session, one attribute ``u_<user id>`` = not before (epoch seconds) per user whose every
+session ended (revoke-all, a disabled user, a password change), and the TTL attribute set to
+when the bucket no longer matters (its end plus the access-token TTL plus the leeway). The
+session store writes a session's entry in the same transaction as the revocation itself
+(sessions/dynamodb.py), the user store a user's entry in the same transaction as the user's
+revoke-all marker, disabled flag or new password (users/dynamodb.py), so an entry exists
+exactly when the write it records landed. Time buckets keep each item small: a write's cost
+grows with the item's size.
+
+A user entry denies the user's tokens issued before its second: ``iat < floor(not_before)``.
+Tokens carry whole-second ``iat``, so a token of the revoke-all's own second may predate it or
+follow it (a login a moment later); it is not denied by the user entry, or that login would be
+locked out for the whole window. The per-session entries that the revoke-all's index pass
+writes cover that second's older sessions; one the eventually consistent index missed AND
+created in that very second is refused at its refresh (the marker) and on session-checked
+routes, and its token expires within ACCESS_TOKEN_TTL_SECONDS (docs/security.md).
 
 The reader (:class:`RevocationList`, no boto3: ``tokencore.awshttp``) keeps a copy of the
 buckets in the window. Rules, applied by :meth:`RevocationList.standing`:
@@ -18,6 +30,9 @@ buckets in the window. Rules, applied by :meth:`RevocationList.standing`:
    refresh is tried (at most once per ``propagation`` after a failure); if it fails the answer
    is STALE and the caller checks the session in the store for that request (fail closed: a
    store that cannot answer denies).
+
+Rule 1 is every request's path: one clock read and comparison, a set and a dict lookup, no
+lock and no allocation (bench/revocations.py measures it).
 
 A bucket that ended more than ``SEAL_SLACK_SECONDS`` before a successful fetch began can get no
 more writes, so it is kept and not read again: in steady state a refresh reads one or two items.
@@ -41,10 +56,13 @@ STALE_FACTOR: Final = 3
 REVOKED_PREFIX: Final = "REVOKED#"
 LIST_SORT: Final = "LIST"
 SESSION_ENTRY_PREFIX: Final = "s_"
+USER_ENTRY_PREFIX: Final = "u_"
+_NO_USER_ENTRY: Final = -1  # below every iat: nothing is denied
 
 
 class Standing(StrEnum):
-    LISTED = "listed"
+    LISTED = "listed"  # the session is listed
+    USER_LISTED = "user_listed"  # the user is listed with a not-before after the token's iat
     NOT_LISTED = "not_listed"
     STALE = "stale"  # the copy cannot be trusted: check the session in the store
 
@@ -67,18 +85,30 @@ def entry_update(
 ) -> dict[str, Any]:
     """The TransactWriteItems ``Update`` that lists ``session_id`` (revoked at ``revoked_at``)
     in its bucket; the bucket item is created by the first entry."""
-    start = bucket_start(revoked_at)
+    return _entry(table_name, SESSION_ENTRY_PREFIX + session_id, revoked_at, window)
+
+
+def user_entry_update(
+    table_name: str, user_id: str, not_before: float, window: int
+) -> dict[str, Any]:
+    """The TransactWriteItems ``Update`` that lists ``user_id``: the user's tokens issued
+    before ``floor(not_before)`` are denied (the module's docstring says why floor)."""
+    return _entry(table_name, USER_ENTRY_PREFIX + user_id, not_before, window)
+
+
+def _entry(table_name: str, attribute: str, at: float, window: int) -> dict[str, Any]:
+    start = bucket_start(at)
+    # A session entry's value is informative (any entry lists the session); a user entry's is
+    # the not-before second.
+    value = math.floor(at) if attribute.startswith(USER_ENTRY_PREFIX) else math.ceil(at)
     return {
         "Update": {
             "TableName": table_name,
             "Key": bucket_key(start),
             "UpdateExpression": "SET #entry = :at, #expires_at = :expires_at",
-            "ExpressionAttributeNames": {
-                "#entry": SESSION_ENTRY_PREFIX + session_id,
-                "#expires_at": "expires_at",
-            },
+            "ExpressionAttributeNames": {"#entry": attribute, "#expires_at": "expires_at"},
             "ExpressionAttributeValues": {
-                ":at": {"N": str(math.ceil(revoked_at))},
+                ":at": {"N": str(value)},
                 ":expires_at": {"N": str(start + BUCKET_SECONDS + window)},
             },
         }
@@ -92,9 +122,29 @@ class ItemFetcher(Protocol):
 
 
 def entries_of(item: Mapping[str, Any]) -> frozenset[str]:
+    """The session ids a bucket item lists."""
     return frozenset(
         name[len(SESSION_ENTRY_PREFIX) :] for name in item if name.startswith(SESSION_ENTRY_PREFIX)
     )
+
+
+def user_entries_of(item: Mapping[str, Any]) -> dict[str, int]:
+    """The user ids a bucket item lists, each with its not-before second. A malformed value
+    raises (the fetch fails and the stale bound decides), never drops the entry."""
+    return {
+        name[len(USER_ENTRY_PREFIX) :]: int(value["N"])
+        for name, value in item.items()
+        if name.startswith(USER_ENTRY_PREFIX)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    sessions: frozenset[str]
+    users: Mapping[str, int]  # user id -> not-before second
+
+
+_EMPTY_BUCKET: Final = _Bucket(frozenset(), {})
 
 
 def start_of(item: Mapping[str, Any]) -> int:
@@ -107,13 +157,15 @@ def in_a_thread(job: Callable[[], None]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Copy:
-    buckets: Mapping[int, frozenset[str]]  # bucket start -> listed session ids
+    buckets: Mapping[int, _Bucket]  # bucket start -> its entries
     sealed: frozenset[int]  # buckets that can change no more
     fetched_at: float  # when the fetch that made it began; -inf: none yet
-    listed: frozenset[str]
+    refresh_at: float  # fetched_at + propagation: until then, rule 1
+    sessions: frozenset[str]  # every listed session
+    users: Mapping[str, int]  # every listed user, the latest not-before of the window
 
 
-_EMPTY: Final = _Copy({}, frozenset(), float("-inf"), frozenset())
+_EMPTY: Final = _Copy({}, frozenset(), float("-inf"), float("-inf"), frozenset(), {})
 
 
 class RevocationList:
@@ -143,17 +195,32 @@ class RevocationList:
         self.fetches = 0  # items read, for the capacity figures
         self.failures = 0
 
-    def standing(self, session_id: str) -> Standing:
+    def standing(self, session_id: str, user_id: str, issued_at: int) -> Standing:
+        """Whether a token (its session, its user, its whole-second ``iat``) is listed."""
+        copy = self._copy
+        if self._clock.now() >= copy.refresh_at:
+            return self._standing_when_due(session_id, user_id, issued_at)
+        if session_id in copy.sessions:
+            return Standing.LISTED
+        if issued_at < copy.users.get(user_id, _NO_USER_ENTRY):
+            return Standing.USER_LISTED
+        return Standing.NOT_LISTED
+
+    def _standing_when_due(self, session_id: str, user_id: str, issued_at: int) -> Standing:
+        """Rules 2 and 3: the copy is due for a refresh."""
         now = self._clock.now()
         copy = self._copy
-        age = now - copy.fetched_at
-        if age >= self.stale_after:
+        if now - copy.fetched_at >= self.stale_after:
             copy = self._refresh_now(now)
             if now - copy.fetched_at >= self.stale_after:
                 return Standing.STALE
-        elif age >= self.propagation:
+        elif now - self._last_failure_at >= self.propagation:
             self._refresh_in_background()
-        return Standing.LISTED if session_id in copy.listed else Standing.NOT_LISTED
+        if session_id in copy.sessions:
+            return Standing.LISTED
+        if issued_at < copy.users.get(user_id, _NO_USER_ENTRY):
+            return Standing.USER_LISTED
+        return Standing.NOT_LISTED
 
     def _refresh_now(self, now: float) -> _Copy:
         with self._lock:
@@ -192,20 +259,26 @@ class RevocationList:
         wanted = [start for start in starts if start not in old.sealed]
         try:
             items = self._fetch([bucket_key(start) for start in wanted])
-            found = {start_of(item): entries_of(item) for item in items}
+            found = {
+                start_of(item): _Bucket(entries_of(item), user_entries_of(item)) for item in items
+            }
+            found = {start: found.get(start, _EMPTY_BUCKET) for start in wanted}
         except Exception:  # noqa: BLE001 - any failure: keep the copy, the stale bound decides
             self.failures += 1
             self._last_failure_at = now
             return old
         self.fetches += len(wanted)
-        buckets = {start: old.buckets.get(start, frozenset()) for start in starts}
-        for start in wanted:
-            buckets[start] = found.get(start, frozenset())
+        buckets = {start: old.buckets.get(start, _EMPTY_BUCKET) for start in starts}
+        buckets.update(found)
         sealed = frozenset(
             start for start in starts if start + BUCKET_SECONDS + SEAL_SLACK_SECONDS <= now
         )
-        listed = frozenset().union(*buckets.values()) if buckets else frozenset()
-        self._copy = _Copy(buckets, sealed, now, listed)
+        sessions = frozenset().union(*(bucket.sessions for bucket in buckets.values()))
+        users: dict[str, int] = {}
+        for bucket in buckets.values():
+            for user_id, not_before in bucket.users.items():
+                users[user_id] = max(not_before, users.get(user_id, not_before))
+        self._copy = _Copy(buckets, sealed, now, now + self.propagation, sessions, users)
         self._last_failure_at = float("-inf")
         return self._copy
 

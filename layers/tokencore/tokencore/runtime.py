@@ -282,10 +282,17 @@ class Runtime:
     def user_store(self) -> UserStore:
         if self.parts.user_store is not None:
             return self.parts.user_store
+        from tokencore.revocations import window_seconds
         from tokencore.users import DynamoDBUserStore
 
+        settings = self.settings
         return DynamoDBUserStore(
-            self.settings.sessions_table_name, self.clock, boto3_client=self.dynamodb_client
+            settings.sessions_table_name,
+            self.clock,
+            boto3_client=self.dynamodb_client,
+            revocation_window_seconds=window_seconds(
+                settings.access_token_ttl_seconds, settings.clock_skew_leeway_seconds
+            ),
         )
 
     @cached_property

@@ -11,6 +11,11 @@ Items:
   rehash). A claim written before the copy existed (``user_id`` only) still works, at the cost
   of the profile read it used to take.
 
+A write that ends every session of the user (the revoke-all marker, disabling, a new password)
+also lists the user on the revocation list (tokencore.revocations: ``u_<user id>`` = not
+before) in the same transaction, so the entry exists exactly when the write landed; concurrent
+revocations meet on the list's bucket item, and a conflict there is retried.
+
 Neither kind carries ``expires_at``: accounts do not expire. boto3 is imported on the store's
 first call (tokencore.awsclient), never when ``tokencore.users`` is imported or a store is
 built, so the in-memory path and the pure core load without it. Every AWS failure becomes
@@ -20,8 +25,11 @@ and translates.
 
 from __future__ import annotations
 
-from typing import Any
+import random
+import time
+from typing import Any, Final
 
+from tokencore import revocations
 from tokencore.awsclient import ConditionFailed, LazyClient, call_dynamodb
 from tokencore.clock import Clock
 from tokencore.errors import StoreConflict, StoreUnavailable, UserExists, UserNotFound
@@ -85,6 +93,10 @@ is_profile = "begins_with(#pk, :user_prefix) AND #sk = :profile"
 SCAN_PAGE_ITEMS = 500
 # The attribute only a full claim (a profile copy) has.
 _COPY_MARKER = "username_normalized"
+# Default access-token TTL plus leeway (config.Settings): how long a list entry matters.
+DEFAULT_REVOCATION_WINDOW: Final = 930
+# A write with a list entry meets other revocations on the bucket item (one per minute).
+_LIST_CONFLICT_ATTEMPTS: Final = 8
 
 
 class DynamoDBUserStore(UserStore):
@@ -96,9 +108,11 @@ class DynamoDBUserStore(UserStore):
         boto_config: Any = None,
         *,
         boto3_session: Any = None,
+        revocation_window_seconds: int = DEFAULT_REVOCATION_WINDOW,
     ) -> None:
         self._table = table_name
-        self._clock = clock  # kept for symmetry with the other stores; accounts do not expire
+        self._clock = clock  # the not-before of a list entry written with a disable
+        self._revocation_window = revocation_window_seconds
         self._client = LazyClient("dynamodb", boto3_client, boto3_session, boto_config)
 
     @property
@@ -251,8 +265,22 @@ class DynamoDBUserStore(UserStore):
             raise UserNotFound("user not found")
         if not clauses:
             return current
-        self._update_both(current, "SET " + ", ".join(clauses), names, values, user_exists)
+        # Disabling, or a new password, ends every session: list the user from now on.
+        ends_sessions = changes.disabled is True or changes.password_changed_at is not None
+        self._update_both(
+            current,
+            "SET " + ", ".join(clauses),
+            names,
+            values,
+            user_exists,
+            listing=self._user_entry(user_id, self._clock.now()) if ends_sessions else None,
+        )
         return changes.apply_to(current)
+
+    def _user_entry(self, user_id: str, not_before: float) -> dict[str, Any]:
+        return revocations.user_entry_update(
+            self._table, user_id, not_before, self._revocation_window
+        )
 
     def _swap_password_hash(self, user_id: str, expected_hash: str, new_hash: str) -> bool:
         current = self._load(user_id)
@@ -285,6 +313,7 @@ class DynamoDBUserStore(UserStore):
                 {":sessions_revoked_at": {"N": _number(at)}},
                 f"{user_exists} AND {marker_is_older}",
                 claim_condition=marker_is_older,
+                listing=self._user_entry(user_id, at),
             )
         except UserNotFound as refused:
             # Either the user is gone, or a later "revoke all" landed first: then it stands.
@@ -305,46 +334,55 @@ class DynamoDBUserStore(UserStore):
         profile_condition: str,
         *,
         claim_condition: str | None = None,
+        listing: dict[str, Any] | None = None,
     ) -> None:
         """Apply one update expression to the profile and its claim, in one transaction, so
-        the claim's copy never drifts. UserNotFound when a condition fails (the user is gone,
-        or the state the caller expected changed); StoreConflict on a concurrent transaction."""
+        the claim's copy never drifts; with ``listing``, the user's revocation-list entry in
+        the same transaction. UserNotFound when a condition fails (the user is gone, or the
+        state the caller expected changed); StoreConflict on a concurrent transaction (with a
+        listing, after a few retries: the bucket item is shared by every revocation)."""
         claim_check = claim_names_user
         if claim_condition is not None:
             claim_check = f"{claim_names_user} AND {claim_condition}"
-        try:
-            self._call(
-                "transact_write_items",
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _profile_key(user.user_id),
-                            "UpdateExpression": update,
-                            "ConditionExpression": profile_condition,
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": values,
-                        }
+        items = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _profile_key(user.user_id),
+                    "UpdateExpression": update,
+                    "ConditionExpression": profile_condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": claim_key(user.normalized_username),
+                    "UpdateExpression": update,
+                    "ConditionExpression": claim_check,
+                    "ExpressionAttributeNames": {**names, "#user_id": "user_id"},
+                    "ExpressionAttributeValues": {
+                        **values,
+                        ":user_id": {"S": user.user_id},
                     },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": claim_key(user.normalized_username),
-                            "UpdateExpression": update,
-                            "ConditionExpression": claim_check,
-                            "ExpressionAttributeNames": {**names, "#user_id": "user_id"},
-                            "ExpressionAttributeValues": {
-                                **values,
-                                ":user_id": {"S": user.user_id},
-                            },
-                        }
-                    },
-                ],
-            )
-        except ConditionFailed as exc:
-            if "ConditionalCheckFailed" in exc.reasons:
-                raise UserNotFound("user not found or changed") from exc
-            raise StoreConflict("user update raced another write; retry") from exc
+                }
+            },
+        ]
+        if listing is not None:
+            items.append(listing)
+        attempts = _LIST_CONFLICT_ATTEMPTS if listing is not None else 1
+        for attempt in range(attempts):
+            try:
+                self._call("transact_write_items", TransactItems=items)
+            except ConditionFailed as exc:
+                if "ConditionalCheckFailed" in exc.reasons:
+                    raise UserNotFound("user not found or changed") from exc
+                if attempt + 1 == attempts:
+                    raise StoreConflict("user update raced another write; retry") from exc
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter
+                continue
+            return
 
     # --- plumbing ------------------------------------------------------------------------
 
