@@ -17,12 +17,23 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from tests.e2e.client import Client
 from tests.e2e.conftest import RunningStack, launch_stack
 from tests.e2e.conftest import wait_until_ready as wait_for_stack
+from tokencore.config import Settings
+from tokencore.revocations import REVOKED_PREFIX
+from tokencore.sessions.base import STATUS_ACTIVE
+from tokencore.store.table import (
+    SESSION_PREFIX,
+    SESSION_SORT,
+    USER_INDEX_PARTITION_KEY,
+    USER_INDEX_SORT_KEY,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +42,16 @@ PROPAGATION = 5
 PASSWORD = "revocation-e2e-password"
 ADMIN = "rev-admin"
 KINDS = ("logout", "delete_one", "revoke_all", "admin_revoke", "disable", "reuse")
+USER_WIDE_KINDS = ("revoke_all", "admin_revoke", "disable")
 MAX_PROBES = 60  # a hang bound: a container that never refreshes ends the loop
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     users = ";".join(
-        [f"{ADMIN}:{PASSWORD}:admin,user"] + [f"rev-{k}:{PASSWORD}:user" for k in KINDS]
+        [f"{ADMIN}:{PASSWORD}:admin,user"]
+        + [f"rev-{k}:{PASSWORD}:user" for k in KINDS]
+        + [f"rev-hidden-{k}:{PASSWORD}:user" for k in USER_WIDE_KINDS]
     )
     running = launch_stack(
         tmp_path_factory.mktemp("revocation"),
@@ -66,8 +80,14 @@ def _login(stack: RunningStack, username: str) -> tuple[Client, dict[str, str]]:
     return client, grant
 
 
-def _revoke(stack: RunningStack, kind: str, client: Client, grant: dict[str, str]) -> None:
-    username = f"rev-{kind}"
+def _revoke(
+    stack: RunningStack,
+    kind: str,
+    client: Client,
+    grant: dict[str, str],
+    username: str | None = None,
+) -> None:
+    username = username or f"rev-{kind}"
     actions: dict[str, Callable[[], int]] = {
         "logout": lambda: client.logout().status,
         "delete_one": lambda: _from_another_session(
@@ -148,3 +168,61 @@ def _report(kind: str, revoked_at: float, now: float, statuses: list[int], passe
     }
     with Path(target).open("a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")
+
+
+@pytest.mark.parametrize("kind", USER_WIDE_KINDS)
+def test_a_session_the_index_pass_misses_is_denied_by_the_user_entry(
+    kind: str, stack: RunningStack
+) -> None:
+    username = f"rev-hidden-{kind}"
+    client, grant = _login(stack, username)
+    token = grant["access_token"]
+    for _ in range(CONTAINERS * 3):
+        assert client.request("GET", "/me", bearer=token).status == 200
+    user_id = client.request("GET", "/me", bearer=token).json()["user_id"]
+    holder = client.copy()
+    # The user entry denies iat < floor(not before): the revocation comes a second later.
+    stack.advance_clock(2)
+    table = _table(stack)
+    key = {"pk": {"S": SESSION_PREFIX + grant["session_id"]}, "sk": {"S": SESSION_SORT}}
+    table.update_item(
+        TableName=_table_name(stack),
+        Key=key,
+        UpdateExpression="REMOVE #pk1, #sk1",
+        ExpressionAttributeNames={"#pk1": USER_INDEX_PARTITION_KEY, "#sk1": USER_INDEX_SORT_KEY},
+    )
+    _revoke(stack, kind, client, grant, username=username)
+    item = table.get_item(TableName=_table_name(stack), Key=key, ConsistentRead=True)["Item"]
+    assert item["status"]["S"] == STATUS_ACTIVE  # the index pass did not find it: no s_ entry
+
+    stack.advance_clock(3 * PROPAGATION)  # the stale bound: every container refetches first
+    after = [holder.request("GET", "/me", bearer=token).status for _ in range(CONTAINERS * 3)]
+    assert after == [403] * len(after), after
+    # What denied it: the user's entry, not one for the session (the pass never found it).
+    listed = table.scan(TableName=_table_name(stack), **_list_items())["Items"]
+    assert not any(f"s_{grant['session_id']}" in item for item in listed)
+    assert any(f"u_{user_id}" in item for item in listed)
+
+
+def _list_items() -> dict[str, Any]:
+    return {
+        "FilterExpression": "begins_with(#pk, :revoked)",
+        "ExpressionAttributeNames": {"#pk": "pk"},
+        "ExpressionAttributeValues": {":revoked": {"S": REVOKED_PREFIX}},
+        "ConsistentRead": True,
+    }
+
+
+def _table_name(stack: RunningStack) -> str:
+    return stack.env.get("SESSIONS_TABLE_NAME") or Settings().sessions_table_name
+
+
+def _table(stack: RunningStack) -> Any:
+    """The stack's own DynamoDB (its embedded endpoint), to do what the index's lag does."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{stack.env['AWS_PORT']}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # the local stack's fake credentials
+    )
