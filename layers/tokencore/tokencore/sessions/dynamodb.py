@@ -247,11 +247,9 @@ class DynamoDBSessionStore(SessionStore):
             return_new=True,
         )
 
-    def _write_revocation(self, revocation: Revocation) -> WriteOutcome:
-        """The session's conditional update and its revocation-list entry, in one transaction:
-        a session is listed exactly when this write revokes it (never another user's session,
-        never one that was not active). Concurrent revocations meet on the list's bucket item;
-        a TransactionConflict there is retried, a refused condition is the session's state."""
+    def revocation_actions(self, revocation: Revocation) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The two TransactWriteItems actions of a revocation: the session's conditional
+        update (active: revoked, out of the by-user index) and its revocation-list entry."""
         condition = session_is_active
         values = {
             ":active": _s(STATUS_ACTIVE),
@@ -278,6 +276,14 @@ class DynamoDBSessionStore(SessionStore):
         listing = revocations.entry_update(
             self.table_name, revocation.session_id, revocation.now, window
         )
+        return update, listing
+
+    def _write_revocation(self, revocation: Revocation) -> WriteOutcome:
+        """The session's conditional update and its revocation-list entry, in one transaction:
+        a session is listed exactly when this write revokes it (never another user's session,
+        never one that was not active). Concurrent revocations meet on the list's bucket item;
+        a TransactionConflict there is retried, a refused condition is the session's state."""
+        update, listing = self.revocation_actions(revocation)
         for attempt in range(_LIST_CONFLICT_ATTEMPTS):
             try:
                 self._request("transact_write_items", {"TransactItems": [update, listing]})
