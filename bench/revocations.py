@@ -1,6 +1,7 @@
 """The revocation list's costs, measured on moto with the real store and the real reader:
-the bucket item's size, the write units a revocation costs, and the DynamoDB reads per million
-authorizer requests at 10 and 100 warm containers.
+the bucket item's size, the write units a revocation costs, the DynamoDB reads per million
+authorizer requests at 10 and 100 warm containers, and the per-request cost of the check
+(``RevocationList.standing`` on a fresh copy: timeit, best of 5).
 
     .venv/bin/python -m bench.revocations
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import timeit
 from typing import Any
 
 import boto3
 from moto import mock_aws
 
 from tests.clock import ManualClock
+from tokencore.clock import SYSTEM_CLOCK
 from tokencore.config import Settings
 from tokencore.revocations import (
     BUCKET_SECONDS,
@@ -125,6 +128,37 @@ def reads(containers: int, propagation: int, requests_per_second: float) -> dict
     }
 
 
+def fast_path(listed_sessions: int, listed_users: int, number: int = 200_000) -> dict[str, Any]:
+    """Nanoseconds per ``standing`` call on a fresh copy holding this many entries, for a token
+    that is not listed (every request's case) and one whose session is; the bare clock read for
+    comparison. Best of 5 runs of ``number`` calls."""
+    item: dict[str, Any] = bucket_key(bucket_start(T0))
+    item.update({f"s_session-{n:06d}": {"N": "1"} for n in range(listed_sessions)})
+    item.update({f"u_user-{n:06d}": {"N": str(int(T0))} for n in range(listed_users)})
+    revocations = RevocationList(
+        lambda _keys: [item],
+        SYSTEM_CLOCK,
+        propagation_seconds=60,
+        window=window_seconds(900, 30),
+        background=lambda job: job(),
+    )
+    revocations.standing("warm", "up", 0)
+    standing = revocations.standing
+
+    def best(statement: Any) -> float:
+        return min(timeit.repeat(statement, number=number, repeat=5)) / number * 1e9
+
+    return {
+        "listed_sessions": listed_sessions,
+        "listed_users": listed_users,
+        "not_listed_ns": round(best(lambda: standing("session-x", "user-x", 1)), 1),
+        "session_listed_ns": round(best(lambda: standing("session-000001", "user-x", 1)), 1),
+        "user_listed_ns": round(best(lambda: standing("session-x", "user-000001", 1)), 1),
+        "clock_read_ns": round(best(SYSTEM_CLOCK.now), 1),
+        "empty_call_ns": round(best(lambda: None), 1),
+    }
+
+
 def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -132,6 +166,8 @@ def main() -> None:
         print(json.dumps(bucket_sizes(rate)))
     for containers, rps in ((10, 100.0), (10, 1000.0), (100, 1000.0), (100, 10_000.0)):
         print(json.dumps(reads(containers, 5, rps)))
+    for sessions, users in ((0, 0), (1000, 100), (20_000, 2000)):
+        print(json.dumps(fast_path(sessions, users)))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ class Standing(StrEnum):
     STALE = "stale"  # the copy cannot be trusted: check the session in the store
 
 
+# Module constants: an enum member read through its class costs a descriptor call per request.
+_LISTED: Final = Standing.LISTED
+_USER_LISTED: Final = Standing.USER_LISTED
+_NOT_LISTED: Final = Standing.NOT_LISTED
+
+
 def bucket_start(at: float) -> int:
     return int(at // BUCKET_SECONDS) * BUCKET_SECONDS
 
@@ -184,6 +190,7 @@ class RevocationList:
             raise ConfigError("REVOCATION_PROPAGATION_SECONDS must be at least 1")
         self._fetch = fetch
         self._clock = clock
+        self._now = clock.now  # bound once: the fast path reads it on every request
         self.propagation = float(propagation_seconds)
         self.stale_after = float(STALE_FACTOR * propagation_seconds)
         self._window = window
@@ -198,13 +205,13 @@ class RevocationList:
     def standing(self, session_id: str, user_id: str, issued_at: int) -> Standing:
         """Whether a token (its session, its user, its whole-second ``iat``) is listed."""
         copy = self._copy
-        if self._clock.now() >= copy.refresh_at:
+        if self._now() >= copy.refresh_at:
             return self._standing_when_due(session_id, user_id, issued_at)
         if session_id in copy.sessions:
-            return Standing.LISTED
+            return _LISTED
         if issued_at < copy.users.get(user_id, _NO_USER_ENTRY):
-            return Standing.USER_LISTED
-        return Standing.NOT_LISTED
+            return _USER_LISTED
+        return _NOT_LISTED
 
     def _standing_when_due(self, session_id: str, user_id: str, issued_at: int) -> Standing:
         """Rules 2 and 3: the copy is due for a refresh."""
