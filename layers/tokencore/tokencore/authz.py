@@ -170,7 +170,8 @@ class Authorizer:
         claims = self.verified_claims(token)
         trace.claims = claims
         _check_fingerprint(claims, request)
-        decision = self._checked_against_list(claims, self._decide(claims, request))
+        decision = self._decide(claims, request)
+        decision = self._checked_against_list(claims, decision)
         if decision.session_check is None:
             return Grant(claims, None)
         trace.session_check = decision.session_check
