@@ -19,6 +19,7 @@ import timeit
 from typing import Any
 
 import boto3
+from argon2 import PasswordHasher
 from moto import mock_aws
 
 from tests.clock import ManualClock
@@ -33,6 +34,7 @@ from tokencore.revocations import (
 )
 from tokencore.sessions import DynamoDBSessionStore
 from tokencore.store.table import create_table
+from tokencore.users import DynamoDBUserStore, RevokeAllSessions, UserService
 
 T0 = 1_800_000_000.0
 TABLE = "bench-revocations"
@@ -80,6 +82,32 @@ def bucket_sizes(revocations_per_minute: int) -> dict[str, Any]:
         "write_units_before": math.ceil(session_size / 1024),
         "write_units_now_at_full_bucket": last_write_units,
         "items_in_window": window_seconds(900, 30) // BUCKET_SECONDS + 2,
+    }
+
+
+def user_entry() -> dict[str, Any]:
+    """A revoke-all's user entry: its bytes, and the transaction it joins (the marker on the
+    profile and on its username claim), in write units before and after."""
+    clock = ManualClock(T0 - T0 % BUCKET_SECONDS)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, TABLE)
+        users = UserService(
+            DynamoDBUserStore(TABLE, clock, boto3_client=client),
+            RevokeAllSessions(DynamoDBSessionStore(TABLE, Settings(), clock, boto3_client=client)),
+            clock,
+            hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+        )
+        user = users.create_user("bench-user", "bench-password-123")
+        users.revoke_all_sessions(user.user_id, "bench")
+        item = client.get_item(TableName=TABLE, Key=bucket_key(bucket_start(clock.now())))["Item"]
+        profile = client.get_item(TableName=TABLE, Key=DynamoDBUserStore.profile_key(user.user_id))
+    entry = {name: value for name, value in item.items() if name.startswith("u_")}
+    profile_units = 2 * math.ceil(item_bytes(profile["Item"]) / 1024)
+    return {
+        "user_entry_bytes": item_bytes(entry),
+        "marker_write_units_before": 2 * profile_units,
+        "marker_write_units_now": 2 * profile_units + 2 * math.ceil(item_bytes(item) / 1024),
     }
 
 
@@ -164,6 +192,7 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     for rate in (1, 60, 600):
         print(json.dumps(bucket_sizes(rate)))
+    print(json.dumps(user_entry()))
     for containers, rps in ((10, 100.0), (10, 1000.0), (100, 1000.0), (100, 10_000.0)):
         print(json.dumps(reads(containers, 5, rps)))
     for sessions, users in ((0, 0), (1000, 100), (20_000, 2000)):

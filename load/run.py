@@ -23,7 +23,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -52,6 +52,7 @@ from load.model import (
     Device,
     KeyCheck,
     Observations,
+    OrdinaryProbe,
     RevokedIdentity,
     SessionRecord,
     User,
@@ -117,9 +118,11 @@ class Result:
     population: dict[str, int]
     counters: dict[str, tuple[int, int]]  # rate-limit scope -> (windows, highest count)
     ghosts: int
-    # Issue 20: per ended session, the stack seconds from its end to its first denial on
-    # GET /me, and the ages at which GET /me still let it through.
+    # Issue 20: per ended session tried from its end on, the stack seconds from its end to its
+    # first denial on GET /me (revocation_latencies); the denied ones first tried too late to
+    # time; and the ages at which GET /me still let an ended session through.
     revocation_denied_after: list[float] = field(default_factory=list)
+    revocation_tried_late: int = 0
     revocation_allowed_ages: list[float] = field(default_factory=list)
 
     @property
@@ -550,6 +553,7 @@ def run(
         and _string(item, "status") == "active"
         and _string(item, "session_id") not in known
     )
+    latencies, tried_late = revocation_latencies(seen.ordinary_probes)
     return Result(
         options=options,
         settings=settings,
@@ -567,7 +571,8 @@ def run(
         },
         counters=counters,
         ghosts=ghosts,
-        revocation_denied_after=_first_denials(seen),
+        revocation_denied_after=latencies,
+        revocation_tried_late=tried_late,
         revocation_allowed_ages=sorted(
             probe.age for probe in seen.ordinary_probes if probe.status == 200
         ),
@@ -579,12 +584,25 @@ def revocation_bound(settings: dict[str, str]) -> float:
     return 3 * float(settings.get("REVOCATION_PROPAGATION_SECONDS", "5")) + 1
 
 
-def _first_denials(seen: Observations) -> list[float]:
-    first: dict[str, float] = {}
-    for probe in seen.ordinary_probes:
+# A first try later than this after the end bounds the latency from above, nothing more.
+TRIED_FROM_SECONDS: Final = 1.0
+
+
+def revocation_latencies(
+    probes: Iterable[OrdinaryProbe], tried_from: float = TRIED_FROM_SECONDS
+) -> tuple[list[float], int]:
+    """Per ended session first tried on GET /me within ``tried_from`` stack seconds of its end,
+    the seconds to its first denial (sorted); and how many denied sessions were left out
+    because their first try came later (a first denial then is when it was tried, not when
+    the list reached the authorizers)."""
+    first_try: dict[str, float] = {}
+    first_denial: dict[str, float] = {}
+    for probe in probes:
+        first_try[probe.label] = min(probe.age, first_try.get(probe.label, probe.age))
         if probe.status in (401, 403):
-            first[probe.label] = min(probe.age, first.get(probe.label, probe.age))
-    return sorted(first.values())
+            first_denial[probe.label] = min(probe.age, first_denial.get(probe.label, probe.age))
+    kept = [age for label, age in first_denial.items() if first_try[label] <= tried_from]
+    return sorted(kept), len(first_denial) - len(kept)
 
 
 def _rotation_check(seen: Observations, phases: list[Phase]) -> Check:

@@ -428,6 +428,32 @@ def test_revoked_session_is_denied_on_an_ordinary_route_within_the_propagation_b
     assert aws_calls == ["dynamodb:BatchGetItem"]
 
 
+def test_a_revoke_all_marker_alone_denies_the_users_older_tokens_on_an_ordinary_route(
+    authz: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The user's not-before entry, written with the marker, without the index pass: what
+    # denies a session the eventually consistent index hid from revoke-all. A login in the
+    # marker's own second passes (iat < floor(not_before) is the rule).
+    older = authz.login()
+    older_event = kind_event("http", VALID_EVENT, authz, older)
+    authz.clock.advance(2.5)
+    warm_revocation_list()
+    authz.runtime.user_store.mark_sessions_revoked(authz.user.user_id, authz.clock.now())
+    authz.clock.advance(0.1)  # the same whole second
+    same_second = authz.login()
+    same_second_event = kind_event("http", VALID_EVENT, authz, same_second)
+    revocations = authz.runtime.revocation_list
+    assert revocations is not None
+    revocations.background = lambda job: job()
+    authz.clock.advance(authz.runtime.settings.revocation_propagation_seconds)
+    assert_allowed("http", older_event)  # answered from the old copy; it starts the refresh
+    capsys.readouterr()
+    assert_denied("http", older_event)
+    assert deny_reasons(capsys) == ["user_listed"]
+    assert_allowed("http", same_second_event)
+    assert authz.runtime.sessions.get_session(older.session_id) is not None  # never revoked
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_revoked_session_is_denied_everywhere_when_every_request_is_sampled(
     kind: str, authz: Stack, capsys: pytest.CaptureFixture[str]

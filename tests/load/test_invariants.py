@@ -19,6 +19,7 @@ from load.invariants import (
     window_of,
 )
 from load.model import Observations, OrdinaryProbe, Probe, StaleReplay, Successor
+from load.run import revocation_latencies
 from load.wire import Exchange
 
 LOGIN = "POST /auth/login"
@@ -268,3 +269,16 @@ def test_an_ended_session_passing_an_ordinary_route_after_the_bound_is_a_violati
     assert len(check.violations) == 1
     assert "bob-1" in check.violations[0]
     assert "16.5 s" in check.violations[0]
+
+
+def test_revocation_latency_counts_only_sessions_tried_from_their_end() -> None:
+    probes = [
+        OrdinaryProbe("alice-1", "logout", 200, 0.3),
+        OrdinaryProbe("alice-1", "logout", 200, 4.9),
+        OrdinaryProbe("alice-1", "logout", 403, 5.2),
+        OrdinaryProbe("alice-1", "logout", 403, 5.5),  # only the first denial counts
+        OrdinaryProbe("bob-1", "admin", 403, 0.8),
+        OrdinaryProbe("carol-1", "logout", 403, 112.0),  # first tried late: an upper bound only
+        OrdinaryProbe("dave-1", "logout", 503, 0.2),  # never denied: no latency
+    ]
+    assert revocation_latencies(probes) == ([0.8, 5.2], 1)
