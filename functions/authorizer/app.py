@@ -89,13 +89,14 @@ class MalformedEvent(InvalidRequest):
     code = "malformed_event"
 
 
-@dataclass(frozen=True, slots=True)
+# Per-request records, not frozen: a frozen dataclass costs about 1.5 us to build.
+@dataclass(slots=True)
 class ParsedEvent:
     request: AuthzRequest
     arn: APIGatewayRouteArn | None = None  # REST: the method ARN the policy is built around
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     verdict: Verdict
     reason: str  # "allow", or the deny reason: an error code
@@ -329,7 +330,7 @@ def _shape(kind: EventKind, outcome: Outcome) -> dict[str, Any] | None:
     if kind is EventKind.HTTP:
         if outcome.verdict is Verdict.ALLOW and outcome.grant is not None:
             # APIGatewayAuthorizerResponseV2's shape, as a literal (the context is never empty).
-            return {"isAuthorized": True, "context": outcome.grant.context().to_context()}
+            return {"isAuthorized": True, "context": outcome.grant.flat_context()}
         return {"isAuthorized": False}
     if kind is EventKind.UNKNOWN:
         return None
@@ -346,7 +347,7 @@ def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
     if parsed is None or parsed.arn is None or claims is None:
         raise ValueError("an allow or a route denial needs the method ARN and the claims")
     if verdict is Verdict.ALLOW and outcome.grant is not None:
-        context = outcome.grant.context().to_context()
+        context = outcome.grant.flat_context()
         return _principal_policy(parsed.arn, claims, context).asdict()
     # A valid token refused on this route: the principal's policy, which stays right for the
     # caller's other routes if cached, plus an explicit Deny on exactly this method ARN.

@@ -39,8 +39,7 @@ from tests.functional.test_authorizer import (
     is_allowed,
     mint,
 )
-from tokencore.authcontext import AuthorizerContext
-from tokencore.authz import Authorizer
+from tokencore.authz import Authorizer, Grant
 from tokencore.config import RoutePattern
 from tokencore.errors import KeyUnavailable
 from tokencore.keys import jwks_document
@@ -223,7 +222,7 @@ def test_a_response_that_cannot_be_built_denies(
 
     # The HTTP API answer is a dict literal around the context; the REST one is Powertools'.
     with monkeypatch.context() as patched:
-        patched.setattr(AuthorizerContext, "to_context", cannot)
+        patched.setattr(Grant, "flat_context", cannot)
         assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     monkeypatch.setattr(APIGatewayAuthorizerResponse, "asdict", cannot)
     assert invoke(event("rest-request-valid", grant)) == DENY_ALL

@@ -180,7 +180,7 @@ class _Claims:
         the standard claims (identifiers, NumericDates, the audience that matched), so they are
         taken as they are and only the type's own rules run (the authorizer's hot path).
         """
-        if payload.get(CLAIM_TOKEN_USE) != cls.USE.value:
+        if payload.get(CLAIM_TOKEN_USE) != cls.USE:  # a StrEnum: .value would be a Python call
             raise WrongTokenType("token_use does not match")
         get = payload.get
         if standard_checked:
