@@ -183,3 +183,49 @@ def _claims(roles: tuple[str, ...]) -> AccessClaims:
         expires_at=900,
         roles=roles,
     )
+
+
+optional_text = st.none() | st.text(max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    roles=st.none() | st.lists(st.text(min_size=1, max_size=5), max_size=3),
+    email=optional_text,
+    fgp=optional_text,
+    acr=optional_text,
+)
+def test_claims_built_from_a_payload_equal_the_dataclass_constructor(
+    roles: list[str] | None, email: str | None, fgp: str | None, acr: str | None
+) -> None:
+    payload: dict[str, object] = {
+        "iss": "https://issuer.example",
+        "aud": "api",
+        "sub": "usr_1",
+        "sid": "sid_1",
+        "jti": "jti_1",
+        "iat": 10,
+        "exp": 910,
+        "token_use": "access",
+    }
+    for name, value in (("roles", roles), ("email", email), ("fgp", fgp), ("acr", acr)):
+        if value is not None:
+            payload[name] = value
+    built = AccessClaims.from_payload(payload)
+    constructed = AccessClaims(
+        issuer="https://issuer.example",
+        audience="api",
+        subject="usr_1",
+        session_id="sid_1",
+        token_id="jti_1",
+        issued_at=10,
+        expires_at=910,
+        roles=tuple(roles or ()),
+        email=email,
+        fingerprint_hash=fgp,
+        security_level=acr,
+    )
+    assert built == constructed
+    assert hash(built) == hash(constructed)
+    with pytest.raises(AttributeError):
+        built.subject = "other"  # type: ignore[misc]
