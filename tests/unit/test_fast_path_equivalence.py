@@ -10,6 +10,7 @@ matter (case, padding, dots, spaces, non-ASCII).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import types
@@ -229,3 +230,12 @@ def test_claims_built_from_a_payload_equal_the_dataclass_constructor(
     assert hash(built) == hash(constructed)
     with pytest.raises(AttributeError):
         built.subject = "other"  # type: ignore[misc]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_base64url_encoding_is_the_standard_librarys(data: bytes) -> None:
+    expected = base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    assert codec.b64url_encode(data) == expected
+    if data:
+        assert codec.b64url_decode(expected) == data

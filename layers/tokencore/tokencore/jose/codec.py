@@ -9,7 +9,6 @@ message that says what is wrong and never repeats the input.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -39,11 +38,17 @@ _NOT_CANONICAL = "is not canonical base64url"
 _LAST_BYTES = {2: frozenset(_LAST_OF_2.encode()), 3: frozenset(_LAST_OF_3.encode())}
 _PADDING = (b"", b"", b"==", b"=")
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_STANDARD_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64url_encode(data: bytes) -> str:
     """Unpadded base64url, the only spelling JOSE uses."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return (
+        binascii.b2a_base64(data, newline=False)
+        .translate(_STANDARD_TO_URLSAFE)
+        .rstrip(b"=")
+        .decode("ascii")
+    )
 
 
 def b64url_decode(text: str, error: ErrorFactory = token_segment_error) -> bytes:
