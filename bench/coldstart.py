@@ -9,6 +9,11 @@ start-up is the same for both and is reported separately). Also reported: the sa
 from a layer-shaped copy of the code without bytecode, which is what ``sam build`` ships unless
 ``make build`` compiles it (Lambda's /opt is read-only, so every cold start would compile every
 module again), and with it.
+
+Budget 3c: the issuer, refresher and revoker imported the same way, each with the environment
+template.yaml gives it, against ``import boto3`` plus a DynamoDB client. Then the first login's
+time split (no budget): a cold issuer answering events/issuer/login-valid.json against moto's
+server seeded with the key sets and one user (coldstart_child.py, ``login``).
 """
 
 from __future__ import annotations
