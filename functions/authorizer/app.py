@@ -11,7 +11,6 @@ answers per event kind, caching, metrics and speed.
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 import logging
 import os
@@ -19,16 +18,9 @@ import re
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-    DENY_ALL_RESPONSE,
-    APIGatewayAuthorizerResponse,
-    APIGatewayRouteArn,
-    HttpVerb,
-)
 
 from tokencore import wire
 from tokencore.audit import hash_identifier
@@ -46,6 +38,12 @@ from tokencore.policy import SessionCheckReason, pattern_segments
 from tokencore.runtime import get_runtime
 from tokencore.tokens import AccessClaims
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerResponse,
+        APIGatewayRouteArn,
+    )
+
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME") or "tokencore-authorizer"
 NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "tokencore"
 UNAUTHORIZED: Final = "Unauthorized"  # API Gateway maps exactly this error message to 401
@@ -59,7 +57,9 @@ _log_target = logging.getLogger(logger.name)
 
 _MAX_PATH_LENGTH: Final = 8192
 _MAX_ARN_LENGTH: Final = 2048
-_VERBS: Final = frozenset(verb.value for verb in HttpVerb if verb is not HttpVerb.ALL)
+# Powertools' HttpVerb without ALL (a test keeps them equal): spelled out, because importing
+# Powertools' data classes costs an HTTP API authorizer's cold start about 20 ms for nothing.
+_VERBS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "HEAD", "DELETE", "OPTIONS"})
 # arn:<partition>:execute-api:<region>:<account>:<apiId>/<stage>/<VERB>[/<path>]
 _METHOD_ARN: Final = re.compile(
     r"arn:(aws[a-z-]{0,20}):execute-api:([a-z0-9-]{1,32}):([0-9]{12}):([A-Za-z0-9]{1,32})"
@@ -279,6 +279,11 @@ def _method_arn(value: object) -> APIGatewayRouteArn:
     if match is None or match.group(6) not in _VERBS:
         raise MalformedEvent("method ARN is not an execute-api method ARN")
     partition, region, account, api_id, stage, verb, path = match.groups()
+    # Powertools' REST shapes are imported by the first REST event, never by an HTTP API's.
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayRouteArn,
+    )
+
     return APIGatewayRouteArn(
         region=region,
         aws_account_id=account,
@@ -343,7 +348,7 @@ def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
     if verdict is Verdict.UNAUTHENTICATED:
         return None
     if verdict is Verdict.FAULT:
-        return copy.deepcopy(DENY_ALL_RESPONSE)
+        return _deny_all()
     parsed, claims = outcome.parsed, outcome.claims
     if parsed is None or parsed.arn is None or claims is None:
         raise ValueError("an allow or a route denial needs the method ARN and the claims")
@@ -366,6 +371,10 @@ def _principal_policy(
     """Everything this principal may call: the whole API, minus every ROUTE_ROLES route it
     lacks a role for. Cache-safe: API Gateway applies a cached policy to the caller's other
     routes."""
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerResponse,
+    )
+
     policy = APIGatewayAuthorizerResponse(
         principal_id=claims.subject,
         region=arn.region,
@@ -396,13 +405,25 @@ def _rule_resources(rule: RoleRule) -> list[tuple[str, str]]:
     return [(verb, resource) for verb in verbs for resource in resources]
 
 
+def _deny_all() -> dict[str, Any]:
+    """Powertools' DENY_ALL_RESPONSE (a test keeps them equal), a fresh copy each time: a
+    literal, so the fail-closed answer imports nothing and cannot fail."""
+    return {
+        "principalId": "deny-all-user",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ["*"]}],
+        },
+    }
+
+
 def _fail_closed(kind: EventKind) -> dict[str, Any] | None:
     """The answer when something unexpected failed; builds nothing that could fail."""
     if kind is EventKind.HTTP:
         return {"isAuthorized": False}
     if kind is EventKind.UNKNOWN:
         return None
-    return copy.deepcopy(DENY_ALL_RESPONSE)
+    return _deny_all()
 
 
 # --- observability ----------------------------------------------------------------------------
@@ -493,7 +514,8 @@ def _where(exc: BaseException) -> str:
         return type(exc).__name__
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return f"{type(exc).__name__} at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+    filename = os.path.basename(tb.tb_frame.f_code.co_filename)
+    return f"{type(exc).__name__} at {filename}:{tb.tb_lineno}"
 
 
 def _observability_failed(what: str, exc: BaseException) -> None:

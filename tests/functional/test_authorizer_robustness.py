@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    DENY_ALL_RESPONSE,
     APIGatewayAuthorizerResponse,
+    HttpVerb,
 )
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -87,6 +89,14 @@ DENY_ALL = {
         "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ["*"]}],
     },
 }
+
+
+def test_the_authorizers_literals_are_powertools_shapes() -> None:
+    # The authorizer spells these out so that an HTTP API cold start never imports Powertools'
+    # data classes; they must stay what Powertools would build.
+    assert app._deny_all() == DENY_ALL_RESPONSE == DENY_ALL
+    assert app._deny_all() is not app._deny_all()
+    assert frozenset(verb.value for verb in HttpVerb if verb is not HttpVerb.ALL) == app._VERBS
 
 
 # --- faults -------------------------------------------------------------------------------------
@@ -422,6 +432,8 @@ answers = [app.lambda_handler(event, None) for _ in range(3)]
 loaded = sorted(
     name for name in sys.modules
     if name == "boto3" or name.startswith(("boto3.", "botocore.client", "botocore.session"))
+    # Powertools' REST shapes: an HTTP API authorizer never needs them.
+    or name.startswith("aws_lambda_powertools.utilities.data_classes")
 )
 print(json.dumps({"answers": answers, "loaded": loaded}))
 """
