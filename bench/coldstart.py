@@ -9,6 +9,11 @@ start-up is the same for both and is reported separately). Also reported: the sa
 from a layer-shaped copy of the code without bytecode, which is what ``sam build`` ships unless
 ``make build`` compiles it (Lambda's /opt is read-only, so every cold start would compile every
 module again), and with it.
+
+Budget 3c: the issuer, refresher and revoker imported the same way, each with the environment
+template.yaml gives it, against ``import boto3`` plus a DynamoDB client. Then the first login's
+time split (no budget): a cold issuer answering events/issuer/login-valid.json against moto's
+server seeded with the key sets and one user (coldstart_child.py, ``login``).
 """
 
 from __future__ import annotations
@@ -104,9 +109,205 @@ def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
     fixture = make_fixture(pool=1)
     aws = LocalAws(fixture)
     try:
-        return _run_deployed(quick, fixture, aws.url)
+        lines, budgets = _run_deployed(quick, fixture, aws.url)
+        environments = _stack_environments(aws.url)
+        function_lines, function_budgets = _run_functions(quick, environments)
+        login_lines = _login_split(quick, environments["issuer"])
     finally:
         aws.stop()
+    return lines + function_lines + login_lines, budgets + function_budgets
+
+
+# The functions of budget 3c, by package under functions/, with their template logical ids.
+FUNCTIONS = {
+    "issuer": "IssuerFunction",
+    "refresher": "RefresherFunction",
+    "revoker": "RevokerFunction",
+}
+
+
+def _stack_environments(aws_endpoint: str) -> dict[str, dict[str, str]]:
+    """Each function's environment as template.yaml gives it (Globals merged with its own
+    variables, parameters at their defaults: tracing off, the Tracer not built), with the
+    resources it names created in the local AWS server the way the local stack (devserver)
+    creates them, plus what Lambda itself sets: the function's name and memory, the region
+    and the role's credentials."""
+    import boto3
+
+    from devserver.stack import LocalStack
+    from devserver.template import load_template
+
+    boto_session = boto3.session.Session(
+        aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+    )
+
+    class LocalSession:  # what LocalStack asks of a session: clients, here of the local server
+        def client(self, service: str) -> Any:
+            return boto_session.client(service, endpoint_url=aws_endpoint)
+
+    stack = LocalStack(load_template(), {}, create=True, session=LocalSession())
+    stack.physical("SessionsTable")
+    environments: dict[str, dict[str, str]] = {}
+    for name, logical_id in FUNCTIONS.items():
+        spec = stack.function_spec(logical_id)
+        environments[name] = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(REPO_ROOT),
+            **stack.function_environment(logical_id),
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SESSION_TOKEN": "bench",
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "BENCH_FUNCTION": name,
+        }
+    return environments
+
+
+def _run_functions(
+    quick: bool, environments: dict[str, dict[str, str]]
+) -> tuple[list[str], list[Budget]]:
+    """Budget 3c: each function's cold import against ``import boto3`` + a DynamoDB client,
+    alternating in fresh interpreters, the median of the per-pair ratios."""
+    pairs = 5 if quick else 11
+    rows: list[list[str]] = []
+    ratios: dict[str, float] = {}
+    boto_all: list[float] = []
+    for name, env in environments.items():
+        function_ms: list[float] = []
+        boto_ms: list[float] = []
+        loaded: list[str] = []
+        for index in range(pairs):
+            modes = ("function", "boto3") if index % 2 == 0 else ("boto3", "function")
+            for mode in modes:
+                report, _ = _run(mode, env, REPO_ROOT)
+                (function_ms if mode == "function" else boto_ms).append(report["ms"])
+                if mode == "function":
+                    loaded = report["loaded"]
+        ratios[name] = statistics.median(f / b for f, b in zip(function_ms, boto_ms, strict=True))
+        boto_all.extend(boto_ms)
+        rows.append(
+            [
+                f"`from functions.{name} import app`",
+                f"{statistics.median(function_ms):.1f}",
+                spread(function_ms),
+                f"{statistics.median(boto_ms):.1f}",
+                f"{ratios[name]:.2f}x",
+                "yes" if "boto3" in loaded else "no",
+            ]
+        )
+    # Tracing stays available: the issuer with the Powertools Tracer turned on (no budget;
+    # what turning it on costs a cold start).
+    traced_env = {**environments["issuer"], "POWERTOOLS_TRACE_DISABLED": "false"}
+    traced_ms = [_run("function", traced_env, REPO_ROOT)[0]["ms"] for _ in range(3 if quick else 5)]
+    boto_median = statistics.median(boto_all)
+    rows.append(
+        [
+            "issuer with the Tracer on (`POWERTOOLS_TRACE_DISABLED=false`; no budget)",
+            f"{statistics.median(traced_ms):.1f}",
+            spread(traced_ms),
+            f"{boto_median:.1f}",
+            f"{statistics.median(traced_ms) / boto_median:.2f}x",
+            "",
+        ]
+    )
+    worst = max(ratios, key=ratios.__getitem__)
+    lines = [
+        "",
+        "The issuer, refresher and revoker: each one's cold import with the environment "
+        "template.yaml gives it (tracing off, the default: Lambda's active tracing records "
+        f"the invocation without the Tracer) against `import boto3` + a DynamoDB client; {pairs} "
+        "pairs each, alternating, ratio = median of the per-pair ratios.",
+        "",
+        table(
+            ["import", "ms", "IQR", "boto3 + client ms", "ratio", "boto3 imported"],
+            rows,
+        ),
+    ]
+    budget = Budget(
+        "3c",
+        "issuer/refresher/revoker cold import ÷ (`import boto3` + a DynamoDB client), the worst",
+        ratios[worst],
+        1.2,
+        note=", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items()),
+    )
+    return lines, [budget]
+
+
+def _login_split(quick: bool, issuer_env: dict[str, str]) -> list[str]:
+    """The first login of a cold issuer (events/issuer/login-valid.json, the real handler)
+    against the local AWS server, split into its parts; median of a few cold runs."""
+    event = (REPO_ROOT / "events" / "issuer" / "login-valid.json").read_text(encoding="utf-8")
+    # events/issuer/login-valid.json logs in as the local stack's demo user.
+    from devserver.seed import DEMO_PASSWORD, DEMO_USERNAME
+
+    seed_env = {**issuer_env, "BENCH_USERNAME": DEMO_USERNAME, "BENCH_PASSWORD": DEMO_PASSWORD}
+    _run("seed", seed_env, REPO_ROOT)
+    # Under the login rate limit (10 a username in 5 minutes) at its default.
+    runs = 3 if quick else 7
+    env = {**issuer_env, "BENCH_EVENT": event}
+    reports = [_run("login", env, REPO_ROOT)[0] for _ in range(runs)]
+    parts = ("aws client set-up", "key load", "argon2", "aws calls")
+
+    def total(report: dict[str, Any]) -> float:
+        return float(report["ms"]) - float(report["instrument"])
+
+    def rest(report: dict[str, Any]) -> float:
+        spent = sum(float(report["parts"].get(part, 0.0)) for part in parts)
+        return total(report) - float(report["import"]) - spent
+
+    def median_of(value: Any) -> str:
+        return f"{statistics.median(value(report) for report in reports):.1f}"
+
+    # The run whose total is the median, whole: its parts add up to its total.
+    middle = sorted(reports, key=total)[len(reports) // 2]
+    calls = middle["calls"]
+    labels = {
+        "aws client set-up": "AWS client set-up (`import boto3`, the clients)",
+        "key load": "key load (parsing the key sets; their reads are AWS calls)",
+        "argon2": "Argon2id verify (the production parameters)",
+        "aws calls": f"AWS calls ({len(calls)}: {', '.join(calls)})",
+    }
+    rows = [
+        [
+            "import of `functions.issuer.app`",
+            f"{middle['import']:.1f}",
+            median_of(lambda r: r["import"]),
+        ]
+    ]
+    rows += [
+        [
+            labels[part],
+            f"{middle['parts'].get(part, 0.0):.1f}",
+            median_of(lambda r, part=part: r["parts"].get(part, 0.0)),
+        ]
+        for part in parts
+    ]
+    rows += [
+        [
+            "the rest (routing, the service, signing, the response)",
+            f"{rest(middle):.1f}",
+            median_of(rest),
+        ],
+        ["**the first login, cold: total**", f"{total(middle):.1f}", median_of(total)],
+    ]
+    return [
+        "",
+        "The first login's time split: a fresh interpreter imports the issuer and answers "
+        "events/issuer/login-valid.json (the real handler and event) against the local AWS "
+        "server (moto, over loopback: an in-region call costs a few ms more), the stack seeded "
+        f"as the local stack seeds it; {runs} cold runs, ms. Each part counts once (the reads "
+        "inside the key load are AWS calls): the median run's parts add up to its total.",
+        "",
+        table(["part", "median run", f"median of {runs}"], rows),
+    ]
 
 
 def _run_deployed(quick: bool, fixture: Any, aws_endpoint: str) -> tuple[list[str], list[Budget]]:

@@ -11,23 +11,16 @@ answers per event kind, caching, metrics and speed.
 from __future__ import annotations
 
 import contextlib
-import copy
+import gc
 import logging
 import os
 import re
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-    DENY_ALL_RESPONSE,
-    APIGatewayAuthorizerResponse,
-    APIGatewayRouteArn,
-    HttpVerb,
-)
 
 from tokencore import wire
 from tokencore.audit import hash_identifier
@@ -45,6 +38,12 @@ from tokencore.policy import SessionCheckReason, pattern_segments
 from tokencore.runtime import get_runtime
 from tokencore.tokens import AccessClaims
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerResponse,
+        APIGatewayRouteArn,
+    )
+
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME") or "tokencore-authorizer"
 NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "tokencore"
 UNAUTHORIZED: Final = "Unauthorized"  # API Gateway maps exactly this error message to 401
@@ -58,7 +57,9 @@ _log_target = logging.getLogger(logger.name)
 
 _MAX_PATH_LENGTH: Final = 8192
 _MAX_ARN_LENGTH: Final = 2048
-_VERBS: Final = frozenset(verb.value for verb in HttpVerb if verb is not HttpVerb.ALL)
+# Powertools' HttpVerb without ALL (a test keeps them equal): spelled out, because importing
+# Powertools' data classes costs an HTTP API authorizer's cold start about 20 ms for nothing.
+_VERBS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "HEAD", "DELETE", "OPTIONS"})
 # arn:<partition>:execute-api:<region>:<account>:<apiId>/<stage>/<VERB>[/<path>]
 _METHOD_ARN: Final = re.compile(
     r"arn:(aws[a-z-]{0,20}):execute-api:([a-z0-9-]{1,32}):([0-9]{12}):([A-Za-z0-9]{1,32})"
@@ -89,13 +90,14 @@ class MalformedEvent(InvalidRequest):
     code = "malformed_event"
 
 
-@dataclass(frozen=True, slots=True)
+# Per-request records, not frozen: a frozen dataclass costs about 1.5 us to build.
+@dataclass(slots=True)
 class ParsedEvent:
     request: AuthzRequest
     arn: APIGatewayRouteArn | None = None  # REST: the method ARN the policy is built around
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     verdict: Verdict
     reason: str  # "allow", or the deny reason: an error code
@@ -277,6 +279,11 @@ def _method_arn(value: object) -> APIGatewayRouteArn:
     if match is None or match.group(6) not in _VERBS:
         raise MalformedEvent("method ARN is not an execute-api method ARN")
     partition, region, account, api_id, stage, verb, path = match.groups()
+    # Powertools' REST shapes are imported by the first REST event, never by an HTTP API's.
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayRouteArn,
+    )
+
     return APIGatewayRouteArn(
         region=region,
         aws_account_id=account,
@@ -329,7 +336,7 @@ def _shape(kind: EventKind, outcome: Outcome) -> dict[str, Any] | None:
     if kind is EventKind.HTTP:
         if outcome.verdict is Verdict.ALLOW and outcome.grant is not None:
             # APIGatewayAuthorizerResponseV2's shape, as a literal (the context is never empty).
-            return {"isAuthorized": True, "context": outcome.grant.context().to_context()}
+            return {"isAuthorized": True, "context": outcome.grant.flat_context()}
         return {"isAuthorized": False}
     if kind is EventKind.UNKNOWN:
         return None
@@ -341,12 +348,12 @@ def _rest_answer(outcome: Outcome) -> dict[str, Any] | None:
     if verdict is Verdict.UNAUTHENTICATED:
         return None
     if verdict is Verdict.FAULT:
-        return copy.deepcopy(DENY_ALL_RESPONSE)
+        return _deny_all()
     parsed, claims = outcome.parsed, outcome.claims
     if parsed is None or parsed.arn is None or claims is None:
         raise ValueError("an allow or a route denial needs the method ARN and the claims")
     if verdict is Verdict.ALLOW and outcome.grant is not None:
-        context = outcome.grant.context().to_context()
+        context = outcome.grant.flat_context()
         return _principal_policy(parsed.arn, claims, context).asdict()
     # A valid token refused on this route: the principal's policy, which stays right for the
     # caller's other routes if cached, plus an explicit Deny on exactly this method ARN.
@@ -364,6 +371,10 @@ def _principal_policy(
     """Everything this principal may call: the whole API, minus every ROUTE_ROLES route it
     lacks a role for. Cache-safe: API Gateway applies a cached policy to the caller's other
     routes."""
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerResponse,
+    )
+
     policy = APIGatewayAuthorizerResponse(
         principal_id=claims.subject,
         region=arn.region,
@@ -394,13 +405,25 @@ def _rule_resources(rule: RoleRule) -> list[tuple[str, str]]:
     return [(verb, resource) for verb in verbs for resource in resources]
 
 
+def _deny_all() -> dict[str, Any]:
+    """Powertools' DENY_ALL_RESPONSE (a test keeps them equal), a fresh copy each time: a
+    literal, so the fail-closed answer imports nothing and cannot fail."""
+    return {
+        "principalId": "deny-all-user",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ["*"]}],
+        },
+    }
+
+
 def _fail_closed(kind: EventKind) -> dict[str, Any] | None:
     """The answer when something unexpected failed; builds nothing that could fail."""
     if kind is EventKind.HTTP:
         return {"isAuthorized": False}
     if kind is EventKind.UNKNOWN:
         return None
-    return copy.deepcopy(DENY_ALL_RESPONSE)
+    return _deny_all()
 
 
 # --- observability ----------------------------------------------------------------------------
@@ -491,9 +514,17 @@ def _where(exc: BaseException) -> str:
         return type(exc).__name__
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return f"{type(exc).__name__} at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+    filename = os.path.basename(tb.tb_frame.f_code.co_filename)
+    return f"{type(exc).__name__} at {filename}:{tb.tb_lineno}"
 
 
 def _observability_failed(what: str, exc: BaseException) -> None:
     with contextlib.suppress(Exception):  # nowhere left to report to
         sys.stderr.write(f"authorizer {what} failed: {_where(exc)}\n")
+
+
+# Last line of the cold start: everything imported so far lives as long as the container, so
+# it is moved out of the garbage collector's reach. A full collection in a warm container then
+# scans only what requests created (about 4 ms before, under 0.01 ms after, on the reference
+# machine), instead of stalling whichever request triggers it (budget 7 measures that tail).
+gc.freeze()

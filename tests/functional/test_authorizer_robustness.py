@@ -22,7 +22,9 @@ from typing import Any, ClassVar
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    DENY_ALL_RESPONSE,
     APIGatewayAuthorizerResponse,
+    HttpVerb,
 )
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -41,8 +43,7 @@ from tests.functional.test_authorizer import (
     is_allowed,
     mint,
 )
-from tokencore.authcontext import AuthorizerContext
-from tokencore.authz import Authorizer
+from tokencore.authz import Authorizer, Grant
 from tokencore.config import RoutePattern
 from tokencore.errors import KeyUnavailable
 from tokencore.keys import jwks_document
@@ -90,6 +91,14 @@ DENY_ALL = {
         "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ["*"]}],
     },
 }
+
+
+def test_the_authorizers_literals_are_powertools_shapes() -> None:
+    # The authorizer spells these out so that an HTTP API cold start never imports Powertools'
+    # data classes; they must stay what Powertools would build.
+    assert app._deny_all() == DENY_ALL_RESPONSE == DENY_ALL
+    assert app._deny_all() is not app._deny_all()
+    assert frozenset(verb.value for verb in HttpVerb if verb is not HttpVerb.ALL) == app._VERBS
 
 
 # --- faults -------------------------------------------------------------------------------------
@@ -225,7 +234,7 @@ def test_a_response_that_cannot_be_built_denies(
 
     # The HTTP API answer is a dict literal around the context; the REST one is Powertools'.
     with monkeypatch.context() as patched:
-        patched.setattr(AuthorizerContext, "to_context", cannot)
+        patched.setattr(Grant, "flat_context", cannot)
         assert invoke(event("http-valid", grant)) == {"isAuthorized": False}
     monkeypatch.setattr(APIGatewayAuthorizerResponse, "asdict", cannot)
     assert invoke(event("rest-request-valid", grant)) == DENY_ALL
@@ -425,6 +434,8 @@ answers = [app.lambda_handler(event, None) for _ in range(3)]
 loaded = sorted(
     name for name in sys.modules
     if name == "boto3" or name.startswith(("boto3.", "botocore.client", "botocore.session"))
+    # Powertools' REST shapes: an HTTP API authorizer never needs them.
+    or name.startswith("aws_lambda_powertools.utilities.data_classes")
 )
 print(json.dumps({"answers": answers, "loaded": loaded}))
 """

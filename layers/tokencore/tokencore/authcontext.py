@@ -33,6 +33,45 @@ _MAX_ROLES: Final = 64
 _MAX_NUMBER_CHARS: Final = 32
 
 
+def flat_context(
+    claims: AccessClaims, *, session_checked: bool, roles: tuple[str, ...] | None = None
+) -> dict[str, ContextValue]:
+    """``AuthorizerContext.from_claims(...).to_context()`` in one step (the authorizer's
+    answer, on every allowed request)."""
+    return _flat(
+        claims.subject,
+        claims.session_id,
+        claims.email,
+        claims.roles if roles is None else roles,
+        claims.token_id,
+        claims.expires_at,
+        session_checked,
+    )
+
+
+def _flat(
+    user_id: str,
+    session_id: str,
+    email: str | None,
+    roles: tuple[str, ...],
+    token_id: str | None,
+    expires_at: int | None,
+    session_checked: bool,
+) -> dict[str, ContextValue]:
+    context: dict[str, ContextValue] = {
+        "user_id": user_id,
+        "email": email or "",
+        "roles": ",".join(roles),
+        "session_id": session_id,
+    }
+    if token_id is not None:
+        context["token_id"] = token_id
+    if expires_at is not None:
+        context["expires_at"] = expires_at
+    context["session_checked"] = session_checked
+    return context
+
+
 class Unauthenticated(Rejected):
     """A protected route was reached without a usable authorizer context."""
 
@@ -114,18 +153,15 @@ class AuthorizerContext:
     def to_context(self) -> dict[str, ContextValue]:
         """The flat context of an HTTP API simple response or a REST policy (``email`` is
         ``""`` when there is none; a context value cannot be null)."""
-        context: dict[str, ContextValue] = {
-            "user_id": self.user_id,
-            "email": self.email or "",
-            "roles": ",".join(self.roles),
-            "session_id": self.session_id,
-        }
-        if self.token_id is not None:
-            context["token_id"] = self.token_id
-        if self.expires_at is not None:
-            context["expires_at"] = self.expires_at
-        context["session_checked"] = self.session_checked
-        return context
+        return _flat(
+            self.user_id,
+            self.session_id,
+            self.email,
+            self.roles,
+            self.token_id,
+            self.expires_at,
+            self.session_checked,
+        )
 
     @classmethod
     def from_context(
@@ -189,4 +225,4 @@ def _roles(value: object) -> tuple[str, ...]:
     return tuple(sorted(roles))
 
 
-__all__ = ["AuthorizerContext", "ContextValue", "Unauthenticated"]
+__all__ = ["AuthorizerContext", "ContextValue", "Unauthenticated", "flat_context"]

@@ -25,7 +25,7 @@ DEFAULT_MAX_ENTRIES: Final = 1024
 DEFAULT_MAX_AGE_SECONDS: Final = 60
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every first sight, and never handed out
 class _Entry:
     claims: AccessClaims
     key: JwsKey
@@ -85,10 +85,12 @@ class ClaimsCache:
             return
         entry = _Entry(claims, key, now, expires_at)
         with self._lock:
-            self._entries[token] = entry
-            self._entries.move_to_end(token)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            entries = self._entries
+            if token in entries:
+                entries.move_to_end(token)
+            entries[token] = entry
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:

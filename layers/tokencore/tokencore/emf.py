@@ -8,7 +8,9 @@ and one write to stdout. The documents are exactly what Powertools prints for
 ``add_metric(unit=Count, value=1)`` (``tests/unit/test_emf.py`` compares the two).
 
 Environment, as Powertools reads it: ``POWERTOOLS_METRICS_DISABLED=true`` (or
-``POWERTOOLS_DEV=true`` with the former unset) prints nothing.
+``POWERTOOLS_DEV=true`` with the former unset) prints nothing. Read once per ``CountMetrics``
+(a Lambda container's environment is fixed for its life; two environment reads per flush were
+a tenth of the authorizer's own work).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _true(value: str | None) -> bool:
 
 
 def metrics_disabled() -> bool:
-    """Powertools' rule (``metrics.functions.is_metrics_disabled``), read at each flush."""
+    """Powertools' rule (``metrics.functions.is_metrics_disabled``)."""
     disabled = os.environ.get("POWERTOOLS_METRICS_DISABLED")
     if disabled is not None:
         return _true(disabled)
@@ -43,6 +45,7 @@ class CountMetrics:
         self.namespace = namespace
         self.service = service
         self.pending: list[tuple[str, str]] = []
+        self.disabled = metrics_disabled()
         self._rendered: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
 
     def add(self, name: str, dimension: str | None = None, value: str | None = None) -> None:
@@ -52,7 +55,7 @@ class CountMetrics:
     def flush_metrics(self) -> None:
         """Print the queued documents (one line each) and clear them."""
         pending, self.pending = self.pending, []
-        if not pending or metrics_disabled():
+        if not pending or self.disabled:
             return
         stamp = str(int(time.time() * 1000))
         sys.stdout.write("".join(head + stamp + tail for head, tail in pending))

@@ -89,6 +89,12 @@ def is_sensitive(patterns: Iterable[RoutePattern], method: str, path: str) -> bo
     return any(route_matches(pattern, method, path) for pattern in patterns)
 
 
+# The route part of a decision is remembered for paths up to this long, this many at most
+# (cleared when full: a flood of distinct paths only costs their decisions).
+_CACHED_PATH_CHARS = 256
+_CACHED_ROUTES = 512
+
+
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     allowed: bool
@@ -111,6 +117,9 @@ class Policy:
         self._sample_rate = settings.session_check_sample_rate
         # Sampling spreads load; it is not a secret, so a fast PRNG is right here.
         self._sampler = sampler or random.Random()  # noqa: S311
+        self._routes: dict[
+            tuple[str, str, str | None, tuple[str, ...]], tuple[RouteDecision, bool]
+        ] = {}
 
     def unmet_rules(self, roles: tuple[str, ...]) -> tuple[RoleRule, ...]:
         """The rules a holder of ``roles`` does not satisfy, wherever they apply (what a
@@ -124,26 +133,48 @@ class Policy:
         path: str,
         template: str | None = None,
     ) -> RouteDecision:
+        route_key = (method, path, template, claims.roles)
+        route = self._routes.get(route_key)
+        if route is None:
+            route = self._route(claims.roles, method, path, template)
+            if len(path) <= _CACHED_PATH_CHARS:
+                if len(self._routes) >= _CACHED_ROUTES:
+                    self._routes.clear()
+                self._routes[route_key] = route
+        decision, sensitive = route
+        if not decision.allowed:
+            return decision
+        session_check = self._session_check_reason(claims, sensitive=sensitive)
+        if session_check is None:
+            return decision
+        return RouteDecision(True, session_check, rules=decision.rules)
+
+    def _route(
+        self, roles: tuple[str, ...], method: str, path: str, template: str | None
+    ) -> tuple[RouteDecision, bool]:
+        """What the route alone decides for a holder of ``roles`` (no session check yet), and
+        whether it is sensitive. Pure: ``decide`` remembers it per (method, path, template,
+        roles), since a warm container sees few distinct routes and role sets."""
         readings = read_path(path)
         if readings is None:
-            return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
+            return RouteDecision(False, None, DenyReason.MALFORMED_PATH), False
         method = method.upper()
         primary = [readings.canonical]
         if template is not None:
             segments = template_segments(template)
             if segments is None:
-                return RouteDecision(False, None, DenyReason.MALFORMED_PATH)
+                return RouteDecision(False, None, DenyReason.MALFORMED_PATH), False
             if segments != readings.canonical:
                 primary.append(segments)
         met: dict[RoleRule, None] = {}
         for segments in primary:
-            rule = self._check_rules(claims, method, segments, met)
+            rule = self._check_rules(roles, method, segments, met)
             if rule is not None:
-                return RouteDecision(False, None, DenyReason.INSUFFICIENT_ROLE, rule)
+                return RouteDecision(False, None, DenyReason.INSUFFICIENT_ROLE, rule), False
         for segments in readings.alternates:
-            rule = self._check_rules(claims, method, segments, met)
+            rule = self._check_rules(roles, method, segments, met)
             if rule is not None:
-                return RouteDecision(False, None, DenyReason.AMBIGUOUS_PATH, rule)
+                return RouteDecision(False, None, DenyReason.AMBIGUOUS_PATH, rule), False
         # A role-gated route reads the user whatever SENSITIVE_ROUTES says, so a role removed
         # since the token was minted counts at the next request.
         sensitive = bool(met) or any(
@@ -151,17 +182,16 @@ class Policy:
             for segments in (*primary, *readings.alternates)
             for matcher in self._sensitive
         )
-        session_check = self._session_check_reason(claims, sensitive=sensitive)
-        return RouteDecision(True, session_check, rules=tuple(met))
+        return RouteDecision(True, None, rules=tuple(met)), sensitive
 
     def _check_rules(
-        self, claims: AccessClaims, method: str, segments: Segments, met: dict[RoleRule, None]
+        self, roles: tuple[str, ...], method: str, segments: Segments, met: dict[RoleRule, None]
     ) -> RoleRule | None:
-        """The first rule ``segments`` meet that the claims do not satisfy; the satisfied ones
+        """The first rule ``segments`` meet that ``roles`` do not satisfy; the satisfied ones
         are added to ``met``."""
         for matcher, rule in self._rules:
             if matcher.matches(method, segments):
-                if not rule.allows(claims.roles):
+                if not rule.allows(roles):
                     return rule
                 met[rule] = None
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, cast
 
 from tokencore.errors import MalformedToken
 
@@ -58,9 +58,23 @@ FINGERPRINT_COOKIE: Final = "__Host-fgp"
 REFRESH_COOKIE: Final = "__Secure-rt"
 
 
+# A character that lower() could change, or that no header name holds (RFC 9110 tchar).
+_NOT_LOWER_TCHAR: Final = re.compile(r"[^a-z0-9!#$%&'*+.^_`|~-]")
+
+
 def header_map(headers: Mapping[object, object], multi: object = None) -> dict[str, object]:
     """Header names lowercased. A header given more than once (two spellings, or several values
     in REST's ``multiValueHeaders``) becomes a list, which no single-value reader accepts."""
+    if multi is None and type(headers) is dict:
+        # API Gateway's HTTP API events already lowercase every name (and join repeats), so
+        # when no name has a capital the map is its own answer, and two spellings of one name
+        # cannot both be in it. A non-string name fails the join and takes the long way.
+        try:
+            names = "".join(headers)
+        except TypeError:
+            names = None
+        if names is not None and not _NOT_LOWER_TCHAR.search(names):
+            return cast(dict[str, object], headers)
     lowered: dict[str, object] = {}
     for name, value in headers.items():
         if isinstance(name, str):
@@ -81,7 +95,7 @@ MAX_TOKEN_CHARS: Final = 8192
 MAX_AUTHORIZATION_CHARS: Final = len("Bearer ") + MAX_TOKEN_CHARS
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; exactly one space, so a header that two
 # parsers could split differently never reaches the verifier.
-_BEARER: Final = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
+_B64TOKEN_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 
 
 class MissingToken(MalformedToken):
@@ -104,10 +118,24 @@ def bearer_token(authorization: object) -> str:
         raise MalformedAuthorization("authorization header is not one string")
     if len(authorization) > MAX_AUTHORIZATION_CHARS:
         raise MalformedAuthorization("authorization header is too long")
-    match = _BEARER.fullmatch(authorization)
-    if match is None:
+    # Byte operations rather than a regular expression over the whole header (a third of the
+    # cost, on every request the authorizer answers): the scheme, case-insensitively and in
+    # ASCII only, then a b64token, which deleting every allowed byte must leave empty.
+    scheme = authorization[:7]
+    token = authorization[7:]
+    try:
+        raw = token.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise MalformedAuthorization("authorization header is not 'Bearer <token>'") from exc
+    body = raw.rstrip(b"=")
+    if (
+        not scheme.isascii()
+        or scheme.lower() != "bearer "
+        or not body
+        or body.translate(None, _B64TOKEN_BYTES)
+    ):
         raise MalformedAuthorization("authorization header is not 'Bearer <token>'")
-    return match.group(1)
+    return token
 
 
 def bearer_token_or_none(authorization: object) -> str | None:
