@@ -580,3 +580,26 @@ def test_wycheproof_roca_key_is_refused_for_roca(vectors_dir: Path) -> None:
     group = next(g for g in data["testGroups"] if g["comment"] == "jws_rsa_roca_key")
     with pytest.raises(InvalidKeyMaterial, match="ROCA"):
         parse_jwks(group["public"])
+
+
+def test_a_document_read_again_gives_the_same_keys_and_a_new_one_is_parsed(
+    entries: dict[str, PrivateKeyEntry],
+) -> None:
+    from tokencore.keys.jwk import JwksDocumentParser
+
+    parser = JwksDocumentParser("public JWKS parameter")
+    first_doc = json.dumps(jwks_document([entries["RS256"].verification_key()]))
+    second_doc = json.dumps(jwks_document([entries["ES256"].verification_key()]))
+    first = parser.parse(first_doc)
+    again = parser.parse(first_doc)
+    assert again == first
+    assert all(a is b for a, b in zip(again, first, strict=True))  # the very objects
+    assert again is not first  # a new list: a caller may change its own
+    second = parser.parse(second_doc)
+    assert [key.alg for key in second] == ["ES256"]
+    # A bad document is refused every time, and never replaces the last good one.
+    broken = second_doc.replace('"keys": ', '"keys": [], "keys": ', 1)
+    for _ in range(2):
+        with pytest.raises(InvalidKeyMaterial, match="duplicate"):
+            parser.parse(broken)
+    assert all(a is b for a, b in zip(parser.parse(second_doc), second, strict=True))

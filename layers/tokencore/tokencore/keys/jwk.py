@@ -382,6 +382,29 @@ def _key_list(doc: Mapping[str, object], what: str) -> list[object]:
     return keys
 
 
+class JwksDocumentParser:
+    """``parse_jwks(parse_json_document(text))``, remembering the last document's keys.
+
+    A key source is read again every ``JWKS_CACHE_TTL_SECONDS`` and almost always finds the same
+    document; parsing it (key loading, the ROCA and size checks) holds the GIL for milliseconds,
+    which a request running beside a background refresh waits out (``make bench`` budget 7).
+    The parse depends on the text alone, so the same text gives the same keys: the very objects,
+    which also lets the claims cache see at once that a key is still served. A different text
+    is parsed in full, and a failed parse is never remembered."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._last: tuple[str, tuple[VerificationKey, ...]] | None = None
+
+    def parse(self, text: str) -> list[VerificationKey]:
+        last = self._last
+        if last is not None and last[0] == text:
+            return list(last[1])
+        keys = parse_jwks(parse_json_document(text, self._what))
+        self._last = (text, tuple(keys))
+        return keys
+
+
 def parse_jwks(doc: Mapping[str, object]) -> list[VerificationKey]:
     """Parse a public ``{"keys": [...]}`` document; any bad entry refuses the whole document.
 

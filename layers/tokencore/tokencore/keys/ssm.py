@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
-from tokencore.keys.jwk import parse_json_document, parse_jwks
+from tokencore.keys.jwk import JwksDocumentParser
 from tokencore.keys.model import KeySource, VerificationKey
 
 _WHAT: Final = "public JWKS parameter"
@@ -35,6 +35,7 @@ class SsmJwksSource:
             raise ConfigError("a public JWKS parameter name is required")
         self._name = parameter_name
         self._client = LazyClient("ssm", boto3_client, boto3_session, boto_config)
+        self._parser = JwksDocumentParser(_WHAT)
 
     def load_verification_keys(self) -> list[VerificationKey]:
         """Read the parameter (one GetParameter) and parse it; every entry must be valid."""
@@ -46,7 +47,7 @@ class SsmJwksSource:
         value = parameter.get("Value") if isinstance(parameter, dict) else None
         if not isinstance(value, str):
             raise InvalidKeyMaterial(f"{_WHAT} has no value")
-        return parse_jwks(parse_json_document(value, _WHAT))
+        return self._parser.parse(value)
 
     def __repr__(self) -> str:
         return "SsmJwksSource()"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from tokencore.awshttp import AwsCallFailed, AwsJsonClient, env_credentials
 from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
-from tokencore.keys.jwk import parse_json_document, parse_jwks
+from tokencore.keys.jwk import JwksDocumentParser
 from tokencore.keys.model import KeySource, VerificationKey
 
 _WHAT: Final = "public JWKS parameter"
@@ -33,6 +33,7 @@ class SsmHttpJwksSource:
             raise ConfigError("a public JWKS parameter name is required")
         self._name = parameter_name
         self._client = client or ssm_client()
+        self._parser = JwksDocumentParser(_WHAT)
 
     def load_verification_keys(self) -> list[VerificationKey]:
         """One GetParameter, parsed strictly; every entry must be valid."""
@@ -44,7 +45,7 @@ class SsmHttpJwksSource:
         value = parameter.get("Value") if isinstance(parameter, dict) else None
         if not isinstance(value, str):
             raise InvalidKeyMaterial(f"{_WHAT} has no value")
-        return parse_jwks(parse_json_document(value, _WHAT))
+        return self._parser.parse(value)
 
     def __repr__(self) -> str:
         return "SsmHttpJwksSource()"
