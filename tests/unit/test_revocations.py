@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -225,3 +226,56 @@ def test_the_fast_path_takes_no_lock_and_starts_no_refresh() -> None:
     assert revocations.standing("s2", "u1", int(T0)) is Standing.USER_LISTED
     assert revocations.standing("s2", "u2", int(T0)) is Standing.NOT_LISTED
     assert started == []
+
+
+def test_past_the_bound_only_the_request_that_started_the_refresh_answers_from_the_old_copy() -> (
+    None
+):
+    """Rule 2: a request that comes while a refresh is in flight waits for it, so a revocation
+    counts within the propagation bound plus one request. The refresh job is held until the
+    second request is waiting; nothing here depends on how fast the machine is (the join below
+    is a hang bound: a waiting request that returned early fails it, a slow one cannot)."""
+    clock, table = ManualClock(T0), Table()
+    revocations = make(table, clock)
+    assert revocations.standing("s1", "u", 0) is Standing.NOT_LISTED  # the cold fetch
+    table.revoke("s1", clock.now())
+    release = threading.Event()
+    jobs: list[threading.Thread] = []
+
+    def held_in_a_thread(job: Callable[[], None]) -> None:
+        def run() -> None:
+            release.wait(timeout=60)
+            job()
+
+        jobs.append(threading.Thread(target=run, daemon=True))
+        jobs[-1].start()
+
+    revocations.background = held_in_a_thread
+    clock.advance(5)
+    # The first request past the bound starts the refresh and answers from the old copy.
+    assert revocations.standing("s1", "u", 0) is Standing.NOT_LISTED
+    assert len(jobs) == 1
+    answers: list[Standing] = []
+    second = threading.Thread(target=lambda: answers.append(revocations.standing("s1", "u", 0)))
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive()  # waiting for the refresh, not answering
+    assert answers == []
+    release.set()
+    second.join(timeout=60)
+    assert answers == [Standing.LISTED]
+    assert len(jobs) == 1  # it started no refresh of its own
+    assert revocations.standing("s1", "u", 0) is Standing.LISTED
+
+
+def test_a_failed_refresh_lets_the_waiting_request_answer_from_the_trusted_copy() -> None:
+    clock, table = ManualClock(T0), Table()
+    revocations = make(table, clock)
+    revocations.standing("s1", "u", 0)
+    table.revoke("s1", clock.now())
+    table.failing = True
+    clock.advance(5)
+    # Inline refreshes fail; the copy stays trusted (rule 3 bounds it), nothing waits forever.
+    assert revocations.standing("s1", "u", 0) is Standing.NOT_LISTED
+    assert revocations.standing("s1", "u", 0) is Standing.NOT_LISTED
+    assert revocations.failures == 1  # no second fetch within a period of the failure

@@ -25,7 +25,14 @@ The reader (:class:`RevocationList`, no boto3: ``tokencore.awshttp``) keeps a co
 buckets in the window. Rules, applied by :meth:`RevocationList.standing`:
 
 1. Copy younger than ``propagation`` seconds: answer from it.
-2. Older: answer from it, and start one background refresh (at most one at a time).
+2. Older: answer from it, and start one background refresh (at most one at a time). A request
+   that comes while that refresh is in flight waits for it (at most ``REFRESH_WAIT_SECONDS``),
+   so only the request that started it answers from the old copy: a revocation counts on every
+   route within ``propagation`` plus one request per container. (On Lambda a container runs one
+   request at a time and a background thread only while a request runs, so the request after
+   the one that started the refresh usually waits out the rest of its fetch: a few
+   milliseconds, once per ``propagation``.) A refresh that failed leaves the copy trusted, and
+   starts again ``propagation`` after the failure.
 3. Older than ``stale_after`` (3 times propagation): the copy is no longer trusted. One synchronous
    refresh is tried (at most once per ``propagation`` after a failure); if it fails the answer
    is STALE and the caller checks the session in the store for that request (fail closed: a
@@ -53,6 +60,9 @@ from tokencore.errors import ConfigError
 BUCKET_SECONDS: Final = 60
 SEAL_SLACK_SECONDS: Final = 10  # writers' clocks and in-flight transactions
 STALE_FACTOR: Final = 3
+# How long a request waits for a refresh already in flight; a slower fetch lets it answer from
+# the copy it has (still within the stale bound). The fetch's own timeout is awshttp's.
+REFRESH_WAIT_SECONDS: Final = 2.0
 REVOKED_PREFIX: Final = "REVOKED#"
 LIST_SORT: Final = "LIST"
 SESSION_ENTRY_PREFIX: Final = "s_"
@@ -176,7 +186,8 @@ _EMPTY: Final = _Copy({}, frozenset(), float("-inf"), float("-inf"), frozenset()
 
 
 class RevocationList:
-    """One per authorizer container. Thread-safe; answers never wait for a background refresh."""
+    """One per authorizer container. Thread-safe. Rule 1 never waits; past the bound, a request
+    waits for a refresh another request started (rule 2)."""
 
     def __init__(
         self,
@@ -198,7 +209,10 @@ class RevocationList:
         self.background = background  # public: tests run it inline
         self._copy = _EMPTY
         self._lock = threading.Lock()
+        self._lock_starting = threading.Lock()  # one refresh started at a time
         self._refreshing = False
+        self._landed = threading.Event()  # set while no refresh is in flight
+        self._landed.set()
         self._last_failure_at = float("-inf")
         self.fetches = 0  # items read, for the capacity figures
         self.failures = 0
@@ -222,6 +236,10 @@ class RevocationList:
             copy = self._refresh_now(now)
             if now - copy.fetched_at >= self.stale_after:
                 return Standing.STALE
+        elif self._refreshing:
+            # A refresh an earlier request started is in flight: wait for it (rule 2).
+            self._landed.wait(REFRESH_WAIT_SECONDS)
+            copy = self._copy
         elif now - self._last_failure_at >= self.propagation:
             self._refresh_in_background()
         if session_id in copy.sessions:
@@ -240,13 +258,16 @@ class RevocationList:
             return self._refresh(now)
 
     def _refresh_in_background(self) -> None:
-        if self._refreshing:
-            return
-        self._refreshing = True
+        with self._lock_starting:
+            if self._refreshing:
+                return
+            self._refreshing = True
+            self._landed.clear()
         try:
             self.background(self._refresh_ahead)
         except Exception:  # noqa: BLE001 - no thread left: rule 3 covers it at the stale bound
             self._refreshing = False
+            self._landed.set()
 
     def _refresh_ahead(self) -> None:
         try:
@@ -258,6 +279,7 @@ class RevocationList:
                     self._refresh(now)
         finally:
             self._refreshing = False
+            self._landed.set()
 
     def _refresh(self, now: float) -> _Copy:
         """Fetch the unsealed buckets of the window. Hold the lock. A failure keeps the copy."""
