@@ -107,10 +107,12 @@ def _layer_copy(env: dict[str, str], into: Path) -> Path:
 
 def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
     fixture = make_fixture(pool=1)
-    aws = LocalAws(fixture)
+    aws = LocalAws(fixture, sessions_table=False)
     try:
-        lines, budgets = _run_deployed(quick, fixture, aws.url)
+        # First: the tables as the local stack creates them (the authorizer's cold start reads
+        # the revocation list from the sessions table).
         environments = _stack_environments(aws.url)
+        lines, budgets = _run_deployed(quick, fixture, aws.url)
         function_lines, function_budgets = _run_functions(quick, environments)
         login_lines = _login_split(quick, environments["issuer"])
     finally:

@@ -104,10 +104,11 @@ def make_fixture(pool: int = 0, alg: str = "RS256") -> Fixture:
     return fixture
 
 
-def authorizer_environment(fixture: Fixture) -> dict[str, str]:
+def authorizer_environment(fixture: Fixture, aws_endpoint: str) -> dict[str, str]:
     """The authorizer's settings as the template gives them, keys from PUBLIC_JWKS, the fast
-    path only (no sampled session checks), and an AWS endpoint nothing listens on: any AWS
-    call would fail rather than leave the machine."""
+    path only (no sampled session checks), and ``aws_endpoint`` (a LocalAws: the revocation
+    list, which every container reads at its first request and then every
+    REVOCATION_PROPAGATION_SECONDS in the background)."""
     return {
         "TOKEN_ISSUER": ISSUER,
         "TOKEN_AUDIENCE": AUDIENCE,
@@ -120,7 +121,7 @@ def authorizer_environment(fixture: Fixture) -> dict[str, str]:
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ENDPOINT_URL": aws_endpoint,
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -132,7 +133,7 @@ def deployed_authorizer_environment(fixture: Fixture, aws_endpoint: str) -> dict
     come from the public JWKS parameter, read over ``aws_endpoint`` (a local moto server
     holding ``fixture``'s JWKS) with the credentials Lambda puts in the environment."""
     return {
-        **authorizer_environment(fixture),
+        **authorizer_environment(fixture, aws_endpoint),
         "PUBLIC_JWKS": "",
         "PUBLIC_JWKS_PARAMETER": PUBLIC_JWKS_PARAMETER,
         "AWS_ENDPOINT_URL": aws_endpoint,
@@ -141,11 +142,12 @@ def deployed_authorizer_environment(fixture: Fixture, aws_endpoint: str) -> dict
 
 
 class LocalAws:
-    """moto's server on 127.0.0.1 holding the fixture's public JWKS parameter (the bench's
-    stand-in for SSM: the same protocol, a loopback round trip instead of an in-region one).
-    Its own process: a server thread in the measured process would take the GIL from it."""
+    """moto's server on 127.0.0.1 holding the fixture's public JWKS parameter and an empty
+    sessions table (the bench's stand-in for SSM and DynamoDB: the same protocols, a loopback
+    round trip instead of an in-region one). Its own process: a server thread in the measured
+    process would take the GIL from it."""
 
-    def __init__(self, fixture: Fixture) -> None:
+    def __init__(self, fixture: Fixture, *, sessions_table: bool = True) -> None:
         import socket
         import subprocess
         import sys
@@ -169,6 +171,8 @@ class LocalAws:
                     self.stop()
                     raise
                 time.sleep(0.2)
+        if sessions_table:  # else the caller creates the tables (coldstart: as devserver does)
+            self._create_sessions_table()
 
     def put_jwks(self, document: str) -> None:
         from tokencore.awshttp import AwsJsonClient, Credentials
@@ -183,6 +187,38 @@ class LocalAws:
         )
         payload = {"Name": PUBLIC_JWKS_PARAMETER, "Value": document, "Type": "String"}
         client.call("PutParameter", {**payload, "Overwrite": True})
+        client.close()
+
+    def _create_sessions_table(self) -> None:
+        """The table the authorizer's revocation list is read from (its key schema only: the
+        list reads items by key)."""
+        from tokencore.awshttp import AwsJsonClient, Credentials
+        from tokencore.config import Settings
+
+        client = AwsJsonClient(
+            "dynamodb",
+            "DynamoDB_20120810",
+            json_version="1.0",
+            region="us-east-1",
+            endpoint=self.url,
+            credentials=Credentials("bench", "bench"),
+            timeout_seconds=60,
+        )
+        client.call(
+            "CreateTable",
+            {
+                "TableName": Settings.from_env({}).sessions_table_name,
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "BillingMode": "PAY_PER_REQUEST",
+            },
+        )
         client.close()
 
     def stop(self) -> None:

@@ -27,6 +27,7 @@ from bench.common import (
     Budget,
     Contender,
     LambdaContext,
+    LocalAws,
     authorizer_environment,
     make_fixture,
     median_ratio,
@@ -51,9 +52,12 @@ class _Sink(io.TextIOBase):
 
 def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
     saved = dict(os.environ)
+    fixture = make_fixture(pool=POOL)
+    aws = LocalAws(fixture)
     try:
-        return _run(quick)
+        return _run(quick, fixture, aws.url)
     finally:
+        aws.stop()
         os.environ.clear()
         os.environ.update(saved)
         from tokencore.config import reset_settings
@@ -63,11 +67,10 @@ def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
         reset_settings()
 
 
-def _run(quick: bool) -> tuple[list[str], list[Budget]]:
+def _run(quick: bool, fixture: Any, aws_endpoint: str) -> tuple[list[str], list[Budget]]:
     rounds, batch = (6, 100) if quick else (15, 250)
-    fixture = make_fixture(pool=POOL)
     tokens, events = fixture.tokens, fixture.events
-    os.environ.update(authorizer_environment(fixture))
+    os.environ.update(authorizer_environment(fixture, aws_endpoint))
 
     from tokencore.config import reset_settings
     from tokencore.runtime import Runtime, set_runtime

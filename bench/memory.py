@@ -14,8 +14,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from bench.common import REPO_ROOT, Budget, authorizer_environment, make_fixture, table
+from bench.common import (
+    REPO_ROOT,
+    Budget,
+    LocalAws,
+    authorizer_environment,
+    make_fixture,
+    table,
+)
 
 CHILD = Path(__file__).resolve().parent / "memory_child.py"
 INVOCATIONS = 10_000
@@ -25,13 +33,21 @@ DISTINCT_TOKENS = 2_000
 def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
     fixture = make_fixture()
     tokens = fixture.mint(DISTINCT_TOKENS)
+    aws = LocalAws(fixture)
+    try:
+        return _run(fixture, tokens, aws.url)
+    finally:
+        aws.stop()
+
+
+def _run(fixture: Any, tokens: list[str], aws_endpoint: str) -> tuple[list[str], list[Budget]]:
     with tempfile.TemporaryDirectory(prefix="tokencore-bench-") as tmp:
         tokens_file = Path(tmp) / "tokens.txt"
         tokens_file.write_text("\n".join(tokens), encoding="ascii")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": str(REPO_ROOT),
-            **authorizer_environment(fixture),
+            **authorizer_environment(fixture, aws_endpoint),
             "BENCH_TOKENS": str(tokens_file),
             "BENCH_EVENT": json.dumps(fixture.event("{{access_token}}")),
         }
