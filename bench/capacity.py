@@ -279,8 +279,14 @@ def _units(run: Run) -> tuple[float, float]:
     """Request units per 1,000 requests: every item of ours is under 1 KB (1 WRU per write,
     1 RRU per strongly consistent read); a session write also writes the by_user index
     (ProjectionType ALL: +1 WRU); a Query reads the user's few live sessions from the index
-    (eventually consistent, under 4 KB: 0.5 RRU)."""
-    reads = run.per_thousand("dynamodb:GetItem") + 0.5 * run.per_thousand("dynamodb:Query")
+    (eventually consistent, under 4 KB: 0.5 RRU); a BatchGetItem reads two items (the
+    authorizer's session check: the session and its user; a revocation-list refresh: the
+    current minute's bucket, and the last one until it is sealed)."""
+    reads = (
+        run.per_thousand("dynamodb:GetItem")
+        + 0.5 * run.per_thousand("dynamodb:Query")
+        + 2 * run.per_thousand("dynamodb:BatchGetItem")
+    )
     updates = run.per_thousand("dynamodb:UpdateItem") + run.per_thousand("dynamodb:PutItem")
     # Of the updates, the rate-limit windows touch no index; the rotations do (one per refresh).
     session_writes = run.per_thousand("dynamodb:UpdateItem") / 2
@@ -290,11 +296,12 @@ def _units(run: Run) -> tuple[float, float]:
 
 def cost_per_million(run: Run) -> dict[str, float]:
     """Lambda, DynamoDB and KMS dollars per million requests of the measured mix. Shares come
-    from the run itself: every refresh signs once (kms:Sign) and re-reads its user (one of the
-    GetItems); every other request went through the authorizer."""
+    from the run itself: every refresh signs once (kms:Sign); every other request went through
+    the authorizer, whose reads (a session check, a revocation-list refresh) are its
+    BatchGetItems."""
     refreshes = run.per_thousand("kms:Sign") / 1000
     protected = 1 - refreshes
-    session_reads = max(0.0, run.per_thousand("dynamodb:GetItem") / 1000 - refreshes)
+    session_reads = run.per_thousand("dynamodb:BatchGetItem") / 1000
     authorizer_ms = FUNCTION_MS + (session_reads / protected) * DYNAMODB_CALL_MS
     refresher_ms = FUNCTION_MS + 3 * DYNAMODB_CALL_MS + KMS_SIGN_MS
     lambda_requests = 1e6 * LAMBDA_REQUEST
