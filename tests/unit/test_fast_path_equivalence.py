@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_policy import _claims
 from tokencore import wire
 from tokencore.config import Settings
 from tokencore.errors import MalformedToken, TokenCoreError
@@ -171,19 +172,6 @@ def test_remembered_route_decisions_equal_fresh_ones(
         claims = _claims(roles)
         assert warm.decide(claims, method, path) == fresh.decide(claims, method, path)
         assert warm.decide(claims, method, path, path) == fresh.decide(claims, method, path, path)
-
-
-def _claims(roles: tuple[str, ...]) -> AccessClaims:
-    return AccessClaims(
-        subject="usr_1",
-        session_id="sid_1",
-        token_id="jti_1",
-        issuer="https://issuer.example",
-        audience="api",
-        issued_at=0,
-        expires_at=900,
-        roles=roles,
-    )
 
 
 optional_text = st.none() | st.text(max_size=8)
