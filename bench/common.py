@@ -9,6 +9,7 @@ off while a batch runs (as timeit does), for every contender.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -16,7 +17,7 @@ import platform
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,25 @@ class LocalAws:
         except Exception:
             self._process.kill()
             raise
+
+
+@contextlib.contextmanager
+def in_process_authorizer(fixture: Fixture) -> Iterator[str]:
+    """A LocalAws for ``fixture`` (its URL yielded) around a run that sets this process's
+    environment and Runtime; both are put back afterwards."""
+    saved = dict(os.environ)
+    aws = LocalAws(fixture)
+    try:
+        yield aws.url
+    finally:
+        aws.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        from tokencore.config import reset_settings
+        from tokencore.runtime import set_runtime
+
+        set_runtime(None)
+        reset_settings()
 
 
 def hermetic_environment(**extra: str) -> dict[str, str]:

@@ -27,8 +27,8 @@ from bench.common import (
     Budget,
     Contender,
     LambdaContext,
-    LocalAws,
     authorizer_environment,
+    in_process_authorizer,
     make_fixture,
     median_ratio,
     side_by_side,
@@ -51,20 +51,9 @@ class _Sink(io.TextIOBase):
 
 
 def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
-    saved = dict(os.environ)
     fixture = make_fixture(pool=POOL)
-    aws = LocalAws(fixture)
-    try:
-        return _run(quick, fixture, aws.url)
-    finally:
-        aws.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        from tokencore.config import reset_settings
-        from tokencore.runtime import set_runtime
-
-        set_runtime(None)
-        reset_settings()
+    with in_process_authorizer(fixture) as aws_endpoint:
+        return _run(quick, fixture, aws_endpoint)
 
 
 def _run(quick: bool, fixture: Any, aws_endpoint: str) -> tuple[list[str], list[Budget]]:

@@ -26,8 +26,8 @@ from typing import Any
 from bench.common import (
     Budget,
     LambdaContext,
-    LocalAws,
     deployed_authorizer_environment,
+    in_process_authorizer,
     make_fixture,
     table,
 )
@@ -58,20 +58,9 @@ class _Sink:
 
 
 def run(quick: bool = False) -> tuple[list[str], list[Budget]]:
-    saved = dict(os.environ)
     fixture = make_fixture(pool=POOL)
-    aws = LocalAws(fixture)
-    try:
-        return _run(quick, fixture, aws.url)
-    finally:
-        aws.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        from tokencore.config import reset_settings
-        from tokencore.runtime import set_runtime
-
-        set_runtime(None)
-        reset_settings()
+    with in_process_authorizer(fixture) as aws_endpoint:
+        return _run(quick, fixture, aws_endpoint)
 
 
 def _percentile(ordered: list[int], fraction: float) -> float:

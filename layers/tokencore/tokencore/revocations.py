@@ -48,7 +48,9 @@ more writes, so it is kept and not read again: in steady state a refresh reads o
 from __future__ import annotations
 
 import math
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -63,6 +65,17 @@ STALE_FACTOR: Final = 3
 # How long a request waits for a refresh already in flight; a slower fetch lets it answer from
 # the copy it has (still within the stale bound). The fetch's own timeout is awshttp's.
 REFRESH_WAIT_SECONDS: Final = 2.0
+# A write carrying a list entry meets other revocations on the minute's bucket item: a
+# TransactionConflict there is retried this many times in all, after a short random pause.
+CONFLICT_ATTEMPTS: Final = 8
+
+
+def pause_after_conflict(attempt: int) -> None:
+    """Jitter before retrying a transaction that met another on a bucket item (attempt 0:
+    up to 10 ms, growing by 10 ms per attempt), so the writers that met do not meet again."""
+    time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not a secret
+
+
 REVOKED_PREFIX: Final = "REVOKED#"
 LIST_SORT: Final = "LIST"
 SESSION_ENTRY_PREFIX: Final = "s_"

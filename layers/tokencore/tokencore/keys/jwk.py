@@ -396,6 +396,14 @@ class JwksDocumentParser:
         self._what = what
         self._last: tuple[str, tuple[VerificationKey, ...]] | None = None
 
+    def parse_parameter(self, response: Mapping[str, object]) -> list[VerificationKey]:
+        """``parse`` of a GetParameter answer's value (either client's: the same shape)."""
+        parameter = response.get("Parameter")
+        value = parameter.get("Value") if isinstance(parameter, dict) else None
+        if not isinstance(value, str):
+            raise InvalidKeyMaterial(f"{self._what} has no value")
+        return self.parse(value)
+
     def parse(self, text: str) -> list[VerificationKey]:
         last = self._last
         if last is not None and last[0] == text:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from tokencore.awsclient import LazyClient, aws_errors, error_code
-from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
+from tokencore.errors import ConfigError, KeyUnavailable
 from tokencore.keys.jwk import JwksDocumentParser
 from tokencore.keys.model import KeySource, VerificationKey
 
@@ -43,11 +43,7 @@ class SsmJwksSource:
             response = self._client.get().get_parameter(Name=self._name)
         except aws_errors() as exc:
             raise KeyUnavailable(f"could not read the {_WHAT} ({error_code(exc)})") from exc
-        parameter = response.get("Parameter")
-        value = parameter.get("Value") if isinstance(parameter, dict) else None
-        if not isinstance(value, str):
-            raise InvalidKeyMaterial(f"{_WHAT} has no value")
-        return self._parser.parse(value)
+        return self._parser.parse_parameter(response)
 
     def __repr__(self) -> str:
         return "SsmJwksSource()"

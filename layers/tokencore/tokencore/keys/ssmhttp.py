@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from tokencore.awshttp import AwsCallFailed, AwsJsonClient, env_credentials
-from tokencore.errors import ConfigError, InvalidKeyMaterial, KeyUnavailable
+from tokencore.errors import ConfigError, KeyUnavailable
 from tokencore.keys.jwk import JwksDocumentParser
 from tokencore.keys.model import KeySource, VerificationKey
 
@@ -41,11 +41,7 @@ class SsmHttpJwksSource:
             response = self._client.call("GetParameter", {"Name": self._name})
         except AwsCallFailed as exc:
             raise KeyUnavailable(f"could not read the {_WHAT} ({exc.code})") from exc
-        parameter = response.get("Parameter")
-        value = parameter.get("Value") if isinstance(parameter, dict) else None
-        if not isinstance(value, str):
-            raise InvalidKeyMaterial(f"{_WHAT} has no value")
-        return self._parser.parse(value)
+        return self._parser.parse_parameter(response)
 
     def __repr__(self) -> str:
         return "SsmHttpJwksSource()"

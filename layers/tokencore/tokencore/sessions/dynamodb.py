@@ -15,9 +15,7 @@ refused write changed nothing.
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, cast
@@ -88,8 +86,6 @@ REVOCATION_UPDATE: Final = (
     "SET #status = :revoked, #revoked_reason = :reason, #revoked_at = :now REMOVE #gsi1pk, #gsi1sk"
 )
 
-# A revocation meets others on the revocation list's bucket item (one per minute).
-_LIST_CONFLICT_ATTEMPTS: Final = 8
 
 session_is_new: Final = "attribute_not_exists(#pk)"
 session_of_user: Final = "#gsi1pk = :gsi1pk AND begins_with(#gsi1sk, :session_prefix)"
@@ -284,7 +280,7 @@ class DynamoDBSessionStore(SessionStore):
         never one that was not active). Concurrent revocations meet on the list's bucket item;
         a TransactionConflict there is retried, a refused condition is the session's state."""
         update, listing = self.revocation_actions(revocation)
-        for attempt in range(_LIST_CONFLICT_ATTEMPTS):
+        for attempt in range(revocations.CONFLICT_ATTEMPTS):
             try:
                 self._request("transact_write_items", {"TransactItems": [update, listing]})
             except ConditionFailed as refused:
@@ -295,11 +291,11 @@ class DynamoDBSessionStore(SessionStore):
                 found = self._read(revocation.session_id)
                 if found is None or found.status != STATUS_ACTIVE:
                     return WriteOutcome(False, found)
-                if attempt + 1 == _LIST_CONFLICT_ATTEMPTS:
+                if attempt + 1 == revocations.CONFLICT_ATTEMPTS:
                     raise StoreUnavailable(
                         "session store: revocation kept conflicting"
                     ) from refused
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter
+                revocations.pause_after_conflict(attempt)
                 continue
             return WriteOutcome(True, None)
         raise StoreUnavailable("session store: revocation was not written")  # unreachable

@@ -25,8 +25,6 @@ and translates.
 
 from __future__ import annotations
 
-import random
-import time
 from typing import Any, Final
 
 from tokencore import revocations
@@ -95,8 +93,6 @@ SCAN_PAGE_ITEMS = 500
 _COPY_MARKER = "username_normalized"
 # Default access-token TTL plus leeway (config.Settings): how long a list entry matters.
 DEFAULT_REVOCATION_WINDOW: Final = 930
-# A write with a list entry meets other revocations on the bucket item (one per minute).
-_LIST_CONFLICT_ATTEMPTS: Final = 8
 
 
 class DynamoDBUserStore(UserStore):
@@ -371,7 +367,7 @@ class DynamoDBUserStore(UserStore):
         ]
         if listing is not None:
             items.append(listing)
-        attempts = _LIST_CONFLICT_ATTEMPTS if listing is not None else 1
+        attempts = revocations.CONFLICT_ATTEMPTS if listing is not None else 1
         for attempt in range(attempts):
             try:
                 self._call("transact_write_items", TransactItems=items)
@@ -380,7 +376,7 @@ class DynamoDBUserStore(UserStore):
                     raise UserNotFound("user not found or changed") from exc
                 if attempt + 1 == attempts:
                     raise StoreConflict("user update raced another write; retry") from exc
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter
+                revocations.pause_after_conflict(attempt)
                 continue
             return
 
